@@ -1,0 +1,65 @@
+import { BlockNotFoundError } from '../errors.ts'
+import { LinkReader } from './links.ts'
+import type { AbortOptions } from '@libp2p/interface'
+import type { Blockstore } from 'interface-blockstore'
+import type { CID } from 'multiformats/cid'
+
+/** The part of a blockstore that reading a DAG needs */
+export type BlockSource = Pick<Blockstore, 'get' | 'has'>
+
+/** The part of a blockstore that receiving a DAG needs */
+export type BlockSink = Pick<Blockstore, 'get' | 'has' | 'put'>
+
+/**
+ * Options passed through to blockstore calls. `offline: true` stops Helia's
+ * networked blockstore from asking Bitswap for blocks a walk does not find.
+ */
+export interface BlockReadOptions extends AbortOptions {
+  offline?: boolean
+}
+
+/**
+ * Reads a whole block into one buffer. Identity CIDs are answered from the CID
+ * itself without touching the store.
+ *
+ * @throws {BlockNotFoundError} when the store does not hold the block
+ */
+export async function readBlock (store: BlockSource, cid: CID, options: BlockReadOptions = {}): Promise<Uint8Array> {
+  const inline = LinkReader.inlineBytes(cid)
+  if (inline != null) {
+    return inline
+  }
+
+  const chunks: Uint8Array[] = []
+  try {
+    for await (const chunk of store.get(cid, options)) {
+      chunks.push(chunk)
+    }
+  } catch (err) {
+    if ((err as Error).name === 'NotFoundError') {
+      throw new BlockNotFoundError(`Block ${cid} is not in the blockstore`)
+    }
+    throw err
+  }
+
+  return chunks.length === 1 ? chunks[0] : concat(chunks)
+}
+
+/** Whether the store holds a block; identity CIDs are always held */
+export async function hasBlock (store: BlockSource, cid: CID, options: BlockReadOptions = {}): Promise<boolean> {
+  return LinkReader.inlineBytes(cid) != null || await store.has(cid, options)
+}
+
+function concat (chunks: Uint8Array[]): Uint8Array {
+  let length = 0
+  for (const chunk of chunks) {
+    length += chunk.byteLength
+  }
+  const out = new Uint8Array(length)
+  let offset = 0
+  for (const chunk of chunks) {
+    out.set(chunk, offset)
+    offset += chunk.byteLength
+  }
+  return out
+}

@@ -1,0 +1,126 @@
+import * as dagCbor from '@ipld/dag-cbor'
+import * as dagJson from '@ipld/dag-json'
+import * as dagPb from '@ipld/dag-pb'
+import { CID } from 'multiformats/cid'
+import * as raw from 'multiformats/codecs/raw'
+import { identity } from 'multiformats/hashes/identity'
+import { InvalidBlockError, UnknownCodecError } from '../errors.ts'
+import type { BlockCodec } from 'multiformats/codecs/interface'
+
+/** Anything that can decode a block's bytes into a data model value */
+export interface BlockDecoder {
+  code: number
+  decode(bytes: Uint8Array): unknown
+}
+
+/**
+ * Finds a decoder for a codec that is not built in, for example Helia's
+ * `helia.getCodec`. It may throw or return `undefined` for codecs it does not
+ * know either.
+ */
+export interface LoadCodec {
+  (code: number): BlockDecoder | undefined | Promise<BlockDecoder | undefined>
+}
+
+export interface LinkReaderInit {
+  /** Extra decoders, checked before `loadCodec` */
+  codecs?: BlockDecoder[]
+
+  /** Called for codecs that are neither built in nor in `codecs` */
+  loadCodec?: LoadCodec
+}
+
+/** The codecs whose links are read without any configuration */
+export const BUILT_IN_CODECS: ReadonlyArray<BlockCodec<number, unknown>> = [dagPb, raw, dagCbor, dagJson]
+
+/**
+ * Reads the links (child CIDs) of a block. dag-pb, raw, dag-cbor and dag-json
+ * are built in; other codecs come from `codecs` or `loadCodec`.
+ *
+ * @example
+ *
+ * ```ts
+ * const reader = new LinkReader()
+ * const children = await reader.links(cid, bytes)
+ * ```
+ */
+export class LinkReader {
+  private readonly decoders: Map<number, BlockDecoder>
+  private readonly loadCodec?: LoadCodec
+
+  constructor (init: LinkReaderInit = {}) {
+    this.decoders = new Map()
+    for (const codec of [...BUILT_IN_CODECS, ...(init.codecs ?? [])]) {
+      this.decoders.set(codec.code, codec)
+    }
+    this.loadCodec = init.loadCodec
+  }
+
+  /**
+   * The links of a block: dag-pb links in link order; for other codecs, a
+   * depth-first search of the decoded value (arrays in order, maps in the
+   * decoded object's property order).
+   *
+   * @throws {UnknownCodecError} when the CID's codec has no decoder
+   * @throws {InvalidBlockError} when the bytes do not decode
+   */
+  async links (cid: CID, bytes: Uint8Array): Promise<CID[]> {
+    if (cid.code === raw.code) {
+      return []
+    }
+
+    const decoder = this.decoders.get(cid.code) ?? await this.findDecoder(cid.code)
+    let value: unknown
+    try {
+      value = decoder.decode(bytes)
+    } catch (err) {
+      throw new InvalidBlockError(`Block ${cid} does not decode as codec 0x${cid.code.toString(16)}: ${(err as Error).message}`)
+    }
+
+    if (cid.code === dagPb.code) {
+      return (value as dagPb.PBNode).Links.map(link => link.Hash)
+    }
+
+    const found: CID[] = []
+    collectLinks(value, found)
+    return found
+  }
+
+  /** The bytes of a block whose data sits inline in its CID (identity multihash) */
+  static inlineBytes (cid: CID): Uint8Array | undefined {
+    return cid.multihash.code === identity.code ? cid.multihash.digest : undefined
+  }
+
+  private async findDecoder (code: number): Promise<BlockDecoder> {
+    let decoder: BlockDecoder | undefined
+    try {
+      decoder = await this.loadCodec?.(code)
+    } catch {
+      // a loader that throws knows the codec no better than one that returns nothing
+    }
+
+    if (decoder == null) {
+      throw new UnknownCodecError(`No decoder for codec 0x${code.toString(16)}`)
+    }
+
+    this.decoders.set(code, decoder)
+    return decoder
+  }
+}
+
+function collectLinks (value: unknown, found: CID[]): void {
+  if (value == null || typeof value !== 'object' || value instanceof Uint8Array) {
+    return
+  }
+
+  const cid = CID.asCID(value)
+  if (cid != null) {
+    found.push(cid)
+    return
+  }
+
+  const children = Array.isArray(value) ? value : Object.values(value)
+  for (const child of children) {
+    collectLinks(child, found)
+  }
+}

@@ -1,0 +1,187 @@
+import * as raw from 'multiformats/codecs/raw'
+import { BlockNotFoundError } from '../errors.ts'
+import { readBlock } from './blocks.ts'
+import { LinkReader } from './links.ts'
+import type { BlockReadOptions, BlockSource } from './blocks.ts'
+import type { CID } from 'multiformats/cid'
+
+/** One block reached by a walk */
+export interface WalkedBlock {
+  cid: CID
+  bytes: Uint8Array
+  /** The block's links in codec order, identity CIDs included */
+  links: CID[]
+  /** 0 for a root, 1 for its children, and so on (the first path found) */
+  depth: number
+}
+
+export type WalkOrder = 'breadth-first' | 'preorder'
+
+export interface WalkOptions extends BlockReadOptions {
+  /** Visit order; default 'breadth-first' */
+  order?: WalkOrder
+
+  /**
+   * Asked just before a block is read. Returning true skips the block and
+   * everything below it that is not reachable another way (the sender's
+   * Bloom check). Asked again at visit time, so it may change its mind while
+   * the walk runs.
+   */
+  skip?(cid: CID, depth: number): boolean
+
+  /**
+   * Called for a block the store does not hold; the walk then goes on without
+   * it. Without this callback a missing block throws BlockNotFoundError.
+   */
+  onMissing?(cid: CID, depth: number): void
+
+  /** Reads links; default a LinkReader with the built-in codecs */
+  linkReader?: LinkReader
+
+  /** How many block reads may be in flight ahead of the walk; default 8 */
+  readAhead?: number
+}
+
+interface Pending {
+  cid: CID
+  depth: number
+  read?: Promise<Uint8Array | undefined>
+}
+
+/**
+ * Walks a DAG in a blockstore from one or more roots, yielding each reachable
+ * block once. Identity CIDs are not yielded (their data is inline and never
+ * sent) but their links are followed. Blocks are read ahead of the consumer,
+ * in walk order.
+ *
+ * @example
+ *
+ * ```ts
+ * for await (const block of walkDag(blockstore, [root], { skip: cid => bloom.hasCid(cid) })) {
+ *   send(block.cid, block.bytes)
+ * }
+ * ```
+ */
+export async function * walkDag (store: BlockSource, roots: CID[], options: WalkOptions = {}): AsyncGenerator<WalkedBlock, void, undefined> {
+  yield * walk(store, roots, options, false)
+}
+
+/**
+ * Walks like {@link walkDag} but yields only the CIDs of held blocks, and
+ * checks raw leaves with `has` instead of reading them: the cheap way to list
+ * what a store holds of a DAG (for a Bloom filter).
+ *
+ * @example
+ *
+ * ```ts
+ * for await (const cid of walkHeldCids(blockstore, [previousRoot], { onMissing: () => {} })) {
+ *   bloom.add(bloomItem(cid))
+ * }
+ * ```
+ */
+export async function * walkHeldCids (store: BlockSource, roots: CID[], options: WalkOptions = {}): AsyncGenerator<CID, void, undefined> {
+  for await (const block of walk(store, roots, options, true)) {
+    yield block.cid
+  }
+}
+
+/** A raw leaf that `has` found: links are empty, so no bytes are needed */
+const HELD_LEAF = new Uint8Array(0)
+
+async function hasLeaf (store: BlockSource, cid: CID, options: BlockReadOptions): Promise<Uint8Array> {
+  if (await store.has(cid, options)) {
+    return HELD_LEAF
+  }
+  throw new BlockNotFoundError(`Block ${cid} is not in the blockstore`)
+}
+
+async function * walk (store: BlockSource, roots: CID[], options: WalkOptions, leafCheck: boolean): AsyncGenerator<WalkedBlock, void, undefined> {
+  const order = options.order ?? 'breadth-first'
+  const readAhead = Math.max(1, options.readAhead ?? 8)
+  const linkReader = options.linkReader ?? new LinkReader()
+  const seen = new Set<string>()
+  // breadth-first takes from the front of `next` (at `head`), preorder from the back
+  const next: Pending[] = []
+  let head = 0
+
+  // breadth-first marks a block seen when it is queued; preorder when it is
+  // visited, so a block shared by two parents comes right after the first
+  const enqueue = (cids: CID[], depth: number): void => {
+    const fresh: Pending[] = []
+    for (const cid of cids) {
+      const key = cid.toString()
+      if (!seen.has(key)) {
+        if (order === 'breadth-first') {
+          seen.add(key)
+        }
+        fresh.push({ cid, depth })
+      }
+    }
+    next.push(...(order === 'preorder' ? fresh.reverse() : fresh))
+  }
+
+  const read = (item: Pending): Promise<Uint8Array | undefined> => {
+    item.read ??= (leafCheck && item.cid.code === raw.code ? hasLeaf(store, item.cid, options) : readBlock(store, item.cid, options)).catch(err => {
+      if ((err as Error).name === BlockNotFoundError.name && options.onMissing != null) {
+        return undefined
+      }
+      throw err
+    })
+    return item.read
+  }
+
+  const startReads = (): void => {
+    const count = Math.min(readAhead, next.length - head)
+    for (let i = 0; i < count; i++) {
+      const item = order === 'preorder' ? next[next.length - 1 - i] : next[head + i]
+      if (item.read == null && options.skip?.(item.cid, item.depth) !== true) {
+        // a failed read ahead is reported when the walk reaches the block
+        read(item).catch(() => {})
+      }
+    }
+  }
+
+  enqueue(roots, 0)
+
+  const take = (): Pending => {
+    if (order === 'preorder') {
+      return next.pop() as Pending
+    }
+    const item = next[head++]
+    if (head > 1024 && head * 2 > next.length) {
+      next.splice(0, head)
+      head = 0
+    }
+    return item
+  }
+
+  while (next.length > head) {
+    options.signal?.throwIfAborted()
+    const item = take()
+    if (order === 'preorder') {
+      const key = item.cid.toString()
+      if (seen.has(key)) {
+        continue
+      }
+      seen.add(key)
+    }
+
+    if (options.skip?.(item.cid, item.depth) === true) {
+      continue
+    }
+
+    startReads()
+    const bytes = await read(item)
+    if (bytes == null) {
+      options.onMissing?.(item.cid, item.depth)
+      continue
+    }
+
+    const links = await linkReader.links(item.cid, bytes)
+    enqueue(links, item.depth + 1)
+
+    if (LinkReader.inlineBytes(item.cid) == null) {
+      yield { cid: item.cid, bytes, links, depth: item.depth }
+    }
+  }
+}

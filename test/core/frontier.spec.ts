@@ -1,0 +1,478 @@
+import * as dagCbor from '@ipld/dag-cbor'
+import { expect } from 'aegir/chai'
+import { MemoryBlockstore } from 'blockstore-core/memory'
+import fc from 'fast-check'
+import { CID } from 'multiformats/cid'
+import * as Digest from 'multiformats/hashes/digest'
+import { sha256 } from 'multiformats/hashes/sha2'
+import { readBlock } from '../../src/core/blocks.ts'
+import { ReceiverFrontier } from '../../src/core/frontier.ts'
+import { LinkReader } from '../../src/core/links.ts'
+import { BlockVerifier } from '../../src/core/verify.ts'
+import { walkDag } from '../../src/core/walk.ts'
+import { HashMismatchError, InvalidBlockError, UnknownCodecError, UnsupportedHashError } from '../../src/errors.ts'
+import { CountingBlockstore, arbitraryDag, buildDag, cborBlock, getBytes, identityCborBlock, isIdentity, keys, pbBlock, putAll, rawBlock, reachable, sampleDag } from '../fixtures/dag.ts'
+import type { ReceiveOutcome } from '../../src/core/frontier.ts'
+import type { Block, SampleDag } from '../fixtures/dag.ts'
+
+async function rejection (promise: Promise<unknown>): Promise<Error> {
+  try {
+    await promise
+  } catch (err) {
+    return err as Error
+  }
+  throw new Error('expected the promise to reject')
+}
+
+function sorted (cids: Iterable<CID>): string[] {
+  return keys(cids).sort()
+}
+
+function flip (bytes: Uint8Array): Uint8Array {
+  const copy = bytes.slice()
+  copy[copy.byteLength - 1] ^= 0x01
+  return copy
+}
+
+type Tally = Record<ReceiveOutcome, number>
+
+/**
+ * Mirrors by sending exactly the wanted blocks, read from `source`, until the
+ * frontier is complete. Throws if it does not finish within `maxRounds`.
+ */
+async function mirrorWants (frontier: ReceiverFrontier, source: MemoryBlockstore, maxRounds: number = 1000): Promise<Tally> {
+  const tally: Tally = { stored: 0, duplicate: 0, unrequested: 0 }
+  for (let round = 0; !frontier.complete; round++) {
+    if (round === maxRounds) {
+      throw new Error(`not complete after ${maxRounds} rounds`)
+    }
+    for (const cid of frontier.wants()) {
+      tally[await frontier.receive(cid, await readBlock(source, cid))]++
+    }
+  }
+  return tally
+}
+
+/**
+ * Mirrors the way a sender does: each round it walks its DAG from the wants,
+ * skipping what the receiver's store holds, and streams every block it meets.
+ */
+async function mirrorWalk (frontier: ReceiverFrontier, source: MemoryBlockstore, receiver: MemoryBlockstore, maxRounds: number = 100): Promise<Tally> {
+  const tally: Tally = { stored: 0, duplicate: 0, unrequested: 0 }
+  for (let round = 0; !frontier.complete; round++) {
+    if (round === maxRounds) {
+      throw new Error(`not complete after ${maxRounds} rounds`)
+    }
+    for await (const { cid, bytes } of walkDag(source, frontier.wants(), { skip: cid => receiver.has(cid) === true })) {
+      tally[await frontier.receive(cid, bytes)]++
+    }
+  }
+  return tally
+}
+
+describe('core/frontier', () => {
+  let dag: SampleDag
+
+  beforeEach(async () => {
+    dag = await sampleDag()
+  })
+
+  describe('create', () => {
+    it('wants the roots when the store is empty', async () => {
+      const frontier = await ReceiverFrontier.create([dag.root.cid], { blockstore: new MemoryBlockstore() })
+      expect(keys(frontier.wants())).to.deep.equal(keys([dag.root.cid]))
+      expect(frontier.complete).to.be.false()
+      expect(frontier.wantCount).to.equal(1)
+      expect(frontier.holdCount).to.equal(0)
+      expect([...frontier.held()]).to.deep.equal([])
+      expect(frontier.isWanted(dag.root.cid)).to.be.true()
+      expect(frontier.holds(dag.root.cid)).to.be.false()
+    })
+
+    it('wants every root of several, once', async () => {
+      const frontier = await ReceiverFrontier.create([dag.A.cid, dag.B.cid, dag.A.cid], { blockstore: new MemoryBlockstore() })
+      expect(keys(frontier.wants())).to.deep.equal(keys([dag.A.cid, dag.B.cid]))
+    })
+
+    it('is complete and holds every reachable hashed block when the store holds the whole DAG', async () => {
+      const store = new MemoryBlockstore()
+      await putAll(store, dag.stored)
+      const frontier = await ReceiverFrontier.create([dag.root.cid], { blockstore: store })
+      expect(frontier.complete).to.be.true()
+      expect(frontier.wants()).to.deep.equal([])
+      expect(frontier.holdCount).to.equal(8)
+      expect(sorted(frontier.held())).to.deep.equal(sorted(dag.stored.map(b => b.cid)))
+      // identity blocks are never counted as held
+      expect(frontier.holds(dag.I.cid)).to.be.false()
+      expect(frontier.isWanted(dag.I.cid)).to.be.false()
+    })
+
+    it('holds only what is reachable from the roots', async () => {
+      const store = new MemoryBlockstore()
+      await putAll(store, dag.stored)
+      const unrelated = await rawBlock('unrelated')
+      await putAll(store, [unrelated])
+      const frontier = await ReceiverFrontier.create([dag.B.cid], { blockstore: store })
+      expect(frontier.complete).to.be.true()
+      expect(sorted(frontier.held())).to.deep.equal(sorted([dag.B.cid, dag.S.cid, dag.D.cid, dag.E.cid]))
+      expect(frontier.holds(dag.root.cid)).to.be.false()
+      expect(frontier.holds(unrelated.cid)).to.be.false()
+    })
+
+    it('wants exactly the roots of the missing subgraphs', async () => {
+      const store = new MemoryBlockstore()
+      // root and B present; A (with C below it), D and the block below I missing; S present but E below it missing
+      await putAll(store, [dag.root, dag.B, dag.S, dag.C])
+      const frontier = await ReceiverFrontier.create([dag.root.cid], { blockstore: store })
+      expect(sorted(frontier.wants())).to.deep.equal(sorted([dag.A.cid, dag.D.cid, dag.E.cid, dag.F.cid]))
+      // C is in the store but only reachable through the missing A, so it is not known to be held yet
+      expect(sorted(frontier.held())).to.deep.equal(sorted([dag.root.cid, dag.B.cid, dag.S.cid]))
+      expect(frontier.holds(dag.C.cid)).to.be.false()
+      expect(frontier.isWanted(dag.C.cid)).to.be.false()
+      expect(frontier.complete).to.be.false()
+    })
+
+    it('wants the missing child of a present block deep down', async () => {
+      // chain: c0 -> c1 -> c2 -> c3 -> c4, with c4 missing
+      const chain: Block[] = [await rawBlock('c4')]
+      for (let i = 3; i >= 0; i--) {
+        chain.unshift(await cborBlock({ i, next: chain[0].cid }))
+      }
+      const store = new MemoryBlockstore()
+      await putAll(store, chain.slice(0, 4))
+      const frontier = await ReceiverFrontier.create([chain[0].cid], { blockstore: store })
+      expect(keys(frontier.wants())).to.deep.equal(keys([chain[4].cid]))
+      expect(frontier.holdCount).to.equal(4)
+    })
+
+    it('lists wants oldest first, in link order', async () => {
+      const store = new MemoryBlockstore()
+      await putAll(store, [dag.root, dag.B])
+      const frontier = await ReceiverFrontier.create([dag.root.cid], { blockstore: store })
+      // root -> A (missing), B -> S, D (missing), I -> F (missing)
+      expect(keys(frontier.wants())).to.deep.equal(keys([dag.A.cid, dag.S.cid, dag.D.cid, dag.F.cid]))
+    })
+
+    it('wants the children of an identity root', async () => {
+      const frontier = await ReceiverFrontier.create([dag.I.cid], { blockstore: new MemoryBlockstore() })
+      expect(keys(frontier.wants())).to.deep.equal(keys([dag.F.cid]))
+      expect(frontier.holdCount).to.equal(0)
+    })
+
+    it('throws UnknownCodecError when a held block cannot be decoded', async () => {
+      const bytes = new TextEncoder().encode('odd')
+      const odd = { cid: CID.createV1(0x300001, await sha256.digest(bytes)), bytes }
+      const top = await pbBlock('top', [odd.cid])
+      const store = new MemoryBlockstore()
+      await putAll(store, [top, odd])
+      const err = await rejection(ReceiverFrontier.create([top.cid], { blockstore: store }))
+      expect(err).to.have.property('name', UnknownCodecError.name)
+    })
+
+    it('reads held blocks with the given linkReader', async () => {
+      const bytes = new TextEncoder().encode(dag.C.cid.toString())
+      const odd = { cid: CID.createV1(0x300001, await sha256.digest(bytes)), bytes }
+      const store = new MemoryBlockstore()
+      await putAll(store, [odd])
+      const linkReader = new LinkReader({
+        codecs: [{ code: 0x300001, decode: b => [CID.parse(new TextDecoder().decode(b))] }]
+      })
+      const frontier = await ReceiverFrontier.create([odd.cid], { blockstore: store, linkReader })
+      expect(keys(frontier.wants())).to.deep.equal(keys([dag.C.cid]))
+    })
+
+    it('stops when the signal is aborted', async () => {
+      const store = new MemoryBlockstore()
+      await putAll(store, dag.stored)
+      const err = await rejection(ReceiverFrontier.create([dag.root.cid], { blockstore: store }, { signal: AbortSignal.abort() }))
+      expect(err.name).to.equal('AbortError')
+    })
+  })
+
+  describe('receive', () => {
+    let store: CountingBlockstore
+
+    beforeEach(() => {
+      store = new CountingBlockstore()
+    })
+
+    it('stores a wanted block and wants its missing children', async () => {
+      const frontier = await ReceiverFrontier.create([dag.root.cid], { blockstore: store })
+      expect(await frontier.receive(dag.root.cid, dag.root.bytes)).to.equal('stored')
+      expect(await store.has(dag.root.cid)).to.be.true()
+      expect(await getBytes(store, dag.root.cid)).to.equalBytes(dag.root.bytes)
+      // the identity child I is inline: its child F is wanted in its place
+      expect(keys(frontier.wants())).to.deep.equal(keys([dag.A.cid, dag.B.cid, dag.F.cid]))
+      expect(frontier.holds(dag.root.cid)).to.be.true()
+      expect(frontier.isWanted(dag.root.cid)).to.be.false()
+      expect(frontier.holdCount).to.equal(1)
+    })
+
+    it('does not want a child that another wanted block already wants', async () => {
+      const frontier = await ReceiverFrontier.create([dag.root.cid], { blockstore: store })
+      await frontier.receive(dag.root.cid, dag.root.bytes)
+      await frontier.receive(dag.A.cid, dag.A.bytes)
+      await frontier.receive(dag.B.cid, dag.B.bytes)
+      expect(keys(frontier.wants())).to.deep.equal(keys([dag.F.cid, dag.C.cid, dag.S.cid, dag.D.cid]))
+    })
+
+    it('becomes complete once every block has arrived', async () => {
+      const frontier = await ReceiverFrontier.create([dag.root.cid], { blockstore: store })
+      for (const block of [dag.root, dag.A, dag.B, dag.C, dag.S, dag.D, dag.F]) {
+        expect(await frontier.receive(block.cid, block.bytes)).to.equal('stored')
+        expect(frontier.complete).to.be.false()
+      }
+      expect(await frontier.receive(dag.E.cid, dag.E.bytes)).to.equal('stored')
+      expect(frontier.complete).to.be.true()
+      expect(store.puts).to.have.lengthOf(8)
+      expect(sorted(frontier.held())).to.deep.equal(sorted(dag.stored.map(b => b.cid)))
+    })
+
+    it('answers duplicate for a held block and does not write it again', async () => {
+      await putAll(store, [dag.root, dag.A])
+      const frontier = await ReceiverFrontier.create([dag.root.cid], { blockstore: store })
+      const puts = store.puts.length
+      expect(await frontier.receive(dag.root.cid, dag.root.bytes)).to.equal('duplicate')
+      expect(await frontier.receive(dag.A.cid, dag.A.bytes)).to.equal('duplicate')
+      expect(store.puts).to.have.lengthOf(puts)
+      expect(sorted(frontier.wants())).to.deep.equal(sorted([dag.B.cid, dag.C.cid, dag.S.cid, dag.F.cid]))
+    })
+
+    it('answers duplicate for a block it stored earlier in the session', async () => {
+      const frontier = await ReceiverFrontier.create([dag.root.cid], { blockstore: store })
+      expect(await frontier.receive(dag.root.cid, dag.root.bytes)).to.equal('stored')
+      expect(await frontier.receive(dag.root.cid, dag.root.bytes)).to.equal('duplicate')
+      expect(store.puts).to.have.lengthOf(1)
+    })
+
+    it('answers unrequested for a block neither held nor wanted, and does not write it', async () => {
+      const frontier = await ReceiverFrontier.create([dag.root.cid], { blockstore: store })
+      // A is below the wanted root, but not wanted yet
+      expect(await frontier.receive(dag.A.cid, dag.A.bytes)).to.equal('unrequested')
+      const stranger = await rawBlock('stranger')
+      expect(await frontier.receive(stranger.cid, stranger.bytes)).to.equal('unrequested')
+      expect(await store.has(dag.A.cid)).to.be.false()
+      expect(await store.has(stranger.cid)).to.be.false()
+      expect(store.puts).to.deep.equal([])
+      expect(keys(frontier.wants())).to.deep.equal(keys([dag.root.cid]))
+    })
+
+    it('answers unrequested for a block in the store that is not reachable from the roots', async () => {
+      const stranger = await rawBlock('stranger in the store')
+      await putAll(store, [stranger])
+      const frontier = await ReceiverFrontier.create([dag.root.cid], { blockstore: store })
+      expect(await frontier.receive(stranger.cid, stranger.bytes)).to.equal('unrequested')
+      expect(store.puts).to.have.lengthOf(1)
+    })
+
+    it('rejects a wanted block whose bytes do not hash to its CID, stores nothing, and still wants it', async () => {
+      const frontier = await ReceiverFrontier.create([dag.root.cid], { blockstore: store })
+      const err = await rejection(frontier.receive(dag.root.cid, flip(dag.root.bytes)))
+      expect(err).to.have.property('name', HashMismatchError.name)
+      expect(await store.has(dag.root.cid)).to.be.false()
+      expect(store.puts).to.deep.equal([])
+      expect(frontier.isWanted(dag.root.cid)).to.be.true()
+      expect(frontier.holds(dag.root.cid)).to.be.false()
+      expect(keys(frontier.wants())).to.deep.equal(keys([dag.root.cid]))
+      // the right bytes are still accepted afterwards
+      expect(await frontier.receive(dag.root.cid, dag.root.bytes)).to.equal('stored')
+    })
+
+    it('rejects a wanted block with another block\'s bytes', async () => {
+      const frontier = await ReceiverFrontier.create([dag.root.cid], { blockstore: store })
+      const err = await rejection(frontier.receive(dag.root.cid, dag.B.bytes))
+      expect(err).to.have.property('name', HashMismatchError.name)
+      expect(store.puts).to.deep.equal([])
+    })
+
+    it('rejects a wanted block with an unsupported hash and stores nothing', async () => {
+      const bytes = dagCbor.encode({ odd: 'hash' })
+      const odd = CID.createV1(dagCbor.code, Digest.create(0x300042, (await sha256.digest(bytes)).digest))
+      const frontier = await ReceiverFrontier.create([odd], { blockstore: store })
+      const err = await rejection(frontier.receive(odd, bytes))
+      expect(err).to.have.property('name', UnsupportedHashError.name)
+      expect(store.puts).to.deep.equal([])
+      expect(await store.has(odd)).to.be.false()
+      expect(frontier.isWanted(odd)).to.be.true()
+    })
+
+    it('rejects a wanted block whose codec is unknown, even though it hashes right, and stores nothing', async () => {
+      const bytes = dagCbor.encode({ made: 'up codec', link: dag.C.cid })
+      const odd = CID.createV1(0x300001, await sha256.digest(bytes))
+      const frontier = await ReceiverFrontier.create([odd], { blockstore: store })
+      const err = await rejection(frontier.receive(odd, bytes))
+      expect(err).to.have.property('name', UnknownCodecError.name)
+      expect(await store.has(odd)).to.be.false()
+      expect(store.puts).to.deep.equal([])
+      expect(frontier.isWanted(odd)).to.be.true()
+    })
+
+    it('rejects a wanted dag-cbor block that hashes right but does not decode, and stores nothing', async () => {
+      const bytes = new Uint8Array([0xa1, 0x61])
+      const cid = CID.createV1(dagCbor.code, await sha256.digest(bytes))
+      const frontier = await ReceiverFrontier.create([cid], { blockstore: store })
+      const err = await rejection(frontier.receive(cid, bytes))
+      expect(err).to.have.property('name', InvalidBlockError.name)
+      expect(store.puts).to.deep.equal([])
+      expect(frontier.isWanted(cid)).to.be.true()
+    })
+
+    it('verifies and reads links with the given verifier and linkReader', async () => {
+      const bytes = new TextEncoder().encode(dag.C.cid.toString())
+      const odd = CID.createV1(0x300001, Digest.create(0x300042, (await sha256.digest(bytes)).digest))
+      const frontier = await ReceiverFrontier.create([odd], {
+        blockstore: store,
+        linkReader: new LinkReader({ codecs: [{ code: 0x300001, decode: b => [CID.parse(new TextDecoder().decode(b))] }] }),
+        verifier: new BlockVerifier({ hashers: [{ name: 'renamed-sha256', code: 0x300042, encode: sha256.encode, digest: async input => Digest.create(0x300042, (await sha256.digest(input)).digest) }] })
+      })
+      expect(await frontier.receive(odd, bytes)).to.equal('stored')
+      expect(keys(frontier.wants())).to.deep.equal(keys([dag.C.cid]))
+    })
+
+    it('does not want what the store already holds below a received block', async () => {
+      // the store holds B's whole subgraph (B, S, D, E) but not root
+      await putAll(store, [dag.B, dag.S, dag.D, dag.E])
+      const frontier = await ReceiverFrontier.create([dag.root.cid], { blockstore: store })
+      expect(keys(frontier.wants())).to.deep.equal(keys([dag.root.cid]))
+      expect(await frontier.receive(dag.root.cid, dag.root.bytes)).to.equal('stored')
+      // A is missing (and C below it), F below I is missing; B, S, D, E are held
+      expect(keys(frontier.wants())).to.deep.equal(keys([dag.A.cid, dag.F.cid]))
+      expect(sorted(frontier.held())).to.deep.equal(sorted([dag.root.cid, dag.B.cid, dag.S.cid, dag.D.cid, dag.E.cid]))
+      expect(await frontier.receive(dag.A.cid, dag.A.bytes)).to.equal('stored')
+      // S below A is held already: only C is new
+      expect(keys(frontier.wants())).to.deep.equal(keys([dag.F.cid, dag.C.cid]))
+      expect(await frontier.receive(dag.S.cid, dag.S.bytes)).to.equal('duplicate')
+    })
+
+    it('refuses overlapping receive calls for wanted blocks', async () => {
+      const frontier = await ReceiverFrontier.create([dag.A.cid, dag.B.cid], { blockstore: store })
+      const first = frontier.receive(dag.A.cid, dag.A.bytes)
+      const second = rejection(frontier.receive(dag.B.cid, dag.B.bytes))
+      expect(await first).to.equal('stored')
+      expect((await second).message).to.include('must not overlap')
+      expect(frontier.isWanted(dag.B.cid)).to.be.true()
+      // once the first call is done the next one is accepted
+      expect(await frontier.receive(dag.B.cid, dag.B.bytes)).to.equal('stored')
+    })
+
+    it('passes the abort signal on', async () => {
+      const frontier = await ReceiverFrontier.create([dag.root.cid], { blockstore: store })
+      const err = await rejection(frontier.receive(dag.root.cid, dag.root.bytes, { signal: AbortSignal.abort() }))
+      expect(err.name).to.equal('AbortError')
+      expect(await store.has(dag.root.cid)).to.be.false()
+      expect(frontier.isWanted(dag.root.cid)).to.be.true()
+    })
+
+    it('is not confused by a received identity CID', async () => {
+      const frontier = await ReceiverFrontier.create([dag.root.cid], { blockstore: store })
+      expect(await frontier.receive(dag.I.cid, dag.I.bytes)).to.equal('unrequested')
+      expect(store.puts).to.deep.equal([])
+    })
+  })
+
+  describe('mirroring', () => {
+    it('mirrors a whole DAG into an empty store by sending the wants', async () => {
+      const source = new MemoryBlockstore()
+      await putAll(source, dag.stored)
+      const receiver = new CountingBlockstore()
+      const frontier = await ReceiverFrontier.create([dag.root.cid], { blockstore: receiver })
+      const tally = await mirrorWants(frontier, source)
+      expect(frontier.complete).to.be.true()
+      expect(tally).to.deep.equal({ stored: 8, duplicate: 0, unrequested: 0 })
+      expect(receiver.puts).to.have.lengthOf(8)
+      for (const block of dag.stored) {
+        expect(await getBytes(receiver, block.cid)).to.equalBytes(block.bytes)
+      }
+      expect(sorted(frontier.held())).to.deep.equal(sorted(dag.stored.map(b => b.cid)))
+    })
+
+    it('mirrors a wide and deep dag-pb DAG', async () => {
+      const source = new MemoryBlockstore()
+      const all: Block[] = []
+      let level: Block[] = []
+      for (let i = 0; i < 64; i++) {
+        level.push(await rawBlock(`leaf ${i}`))
+      }
+      all.push(...level)
+      while (level.length > 1) {
+        const next: Block[] = []
+        for (let i = 0; i < level.length; i += 4) {
+          next.push(await pbBlock(`node ${all.length + i}`, level.slice(i, i + 4).map(b => b.cid)))
+        }
+        all.push(...next)
+        level = next
+      }
+      await putAll(source, all)
+      const receiver = new MemoryBlockstore()
+      const frontier = await ReceiverFrontier.create([level[0].cid], { blockstore: receiver })
+      const tally = await mirrorWalk(frontier, source, receiver)
+      expect(tally).to.deep.equal({ stored: all.length, duplicate: 0, unrequested: 0 })
+      for (const block of all) {
+        expect(await receiver.has(block.cid)).to.be.true()
+      }
+    })
+
+    it('mirrors only what is missing into a partly filled store', async () => {
+      const source = new MemoryBlockstore()
+      await putAll(source, dag.stored)
+      const receiver = new CountingBlockstore()
+      await putAll(receiver, [dag.B, dag.S, dag.C])
+      const frontier = await ReceiverFrontier.create([dag.root.cid], { blockstore: receiver })
+      const tally = await mirrorWants(frontier, source)
+      // root, A, D, E, F were missing
+      expect(tally).to.deep.equal({ stored: 5, duplicate: 0, unrequested: 0 })
+      expect(receiver.puts).to.have.lengthOf(3 + 5)
+      for (const block of dag.stored) {
+        expect(await receiver.has(block.cid)).to.be.true()
+      }
+    })
+
+    it('random DAGs: wants()/receive() fetch exactly the missing reachable blocks', async () => {
+      await fc.assert(fc.asyncProperty(arbitraryDag(30), fc.infiniteStream(fc.boolean()), fc.boolean(), async ({ specs, roots }, coins, walk) => {
+        const blocks = await buildDag(specs)
+        const hashed = specs.map((_, i) => i).filter(i => !isIdentity(blocks[i]))
+        const source = new MemoryBlockstore()
+        await putAll(source, hashed.map(i => blocks[i]))
+
+        // the receiver starts with a random subset of all blocks, reachable or not
+        const receiver = new CountingBlockstore()
+        const present = new Set(hashed.filter(() => coins.next().value === true))
+        await putAll(receiver, [...present].map(i => blocks[i]))
+        const initialPuts = receiver.puts.length
+
+        const reach = [...reachable(specs, roots)].filter(i => !isIdentity(blocks[i]))
+        const lacking = reach.filter(i => !present.has(i))
+
+        const frontier = await ReceiverFrontier.create(roots.map(r => blocks[r].cid), { blockstore: receiver })
+        const tally = walk
+          ? await mirrorWalk(frontier, source, receiver)
+          : await mirrorWants(frontier, source)
+
+        expect(frontier.complete).to.be.true()
+        expect(tally.stored).to.equal(lacking.length)
+        expect(tally.unrequested).to.equal(0)
+        expect(tally.duplicate).to.equal(0)
+        expect(receiver.puts.length - initialPuts).to.equal(lacking.length)
+        for (const i of reach) {
+          expect(await getBytes(receiver, blocks[i].cid)).to.equalBytes(blocks[i].bytes)
+        }
+        expect(sorted(frontier.held())).to.deep.equal(sorted(reach.map(i => blocks[i].cid)))
+        expect(frontier.holdCount).to.equal(reach.length)
+      }), { numRuns: 100 })
+    })
+  })
+
+  describe('identity blocks', () => {
+    it('never wants or stores an identity block, and follows its links', async () => {
+      const inner = identityCborBlock({ leaf: dag.D.cid })
+      const top = await pbBlock('top', [inner.cid])
+      const source = new MemoryBlockstore()
+      await putAll(source, [top, dag.D])
+      const receiver = new CountingBlockstore()
+      const frontier = await ReceiverFrontier.create([top.cid], { blockstore: receiver })
+      await mirrorWants(frontier, source)
+      expect(keys(receiver.puts)).to.deep.equal(keys([top.cid, dag.D.cid]))
+      expect(sorted(frontier.held())).to.deep.equal(sorted([top.cid, dag.D.cid]))
+    })
+  })
+})
