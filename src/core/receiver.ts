@@ -1,0 +1,264 @@
+import { DEFAULT_MAX_CIDS_PER_MESSAGE, DEFAULT_SMALL_STORE_BLOCKS } from '../constants.ts'
+import { BlocksNotAvailableError, ProtocolError, RemoteError, SessionRefusedError } from '../errors.ts'
+import { ReceiverFrontier } from './frontier.ts'
+import { bloomOf } from './messages.ts'
+import { walkHeldCids } from './walk.ts'
+import type { BlockSink } from './blocks.ts'
+import type { BloomFilter } from './bloom/bloom-filter.ts'
+import type { ReceiveOutcome } from './frontier.ts'
+import type { LinkReader } from './links.ts'
+import type { Message, PullMessage, StatusMessage } from './messages.ts'
+import type { BlockVerifier } from './verify.ts'
+import type { Blockstore } from 'interface-blockstore'
+import type { CID } from 'multiformats/cid'
+
+export interface ReceiverSessionInit {
+  /** Where held blocks are found and received blocks written */
+  blockstore: BlockSink & Partial<Pick<Blockstore, 'getAll'>>
+  /** The roots of the DAG to receive */
+  roots: CID[]
+  /** Roots of related DAGs the receiver may hold (for example the previous version); their held blocks go into the Bloom */
+  hints?: CID[]
+  linkReader?: LinkReader
+  verifier?: BlockVerifier
+  /**
+   * A store with at most this many blocks (and a `getAll` method) goes into
+   * the first Bloom whole (spec §3.5.1); 0 turns this off. Default
+   * DEFAULT_SMALL_STORE_BLOCKS
+   */
+  smallStoreBlocks?: number
+  /** Most CIDs listed in one status frame; default DEFAULT_MAX_CIDS_PER_MESSAGE */
+  maxCidsPerMessage?: number
+}
+
+/** What a receiver has done so far */
+export interface ReceiverCounters {
+  blocksReceived: number
+  blockBytesReceived: number
+  /** Received blocks the receiver already held */
+  duplicateBlocks: number
+  /** Received blocks the session never asked for (not stored) */
+  unrequestedBlocks: number
+  statusesSent: number
+  bloomBytesSent: number
+  /** Status frames that asked for stragglers after the sender went idle */
+  stragglerRounds: number
+}
+
+/** What happened to one received message */
+export interface ReceiverStep {
+  /** Messages to send back, in order */
+  replies: Message[]
+  /** Set when the message was a block */
+  block?: { cid: CID, bytes: number, outcome: ReceiveOutcome }
+}
+
+/**
+ * The receiving side of a CAR Mirror session, free of any transport: it
+ * keeps the frontier, builds Bloom filters and decides when to send status.
+ * Feed it the sender's messages with `receive`, one at a time, and send the
+ * replies it returns.
+ *
+ * @example
+ *
+ * ```ts
+ * const receiver = await ReceiverSession.create({ blockstore, roots: [root] })
+ * await write(await receiver.pullRequest())
+ * for await (const message of read()) {
+ *   for (const reply of (await receiver.receive(message)).replies) await write(reply)
+ *   if (receiver.complete) break
+ * }
+ * ```
+ */
+export class ReceiverSession {
+  readonly roots: CID[]
+  readonly frontier: ReceiverFrontier
+  readonly counters: ReceiverCounters = { blocksReceived: 0, blockBytesReceived: 0, duplicateBlocks: 0, unrequestedBlocks: 0, statusesSent: 0, bloomBytesSent: 0, stragglerRounds: 0 }
+  private readonly init: ReceiverSessionInit
+  private hintedHeld: CID[] = []
+  private nextBloomAt = 1
+  private doneSent = false
+
+  private constructor (init: ReceiverSessionInit, frontier: ReceiverFrontier) {
+    this.init = init
+    this.roots = init.roots
+    this.frontier = frontier
+  }
+
+  /** Builds the session's frontier from what the blockstore holds under the roots */
+  static async create (init: ReceiverSessionInit, options: { signal?: AbortSignal } = {}): Promise<ReceiverSession> {
+    const frontier = await ReceiverFrontier.create(init.roots, init, { ...options, offline: true })
+    return new ReceiverSession(init, frontier)
+  }
+
+  /** True when the receiver holds every block reachable from the roots */
+  get complete (): boolean {
+    return this.frontier.complete
+  }
+
+  /**
+   * The first message of a pull: roots, wants and a Bloom of what this node
+   * holds. With a small store the Bloom covers the whole store; otherwise the
+   * held blocks under the roots and under the hints.
+   */
+  async pullRequest (options: { signal?: AbortSignal } = {}): Promise<PullMessage> {
+    const storeItems = await this.storeItems(options)
+    const items = storeItems ?? [...this.frontier.held(), ...await this.hinted(options)]
+    const bloom = this.bloomOf(items)
+    // a Bloom of the whole store already holds whatever the session finds later
+    this.nextBloomAt = storeItems != null ? Infinity : Math.max(1, items.length * 2)
+    const wants = this.frontier.wants()
+    this.counters.statusesSent++
+    return { type: 'pull', roots: this.roots, wants: wants.length <= this.maxCids ? wants : [], bloom }
+  }
+
+  /**
+   * A push server's first status, sent before any block arrives: a Bloom of
+   * what it holds under the roots and the hints (no Bloom when it holds
+   * nothing there). It opens the pushing client's window.
+   */
+  async pushGreeting (options: { signal?: AbortSignal } = {}): Promise<StatusMessage> {
+    await this.hinted(options)
+    const status = this.bloomStatus()
+    if (status != null) {
+      return status
+    }
+    this.counters.statusesSent++
+    return { type: 'status', wants: [] }
+  }
+
+  /**
+   * Takes one message from the sender.
+   *
+   * @throws {HashMismatchError | UnsupportedHashError | UnknownCodecError | InvalidBlockError} for a wanted block that fails verification
+   * @throws {BlocksNotAvailableError | SessionRefusedError | RemoteError} when the sender sent an error frame
+   * @throws {ProtocolError} for a message a receiver does not expect
+   */
+  async receive (message: Message, options: { signal?: AbortSignal } = {}): Promise<ReceiverStep> {
+    switch (message.type) {
+      case 'header':
+        return { replies: [] }
+      case 'block':
+        return this.receiveBlock(message.cid, message.bytes, options)
+      case 'idle':
+        return { replies: await this.afterIdle(message.statuses) }
+      case 'error':
+        throw remoteError(message.code, message.message, message.cids)
+      default:
+        throw new ProtocolError(`A receiver does not expect a ${message.type} message`)
+    }
+  }
+
+  private async receiveBlock (cid: CID, bytes: Uint8Array, options: { signal?: AbortSignal }): Promise<ReceiverStep> {
+    const outcome = await this.frontier.receive(cid, bytes, { ...options, offline: true })
+    this.counters.blocksReceived++
+    this.counters.blockBytesReceived += bytes.byteLength
+    if (outcome === 'duplicate') {
+      this.counters.duplicateBlocks++
+    } else if (outcome === 'unrequested') {
+      this.counters.unrequestedBlocks++
+    }
+
+    const replies: Message[] = []
+    if (this.complete) {
+      await this.frontier.settle()
+      replies.push(...this.doneOnce())
+    } else {
+      const status = this.bloomStatus()
+      if (status != null) {
+        replies.push(status)
+      }
+    }
+    return { replies, block: { cid, bytes: bytes.byteLength, outcome } }
+  }
+
+  private async afterIdle (statusesSeen: number): Promise<Message[]> {
+    if (this.complete) {
+      await this.frontier.settle()
+      return this.doneOnce()
+    }
+    if (statusesSeen < this.counters.statusesSent) {
+      // the sender has not read our latest status yet: what we miss may still be on its way
+      return []
+    }
+    this.counters.statusesSent++
+    this.counters.stragglerRounds++
+    return [{ type: 'status', wants: this.frontier.wants().slice(0, this.maxCids) }]
+  }
+
+  private doneOnce (): Message[] {
+    if (this.doneSent) {
+      return []
+    }
+    this.doneSent = true
+    return [{ type: 'done', duplicates: this.counters.duplicateBlocks }]
+  }
+
+  /**
+   * A status with a Bloom of the held blocks the sender cannot know about,
+   * sent each time their number has doubled, so all Bloom bytes together stay
+   * under twice the last one.
+   */
+  private bloomStatus (): StatusMessage | undefined {
+    const found = this.frontier.foundHeld()
+    const count = found.length + this.hintedHeld.length
+    if (count < this.nextBloomAt) {
+      return undefined
+    }
+    this.nextBloomAt = count * 2
+    this.counters.statusesSent++
+    return { type: 'status', wants: [], bloom: this.bloomOf([...this.hintedHeld, ...found]) }
+  }
+
+  private bloomOf (items: CID[]): BloomFilter | undefined {
+    if (items.length === 0) {
+      return undefined
+    }
+    const bloom = bloomOf(items)
+    this.counters.bloomBytesSent += bloom.bytes.byteLength
+    return bloom
+  }
+
+  /** Every block in a small store, or undefined when the store is large or cannot list itself */
+  private async storeItems (options: { signal?: AbortSignal }): Promise<CID[] | undefined> {
+    const limit = this.init.smallStoreBlocks ?? DEFAULT_SMALL_STORE_BLOCKS
+    if (limit <= 0 || this.init.blockstore.getAll == null) {
+      return undefined
+    }
+    const cids: CID[] = []
+    for await (const { cid } of this.init.blockstore.getAll(options)) {
+      if (cids.length === limit) {
+        return undefined
+      }
+      cids.push(cid)
+    }
+    return cids
+  }
+
+  /** The held blocks under the hint roots (walked once) */
+  private async hinted (options: { signal?: AbortSignal }): Promise<CID[]> {
+    const hints = this.init.hints ?? []
+    if (hints.length > 0 && this.hintedHeld.length === 0) {
+      for await (const cid of walkHeldCids(this.init.blockstore, hints, { ...options, offline: true, linkReader: this.init.linkReader, onMissing: () => {} })) {
+        this.hintedHeld.push(cid)
+      }
+    }
+    return this.hintedHeld
+  }
+
+  private get maxCids (): number {
+    return this.init.maxCidsPerMessage ?? DEFAULT_MAX_CIDS_PER_MESSAGE
+  }
+}
+
+/** The typed error for an error frame from the remote peer */
+export function remoteError (code: string, message: string, cids: CID[]): Error {
+  switch (code) {
+    case 'not-found':
+      return new BlocksNotAvailableError(`The remote peer does not hold every block: ${message}`, cids)
+    case 'refused':
+      return new SessionRefusedError(`The remote peer refused the session: ${message}`)
+    default:
+      return new RemoteError(`The remote peer ended the session (${code}): ${message}`, code)
+  }
+}

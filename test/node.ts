@@ -1,0 +1,4 @@
+// Suites that need Node: they read files or run libp2p nodes that listen on
+// 127.0.0.1 (a browser cannot listen on WebSockets). aegir runs this file in
+// Node only; browser and worker runs use test/browser.ts instead.
+import './protocol-doc.node.ts'

@@ -1,0 +1,84 @@
+import { readFile } from 'node:fs/promises'
+import { expect } from 'aegir/chai'
+import { CID } from 'multiformats/cid'
+import * as raw from 'multiformats/codecs/raw'
+import { sha256 } from 'multiformats/hashes/sha2'
+import { BloomFilter } from '../src/core/bloom/bloom-filter.ts'
+import { bloomItem, decodeMessage, encodeMessage } from '../src/core/messages.ts'
+import { encodeLength } from '../src/transport/framed-stream.ts'
+import type { Message } from '../src/core/messages.ts'
+
+/** The frames in docs/PROTOCOL.md §7, by name: fenced blocks opened with ```frame NAME */
+async function documentedFrames (): Promise<Map<string, Uint8Array>> {
+  // aegir runs tests from the repository root
+  const text = await readFile('docs/PROTOCOL.md', 'utf8')
+  const frames = new Map<string, Uint8Array>()
+  for (const match of text.matchAll(/```frame (\w+)\n([0-9a-f ]+)\n```/g)) {
+    frames.set(match[1], Uint8Array.from(match[2].trim().split(' '), byte => parseInt(byte, 16)))
+  }
+  return frames
+}
+
+function frameOf (message: Message): Uint8Array {
+  const parts = encodeMessage(message)
+  const length = parts.reduce((sum, part) => sum + part.byteLength, 0)
+  const out = new Uint8Array(length + 8)
+  const prefix = encodeLength(length)
+  out.set(prefix)
+  let offset = prefix.byteLength
+  for (const part of parts) {
+    out.set(part, offset)
+    offset += part.byteLength
+  }
+  return out.subarray(0, offset)
+}
+
+describe('docs/PROTOCOL.md byte-level examples', () => {
+  let frames: Map<string, Uint8Array>
+  let examples: Record<string, Message>
+
+  before(async () => {
+    frames = await documentedFrames()
+    const bytes = new TextEncoder().encode('hello')
+    const cid = CID.createV1(raw.code, await sha256.digest(bytes))
+    expect(cid.toString()).to.equal('bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq')
+    const bloom = new BloomFilter(new Uint8Array(2), 12)
+    bloom.add(bloomItem(cid))
+    examples = {
+      pull: { type: 'pull', roots: [cid], wants: [cid], bloom },
+      push: { type: 'push', roots: [cid], hints: [] },
+      header: { type: 'header', roots: [cid] },
+      block: { type: 'block', cid, bytes },
+      status: { type: 'status', wants: [cid] },
+      idle: { type: 'idle', statuses: 1 },
+      done: { type: 'done', duplicates: 0 },
+      error: { type: 'error', code: 'not-found', message: 'gone', cids: [cid] }
+    }
+  })
+
+  it('documents one frame for every message type', () => {
+    expect([...frames.keys()].sort()).to.deep.equal(Object.keys(examples).sort())
+  })
+
+  const checkExample = (name: string): void => {
+    const documented = frames.get(name)
+    expect(documented, `no ${name} frame in PROTOCOL.md`).to.be.an.instanceOf(Uint8Array)
+    expect(frameOf(examples[name])).to.equalBytes(documented as Uint8Array)
+
+    // every documented body is under 128 bytes, so its length prefix is one byte
+    const decoded = decodeMessage((documented as Uint8Array).subarray(1))
+    expect(frameOf(decoded)).to.equalBytes(documented as Uint8Array)
+    expect(decoded.type).to.equal(examples[name].type)
+  }
+
+  for (const name of ['pull', 'push', 'header', 'block', 'status', 'idle', 'done', 'error']) {
+    it(`encodes the ${name} example byte for byte and decodes it back`, () => {
+      checkExample(name)
+    })
+  }
+
+  it('documents the Bloom bits of the example', () => {
+    const bloom = (examples.pull as { bloom: BloomFilter }).bloom
+    expect(bloom.bytes).to.equalBytes(Uint8Array.from([0x56, 0xd9]))
+  })
+})
