@@ -1,0 +1,280 @@
+/**
+ * @packageDocumentation
+ *
+ * CAR Mirror for Helia and libp2p: mirror IPLD DAGs between peers over one
+ * full-duplex libp2p stream. The receiver describes what it holds with a
+ * Bloom filter and names the subgraph roots it misses; the sender streams
+ * every block it cannot rule out as CAR sections; the receiver verifies and
+ * stores each block and asks for stragglers on the same stream.
+ *
+ * @example Pull a DAG from another Helia node
+ *
+ * ```ts
+ * import { createHelia } from 'helia'
+ * import { withCarMirror } from 'helia-car-mirror'
+ *
+ * const helia = withCarMirror(createHelia())
+ * await helia.start()
+ * const stats = await helia.carMirror.pull(serverMultiaddr, root)
+ * console.info(stats.blocksReceived, stats.bytesReceived)
+ * ```
+ *
+ * @example Push to a node that allows it
+ *
+ * ```ts
+ * const server = withCarMirror(createHelia(), { allowPush: (peer, roots) => trusted.has(peer.toString()) })
+ * // on the client:
+ * await client.carMirror.push(server.libp2p.getMultiaddrs(), root)
+ * ```
+ */
+
+import { DefaultCarMirror } from './car-mirror.ts'
+import type { ReceiveOutcome } from './core/frontier.ts'
+import type { BlockDecoder, LoadCodec } from './core/links.ts'
+import type { LoadHasher } from './core/verify.ts'
+import type { Helia, HeliaMixin } from '@helia/interface'
+import type { AbortOptions, ComponentLogger, Libp2p, PeerId } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import type { Blockstore } from 'interface-blockstore'
+import type { CID } from 'multiformats/cid'
+import type { MultihashHasher } from 'multiformats/hashes/interface'
+import type { ProgressEvent, ProgressOptions } from 'progress-events'
+
+/** Who to mirror with: a peer id the node can dial, or its addresses */
+export type PeerTarget = PeerId | Multiaddr | Multiaddr[]
+
+/** Progress of one block */
+export interface BlockProgress {
+  cid: CID
+  /** The block's size in bytes */
+  bytes: number
+}
+
+/** Progress of one received block, with what became of it */
+export interface ReceivedBlockProgress extends BlockProgress {
+  outcome: ReceiveOutcome
+}
+
+/** Progress of one status frame */
+export interface StatusProgress {
+  /** Subgraph roots it asked for */
+  wants: number
+  /** Size of its Bloom filter (0 when it carried none) */
+  bloomBytes: number
+}
+
+export type CarMirrorProgressEvents =
+  | ProgressEvent<'car-mirror:block:sent', BlockProgress>
+  | ProgressEvent<'car-mirror:block:received', ReceivedBlockProgress>
+  | ProgressEvent<'car-mirror:status:sent', StatusProgress>
+  | ProgressEvent<'car-mirror:status:received', StatusProgress>
+
+export interface TransferOptions extends AbortOptions, ProgressOptions<CarMirrorProgressEvents> {
+  /**
+   * Roots of related DAGs the receiver may already hold, such as the previous
+   * version of the same data. Their held blocks go into the receiver's Bloom
+   * filter so the sender skips them.
+   */
+  hints?: CID[]
+}
+
+/** What one pull or push did, seen from the client */
+export interface TransferStats {
+  roots: CID[]
+  blocksSent: number
+  blocksReceived: number
+  /** Block bytes sent, without framing */
+  blockBytesSent: number
+  /** Block bytes received, without framing */
+  blockBytesReceived: number
+  /** Bytes written to the stream, framing and control frames included */
+  bytesSent: number
+  /** Bytes read from the stream, framing and control frames included */
+  bytesReceived: number
+  /** Blocks that reached the receiver although it already held them */
+  duplicateBlocks: number
+  /** Bloom filter bytes carried by status frames, both directions */
+  bloomBytes: number
+  /** Status frames (a pull request included), both directions */
+  statusFrames: number
+  /** Times the client waited for the other side: the request's answer, then each straggler round */
+  roundTrips: number
+  durationMs: number
+}
+
+/**
+ * Decides whether a peer may pull or push a DAG. A thrown error counts as
+ * a refusal.
+ */
+export interface AuthorizeSession {
+  (peer: PeerId, roots: CID[]): boolean | Promise<boolean>
+}
+
+export interface CarMirrorInit {
+  /** Protocol id to serve and dial; default PROTOCOL_ID */
+  protocol?: string
+  /** Who may pull; default everyone */
+  allowPull?: AuthorizeSession
+  /** Who may push; default nobody (pushers get a SessionRefusedError) */
+  allowPush?: AuthorizeSession
+  /** Largest block sent or accepted, bytes; default DEFAULT_MAX_BLOCK_SIZE (2 MiB) */
+  maxBlockSize?: number
+  /** Largest Bloom filter accepted, bytes; default DEFAULT_MAX_BLOOM_BYTES */
+  maxBloomBytes?: number
+  /** Most hash functions a received Bloom may use; default DEFAULT_MAX_BLOOM_HASH_COUNT */
+  maxBloomHashCount?: number
+  /** Most CIDs in one control message; default DEFAULT_MAX_CIDS_PER_MESSAGE */
+  maxCidsPerMessage?: number
+  /** A local store of at most this many blocks goes into a pull's Bloom whole; 0 turns it off. Default DEFAULT_SMALL_STORE_BLOCKS */
+  smallStoreBlocks?: number
+  /** Block bytes a push sends before the server's first status (its Bloom); default DEFAULT_COLD_CALL_BYTES (1 MiB) */
+  coldCallBytes?: number
+  /** Block reads a sender keeps in flight; default DEFAULT_READ_AHEAD */
+  readAhead?: number
+  /** A stream with no traffic for this long is aborted, ms; default DEFAULT_IDLE_TIMEOUT */
+  idleTimeout?: number
+  maxInboundStreams?: number
+  maxOutboundStreams?: number
+  /** Decoders for codecs beyond dag-pb, raw, dag-cbor and dag-json */
+  codecs?: BlockDecoder[]
+  /** Finds decoders for other codecs; defaults to Helia's `getCodec` */
+  loadCodec?: LoadCodec
+  /** Hashers beyond sha2-256, sha2-512, blake3 and identity */
+  hashers?: MultihashHasher[]
+  /** Finds other hashers; defaults to Helia's `getHasher` */
+  loadHasher?: LoadHasher
+}
+
+/** What CAR Mirror needs from its host: a libp2p node and a blockstore */
+export interface CarMirrorComponents {
+  libp2p: Pick<Libp2p, 'handle' | 'unhandle' | 'dialProtocol'>
+  blockstore: Blockstore
+  logger?: ComponentLogger
+  getCodec?: LoadCodec
+  getHasher?: LoadHasher
+}
+
+/** The CAR Mirror API of a node */
+export interface CarMirror {
+  /** The libp2p protocol id in use */
+  readonly protocol: string
+
+  /** Starts serving the protocol */
+  start(): Promise<void>
+
+  /** Stops serving and aborts running sessions */
+  stop(): Promise<void>
+
+  /**
+   * Mirrors the DAG under `roots` from `peer` into the local blockstore.
+   * Resolves when every block is held, verified.
+   *
+   * @throws {BlocksNotAvailableError} when the peer lacks some blocks (`err.cids` names them)
+   * @throws {SessionRefusedError} when the peer does not allow the pull
+   */
+  pull(peer: PeerTarget, roots: CID | CID[], options?: TransferOptions): Promise<TransferStats>
+
+  /**
+   * Mirrors the local DAG under `roots` to `peer`, which must allow pushes.
+   * Resolves when the peer says it holds every block.
+   *
+   * @throws {SessionRefusedError} when the peer does not allow the push
+   * @throws {BlockNotFoundError | BlocksNotAvailableError} when the local store lacks blocks
+   */
+  push(peer: PeerTarget, roots: CID | CID[], options?: TransferOptions): Promise<TransferStats>
+}
+
+/**
+ * CAR Mirror on a plain libp2p node and blockstore, without Helia. Call
+ * `start()` to serve the protocol.
+ *
+ * @example
+ *
+ * ```ts
+ * const mirror = createCarMirror({ libp2p, blockstore })
+ * await mirror.start()
+ * await mirror.pull(peerId, root)
+ * ```
+ */
+export function createCarMirror (components: CarMirrorComponents, init: CarMirrorInit = {}): CarMirror {
+  return new DefaultCarMirror(components, init)
+}
+
+/** A Helia node with libp2p, as made by `withLibp2p` or `createHelia` */
+export interface HeliaWithLibp2p extends Helia {
+  libp2p: Libp2p
+}
+
+/** A Helia node with CAR Mirror */
+export interface HeliaWithCarMirror {
+  carMirror: CarMirror
+}
+
+/**
+ * A Helia mixin that sets `helia.carMirror` when the node starts (Helia 7's
+ * equivalent of `helia.use(carMirror())`). Add it after libp2p.
+ *
+ * @example
+ *
+ * ```ts
+ * helia.addMixin(carMirror({ allowPush: () => true }))
+ * await helia.start()
+ * await (helia as HeliaWithCarMirror).carMirror.pull(peer, root)
+ * ```
+ */
+export function carMirror (init: CarMirrorInit = {}): HeliaMixin<HeliaWithLibp2p & Partial<HeliaWithCarMirror>> {
+  let mirror: CarMirror | undefined
+  return {
+    name: 'car-mirror',
+    start: async (helia) => {
+      mirror ??= createCarMirror({
+        libp2p: helia.libp2p,
+        blockstore: helia.blockstore,
+        logger: helia.logger,
+        getCodec: helia.getCodec,
+        getHasher: helia.getHasher
+      }, init)
+      helia.carMirror = mirror
+      await mirror.start()
+    },
+    stop: async () => {
+      await mirror?.stop()
+    }
+  }
+}
+
+/**
+ * Returns the Helia node with a typed `carMirror` property, available once
+ * the node has started.
+ *
+ * @example
+ *
+ * ```ts
+ * const helia = withCarMirror(createHelia(), { allowPush: async (peer) => allowed(peer) })
+ * await helia.start()
+ * const stats = await helia.carMirror.pull(peer, root)
+ * ```
+ */
+export function withCarMirror<H extends Helia> (helia: H, init: CarMirrorInit = {}): H & HeliaWithCarMirror {
+  const mixin = carMirror(init)
+  helia.addMixin(mixin as unknown as HeliaMixin)
+  return helia as H & HeliaWithCarMirror
+}
+
+export { PROTOCOL_ID, DEFAULT_MAX_BLOCK_SIZE, DEFAULT_MAX_BLOOM_BYTES, DEFAULT_MAX_BLOOM_HASH_COUNT, DEFAULT_MAX_CIDS_PER_MESSAGE, DEFAULT_SMALL_STORE_BLOCKS, DEFAULT_IDLE_TIMEOUT, DEFAULT_READ_AHEAD, DEFAULT_COLD_CALL_BYTES } from './constants.ts'
+export { encodeMessage, decodeMessage, bloomItem } from './core/messages.ts'
+export type { Message, MessageLimits, ErrorCode } from './core/messages.ts'
+export { SenderSession } from './core/sender.ts'
+export { ReceiverSession } from './core/receiver.ts'
+export { BloomFilter, InvalidBloomError } from './core/bloom/bloom-filter.ts'
+export { readBlock, hasBlock } from './core/blocks.ts'
+export type { BlockSource, BlockSink, BlockReadOptions } from './core/blocks.ts'
+export { LinkReader, BUILT_IN_CODECS } from './core/links.ts'
+export type { BlockDecoder, LoadCodec, LinkReaderInit } from './core/links.ts'
+export { BlockVerifier, BUILT_IN_HASHERS, BLAKE3_CODE, blake3 } from './core/verify.ts'
+export type { BlockVerifierInit, LoadHasher } from './core/verify.ts'
+export { walkDag } from './core/walk.ts'
+export type { WalkedBlock, WalkOptions, WalkOrder } from './core/walk.ts'
+export { ReceiverFrontier } from './core/frontier.ts'
+export type { ReceiveOutcome, ReceiverFrontierInit } from './core/frontier.ts'
+export * from './errors.ts'

@@ -1,0 +1,145 @@
+import { remoteError } from '../core/receiver.ts'
+import { HashMismatchError, InvalidBlockError, LimitExceededError, ProtocolError, SessionClosedError, SessionRefusedError, UnknownCodecError, UnsupportedHashError, BlocksNotAvailableError } from '../errors.ts'
+import type { FramedStream } from './framed-stream.ts'
+import type { ErrorCode, Message } from '../core/messages.ts'
+import type { ReceiverSession, ReceiverStep } from '../core/receiver.ts'
+import type { SenderSession } from '../core/sender.ts'
+import type { AbortOptions } from '@libp2p/interface'
+
+export interface RunOptions extends AbortOptions {
+  /** Messages to write before anything else (a request or greeting) */
+  first?: Message[]
+  /** Called for every message written */
+  onSent?(message: Message): void
+  /** Called for every message read, before it is handled */
+  onReceived?(message: Message): void
+  /** Called after a received message was handled by a receiver */
+  onReceiverStep?(step: ReceiverStep): void
+}
+
+/**
+ * Runs a sender session over a framed stream: writes its messages while
+ * feeding it what the receiver says, until the receiver is done. Both
+ * directions run at once (full duplex).
+ */
+export async function runSender (framed: FramedStream, sender: SenderSession, options: RunOptions = {}): Promise<void> {
+  await guard(framed, options, async () => {
+    const writing = (async () => {
+      for (const message of options.first ?? []) {
+        await write(framed, message, options)
+      }
+      for await (const message of sender.messages(options)) {
+        await write(framed, message, options)
+      }
+      await framed.closeWrite(options)
+    })()
+
+    try {
+      for await (const message of framed.messages(options)) {
+        options.onReceived?.(message)
+        if (message.type === 'error') {
+          throw remoteError(message.code, message.message, message.cids)
+        }
+        sender.receive(message)
+      }
+    } catch (err) {
+      writing.catch(() => {})
+      throw err
+    }
+
+    if (!sender.done) {
+      writing.catch(() => {})
+      throw new SessionClosedError('The receiver closed the stream before it said it was done')
+    }
+    await writing
+  })
+}
+
+/**
+ * Runs a receiver session over a framed stream: hands it every message the
+ * sender writes and writes its replies, until it holds the whole DAG and the
+ * sender has closed its end.
+ */
+export async function runReceiver (framed: FramedStream, receiver: ReceiverSession, options: RunOptions = {}): Promise<void> {
+  await guard(framed, options, async () => {
+    for (const message of options.first ?? []) {
+      await write(framed, message, options)
+    }
+    if (receiver.complete) {
+      await write(framed, { type: 'done', duplicates: 0 }, options)
+      await framed.closeWrite(options)
+    }
+
+    for await (const message of framed.messages(options)) {
+      options.onReceived?.(message)
+      if (receiver.complete) {
+        // blocks still in flight when we said done: count them, store nothing
+        continue
+      }
+      const step = await receiver.receive(message, options)
+      options.onReceiverStep?.(step)
+      for (const reply of step.replies) {
+        await write(framed, reply, options)
+      }
+      if (receiver.complete) {
+        await framed.closeWrite(options)
+      }
+    }
+
+    if (!receiver.complete) {
+      throw new SessionClosedError(`The sender closed the stream with ${receiver.frontier.wantCount} subgraph(s) still missing`)
+    }
+  })
+}
+
+async function write (framed: FramedStream, message: Message, options: RunOptions): Promise<void> {
+  await framed.write(message, options)
+  options.onSent?.(message)
+}
+
+/** On failure: tell the remote peer why (unless it told us), then reset the stream */
+async function guard (framed: FramedStream, options: AbortOptions, run: () => Promise<void>): Promise<void> {
+  try {
+    await run()
+  } catch (err) {
+    const error = err as Error
+    const code = errorCode(error)
+    if (code != null && framed.stream.writeStatus === 'writable') {
+      try {
+        const cids = error instanceof BlocksNotAvailableError ? error.cids : []
+        if (!(error instanceof BlocksNotAvailableError)) {
+          await framed.write({ type: 'error', code, message: error.message.slice(0, 512), cids }, { signal: AbortSignal.timeout(1000) })
+        }
+        await framed.closeWrite({ signal: AbortSignal.timeout(1000) })
+      } catch {
+        // the stream is going away anyway: the local error is what matters
+      }
+    }
+    framed.abort(error)
+    throw error
+  }
+}
+
+/** The error code to send for a local failure; undefined for failures the remote peer reported or caused by closing */
+function errorCode (err: Error): ErrorCode | undefined {
+  switch (err.name) {
+    case HashMismatchError.name:
+    case UnsupportedHashError.name:
+    case UnknownCodecError.name:
+    case InvalidBlockError.name:
+      return 'verification'
+    case LimitExceededError.name:
+      return 'limit'
+    case ProtocolError.name:
+      return 'protocol'
+    case BlocksNotAvailableError.name:
+      return 'not-found'
+    case SessionRefusedError.name:
+    case SessionClosedError.name:
+    case 'RemoteError':
+    case 'AbortError':
+      return undefined
+    default:
+      return 'internal'
+  }
+}
