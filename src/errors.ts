@@ -96,6 +96,18 @@ export class RemoteError extends Error {
   }
 }
 
+/** The blockstore failed to read or write a block; `cause` holds its error */
+export class BlockstoreError extends Error {
+  static name = 'BlockstoreError'
+  name = 'BlockstoreError'
+}
+
+/** The session saw no traffic for longer than its idle timeout */
+export class SessionTimeoutError extends Error {
+  static name = 'SessionTimeoutError'
+  name = 'SessionTimeoutError'
+}
+
 /** The stream ended before the session was complete */
 export class SessionClosedError extends Error {
   static name = 'SessionClosedError'

@@ -1,4 +1,4 @@
-import { BlockNotFoundError } from '../errors.ts'
+import { BlockNotFoundError, BlockstoreError } from '../errors.ts'
 import { LinkReader } from './links.ts'
 import type { AbortOptions } from '@libp2p/interface'
 import type { Blockstore } from 'interface-blockstore'
@@ -18,6 +18,9 @@ export interface BlockReadOptions extends AbortOptions {
   offline?: boolean
 }
 
+/** What blockstores call an absent block: interface-store's name, and Helia's when offline */
+const NOT_FOUND_ERRORS = new Set(['NotFoundError', 'BlockNotFoundWhileOfflineError'])
+
 /**
  * Reads a whole block into one buffer. Identity CIDs are answered from the CID
  * itself without touching the store.
@@ -36,10 +39,13 @@ export async function readBlock (store: BlockSource, cid: CID, options: BlockRea
       chunks.push(chunk)
     }
   } catch (err) {
-    if ((err as Error).name === 'NotFoundError') {
+    if (NOT_FOUND_ERRORS.has((err as Error).name)) {
       throw new BlockNotFoundError(`Block ${cid} is not in the blockstore`)
     }
-    throw err
+    if ((err as Error).name === 'AbortError') {
+      throw err
+    }
+    throw new BlockstoreError(`Reading ${cid} from the blockstore failed: ${(err as Error).message}`, { cause: err })
   }
 
   return chunks.length === 1 ? chunks[0] : concat(chunks)
@@ -47,7 +53,17 @@ export async function readBlock (store: BlockSource, cid: CID, options: BlockRea
 
 /** Whether the store holds a block; identity CIDs are always held */
 export async function hasBlock (store: BlockSource, cid: CID, options: BlockReadOptions = {}): Promise<boolean> {
-  return LinkReader.inlineBytes(cid) != null || await store.has(cid, options)
+  if (LinkReader.inlineBytes(cid) != null) {
+    return true
+  }
+  try {
+    return await store.has(cid, options)
+  } catch (err) {
+    if ((err as Error).name === 'AbortError') {
+      throw err
+    }
+    throw new BlockstoreError(`Looking up ${cid} in the blockstore failed: ${(err as Error).message}`, { cause: err })
+  }
 }
 
 function concat (chunks: Uint8Array[]): Uint8Array {

@@ -1,4 +1,5 @@
 import * as raw from 'multiformats/codecs/raw'
+import { BlockstoreError } from '../errors.ts'
 import { hasBlock, readBlock } from './blocks.ts'
 import { LinkReader } from './links.ts'
 import { BlockVerifier } from './verify.ts'
@@ -7,7 +8,7 @@ import type { CID } from 'multiformats/cid'
 
 /** What became of a block handed to {@link ReceiverFrontier.receive} */
 export type ReceiveOutcome =
-  /** it was wanted, verified and written to the blockstore */
+  /** it was wanted and verified, and is being written to the blockstore (see `settle`) */
   | 'stored'
   /** the receiver already held it (for example a Bloom false negative of the sender's view); not written */
   | 'duplicate'
@@ -135,10 +136,11 @@ export class ReceiverFrontier {
     }
     this.busy = true
     try {
+      options.signal?.throwIfAborted()
       this.throwWriteError()
       await this.verifier.verify(cid, bytes)
       const links = await this.linkReader.links(cid, bytes)
-      this.write(cid, bytes, options)
+      this.write(cid, bytes)
       this.wanted.delete(key)
       this.holding.set(key, cid)
       await this.explore(links, options)
@@ -157,18 +159,19 @@ export class ReceiverFrontier {
    * with receiving (up to `maxPendingWrites` at once); call this before
    * telling the sender the session is complete.
    *
-   * @throws {Error} the first error a blockstore write failed with
+   * @throws {BlockstoreError} when a blockstore write failed
    */
   async settle (): Promise<void> {
     await Promise.all(this.writes.splice(0))
     this.throwWriteError()
   }
 
-  private write (cid: CID, bytes: Uint8Array, options: BlockReadOptions): void {
+  private write (cid: CID, bytes: Uint8Array): void {
+    // no abort signal: a verified block is worth keeping even if the session is aborted
     const written = (async () => {
-      await this.blockstore.put(cid, bytes, options)
+      await this.blockstore.put(cid, bytes)
     })().catch(err => {
-      this.writeError ??= err
+      this.writeError ??= new BlockstoreError(`Writing ${cid} to the blockstore failed: ${(err as Error).message}`, { cause: err })
     })
     this.writes.push(written)
   }

@@ -1,6 +1,6 @@
 import * as raw from 'multiformats/codecs/raw'
 import { BlockNotFoundError } from '../errors.ts'
-import { readBlock } from './blocks.ts'
+import { hasBlock, readBlock } from './blocks.ts'
 import { LinkReader } from './links.ts'
 import type { BlockReadOptions, BlockSource } from './blocks.ts'
 import type { CID } from 'multiformats/cid'
@@ -40,6 +40,9 @@ export interface WalkOptions extends BlockReadOptions {
 
   /** How many block reads may be in flight ahead of the walk; default 8 */
   readAhead?: number
+
+  /** Called with the links of every block read, identity blocks included */
+  onLinks?(cid: CID, links: CID[]): void
 }
 
 interface Pending {
@@ -89,7 +92,7 @@ export async function * walkHeldCids (store: BlockSource, roots: CID[], options:
 const HELD_LEAF = new Uint8Array(0)
 
 async function hasLeaf (store: BlockSource, cid: CID, options: BlockReadOptions): Promise<Uint8Array> {
-  if (await store.has(cid, options)) {
+  if (await hasBlock(store, cid, options)) {
     return HELD_LEAF
   }
   throw new BlockNotFoundError(`Block ${cid} is not in the blockstore`)
@@ -178,6 +181,7 @@ async function * walk (store: BlockSource, roots: CID[], options: WalkOptions, l
     }
 
     const links = await linkReader.links(item.cid, bytes)
+    options.onLinks?.(item.cid, links)
     enqueue(links, item.depth + 1)
 
     if (LinkReader.inlineBytes(item.cid) == null) {

@@ -2,15 +2,20 @@ import { LengthPrefixedDecoder } from '@libp2p/utils'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { decodeMessage, encodeMessage, maxFrameSize } from '../core/messages.ts'
 import { Wakeup } from '../core/signal.ts'
-import { LimitExceededError, SessionClosedError } from '../errors.ts'
+import { LimitExceededError, SessionClosedError, SessionTimeoutError } from '../errors.ts'
 import type { Message, MessageLimits } from '../core/messages.ts'
 import type { AbortOptions, Stream } from '@libp2p/interface'
 
 export interface FramedStreamInit {
   limits?: MessageLimits
-  /** Decoded-but-unread bytes above which the stream is paused; default 4 frames of the largest size or 8 MiB */
+  /** Decoded-but-unread bytes above which the stream is paused; default the larger of 8 MiB and one frame of the largest size */
   highWaterMark?: number
+  /** Abort the stream after this long (ms) with no frame read or written; default: never */
+  idleTimeout?: number
 }
+
+/** Bytes handed to the frame decoder at a time */
+const DECODE_SLICE = 64 * 1024
 
 /** The unsigned LEB128 (varint) length prefix of a frame */
 export function encodeLength (length: number): Uint8Array {
@@ -52,21 +57,33 @@ export class FramedStream {
   private paused = false
   private ended = false
   private failure?: Error
+  private interruption?: Error
   private readonly wakeup = new Wakeup()
+  private readonly idleTimeout: number
+  private idleTimer?: ReturnType<typeof setTimeout>
+  private lastActivity = Date.now()
 
   constructor (stream: Stream, init: FramedStreamInit = {}) {
     this.stream = stream
     this.limits = init.limits ?? {}
     const maxFrame = maxFrameSize(this.limits)
     this.highWaterMark = init.highWaterMark ?? Math.max(8 * 1024 * 1024, maxFrame)
-    this.decoder = new LengthPrefixedDecoder({ maxDataLength: maxFrame, maxBufferSize: maxFrame + 16 })
+    this.idleTimeout = init.idleTimeout ?? 0
+    this.armIdleTimer()
+    this.decoder = new LengthPrefixedDecoder({ maxDataLength: maxFrame, maxBufferSize: maxFrame + DECODE_SLICE + 16 })
 
     stream.addEventListener('message', (event) => {
+      this.lastActivity = Date.now()
       this.bytesRead += event.data.byteLength
+      // a resumed stream may hand over megabytes at once: decode them in
+      // slices so the decoder never buffers more than one frame and a slice
+      const data = event.data instanceof Uint8Array ? new Uint8ArrayList(event.data) : event.data
       try {
-        for (const frame of this.decoder.decode(event.data)) {
-          this.frames.push(frame)
-          this.queuedBytes += frame.byteLength
+        for (let offset = 0; offset < data.byteLength; offset += DECODE_SLICE) {
+          for (const frame of this.decoder.decode(data.sublist(offset, Math.min(offset + DECODE_SLICE, data.byteLength)))) {
+            this.frames.push(frame)
+            this.queuedBytes += frame.byteLength
+          }
         }
       } catch (err) {
         this.fail(new LimitExceededError(`Bad frame from the remote peer: ${(err as Error).message}`))
@@ -84,6 +101,7 @@ export class FramedStream {
       this.wakeup.notify()
     })
     stream.addEventListener('close', (event) => {
+      clearTimeout(this.idleTimer)
       this.ended = true
       if (event.error != null) {
         this.fail(event.error)
@@ -105,8 +123,9 @@ export class FramedStream {
         yield decodeMessage(frame.subarray(), this.limits)
         continue
       }
-      if (this.failure != null) {
-        throw this.failure
+      const failure = this.failure ?? this.interruption
+      if (failure != null) {
+        throw failure
       }
       if (this.ended) {
         return
@@ -127,9 +146,21 @@ export class FramedStream {
     }
     const frame = new Uint8ArrayList(encodeLength(length), ...parts)
     this.bytesWritten += frame.byteLength
+    this.lastActivity = Date.now()
     if (!this.stream.send(frame)) {
       await this.stream.onDrain(options)
+      this.lastActivity = Date.now()
     }
+  }
+
+  /**
+   * Makes `messages()` throw `err` at once, without closing the stream, so
+   * a failure on the writing side can stop the reading side and still send
+   * an error frame.
+   */
+  interrupt (err: Error): void {
+    this.interruption ??= err
+    this.wakeup.notify()
   }
 
   /** Closes the writable end once everything written has gone out */
@@ -139,10 +170,36 @@ export class FramedStream {
     }
   }
 
+  /**
+   * Resolves when the remote peer has closed its end, or after `ms`: used
+   * after an error frame, so a reset does not overtake it
+   */
+  async remoteEnd (ms: number): Promise<void> {
+    const until = Date.now() + ms
+    while (!this.ended && Date.now() < until) {
+      await Promise.race([this.wakeup.wait(), new Promise(resolve => setTimeout(resolve, Math.max(1, until - Date.now())))])
+    }
+  }
+
   /** Ends the stream at once with an error */
   abort (err: Error): void {
+    clearTimeout(this.idleTimer)
     this.fail(err)
     this.stream.abort(err)
+  }
+
+  private armIdleTimer (delay: number = this.idleTimeout): void {
+    if (this.idleTimeout <= 0) {
+      return
+    }
+    this.idleTimer = setTimeout(() => {
+      const idle = Date.now() - this.lastActivity
+      if (idle < this.idleTimeout) {
+        this.armIdleTimer(this.idleTimeout - idle)
+        return
+      }
+      this.abort(new SessionTimeoutError(`No frame read or written for ${idle} ms`))
+    }, delay)
   }
 
   private fail (err: Error): void {

@@ -33,6 +33,8 @@ export async function runSender (framed: FramedStream, sender: SenderSession, op
       }
       await framed.closeWrite(options)
     })()
+    // a failure while writing (a store error, a limit) stops the reading side too
+    writing.catch(err => { framed.interrupt(err) })
 
     try {
       for await (const message of framed.messages(options)) {
@@ -111,6 +113,7 @@ async function guard (framed: FramedStream, options: AbortOptions, run: () => Pr
           await framed.write({ type: 'error', code, message: error.message.slice(0, 512), cids }, { signal: AbortSignal.timeout(1000) })
         }
         await framed.closeWrite({ signal: AbortSignal.timeout(1000) })
+        await framed.remoteEnd(1000)
       } catch {
         // the stream is going away anyway: the local error is what matters
       }

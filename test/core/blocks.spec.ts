@@ -4,7 +4,7 @@ import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { identity } from 'multiformats/hashes/identity'
 import { hasBlock, readBlock } from '../../src/core/blocks.ts'
-import { BlockNotFoundError } from '../../src/errors.ts'
+import { BlockNotFoundError, BlockstoreError } from '../../src/errors.ts'
 import { cborBlock, identityCborBlock, pbBlock, rawBlock, utf8 } from '../fixtures/dag.ts'
 import type { BlockSource } from '../../src/core/blocks.ts'
 
@@ -90,7 +90,7 @@ describe('core/blocks', () => {
       expect(err.message).to.include(block.cid.toString())
     })
 
-    it('passes on other store errors unchanged', async () => {
+    it('wraps other store errors in a BlockstoreError that keeps the cause', async () => {
       const failing: BlockSource = {
         // eslint-disable-next-line require-yield
         async * get () {
@@ -99,8 +99,9 @@ describe('core/blocks', () => {
         has: () => true
       }
       const err = await rejection(readBlock(failing, (await rawBlock('x')).cid))
-      expect(err.message).to.equal('disk on fire')
-      expect(err.name).to.not.equal(BlockNotFoundError.name)
+      expect(err.name).to.equal(BlockstoreError.name)
+      expect(err.message).to.include('disk on fire')
+      expect((err.cause as Error).message).to.equal('disk on fire')
     })
 
     it('passes the abort signal and offline flag to the store', async () => {

@@ -5,7 +5,7 @@ import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { LinkReader } from '../../src/core/links.ts'
 import { walkDag } from '../../src/core/walk.ts'
-import { BlockNotFoundError, UnknownCodecError } from '../../src/errors.ts'
+import { BlockNotFoundError, BlockstoreError, UnknownCodecError } from '../../src/errors.ts'
 import { arbitraryDag, buildDag, cborBlock, identityCborBlock, isIdentity, keys, pbBlock, putAll, rawBlock, sampleDag, utf8 } from '../fixtures/dag.ts'
 import type { BlockSource } from '../../src/core/blocks.ts'
 import type { WalkOptions, WalkedBlock } from '../../src/core/walk.ts'
@@ -367,7 +367,8 @@ describe('core/walk', () => {
         has: (cid, options) => store.has(cid, options)
       }
       const err = await rejection(collect(failing, [dag.root.cid], { onMissing: () => {} }))
-      expect(err.message).to.equal('disk on fire')
+      expect(err.name).to.equal(BlockstoreError.name)
+      expect((err.cause as Error).message).to.equal('disk on fire')
     })
   })
 
