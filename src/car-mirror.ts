@@ -1,13 +1,13 @@
 import { logger as defaultLogger } from '@libp2p/logger'
 import { CustomProgressEvent } from 'progress-events'
-import { DEFAULT_COLD_CALL_BYTES, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_INBOUND_STREAMS, DEFAULT_MAX_OUTBOUND_STREAMS, DEFAULT_READ_AHEAD, PROTOCOL_ID } from './constants.ts'
+import { DEFAULT_COLD_CALL_BYTES, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_PUSH_BYTES, DEFAULT_MAX_ROOTS, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PEER, RESUME_MEMORY_MS, DEFAULT_MAX_INBOUND_STREAMS, DEFAULT_MAX_OUTBOUND_STREAMS, DEFAULT_READ_AHEAD, PROTOCOL_ID } from './constants.ts'
 import { LinkReader } from './core/links.ts'
 import { bloomOf } from './core/messages.ts'
 import { ReceiverSession } from './core/receiver.ts'
 import { SenderSession } from './core/sender.ts'
 import { BlockVerifier } from './core/verify.ts'
 import { walkHeldCids } from './core/walk.ts'
-import { ProtocolError } from './errors.ts'
+import { LimitExceededError, ProtocolError } from './errors.ts'
 import { FramedStream } from './transport/framed-stream.ts'
 import { runReceiver, runSender } from './transport/run-session.ts'
 import type { BloomFilter } from './core/bloom/bloom-filter.ts'
@@ -32,6 +32,10 @@ export class DefaultCarMirror implements CarMirror {
   private readonly verifier: BlockVerifier
   private readonly limits: MessageLimits
   private readonly sessions = new Set<AbortController>()
+  private readonly inboundByPeer = new Map<string, number>()
+  private inboundCount = 0
+  /** Pushes that failed after dialling, by peer and roots, until when they are remembered */
+  private readonly interruptedPushes = new Map<string, number>()
   private started = false
 
   constructor (components: CarMirrorComponents, init: CarMirrorInit = {}) {
@@ -86,7 +90,7 @@ export class DefaultCarMirror implements CarMirror {
         return
       }
       const request = await receiver.pullRequest({ signal })
-      const framed = await this.open(peer, signal)
+      const { framed } = await this.open(peer, signal)
       try {
         await runReceiver(framed, receiver, { signal, first: [request], ...this.progress(options, stats) })
       } finally {
@@ -98,18 +102,37 @@ export class DefaultCarMirror implements CarMirror {
   async push (peer: PeerTarget, roots: CID | CID[], options: TransferOptions = {}): Promise<TransferStats> {
     const rootList = Array.isArray(roots) ? roots : [roots]
     return this.session(options, async (signal, stats) => {
+      const bloom = await this.hintBloom(options.hints ?? [], signal)
+      const { framed, remotePeer } = await this.open(peer, signal)
+      // a push that broke off recently resumes without a cold call: the
+      // server's first status says what it already holds
+      const resumeKey = `${remotePeer}/${rootList.join(',')}`
+      const resuming = (this.interruptedPushes.get(resumeKey) ?? 0) > Date.now()
       const sender = new SenderSession({
         ...this.senderInit(rootList),
-        bloom: await this.hintBloom(options.hints ?? [], signal),
-        coldCallBytes: this.init.coldCallBytes ?? DEFAULT_COLD_CALL_BYTES
+        bloom,
+        coldCallBytes: resuming ? 0 : this.init.coldCallBytes ?? DEFAULT_COLD_CALL_BYTES
       })
-      const framed = await this.open(peer, signal)
       try {
         await runSender(framed, sender, { signal, first: [{ type: 'push', roots: rootList, hints: options.hints ?? [] }], ...this.progress(options, stats) })
+        this.interruptedPushes.delete(resumeKey)
+      } catch (err) {
+        this.forgetOldInterruptions()
+        this.interruptedPushes.set(resumeKey, Date.now() + RESUME_MEMORY_MS)
+        throw err
       } finally {
         this.collect(stats, framed, sender, undefined)
       }
     }, rootList)
+  }
+
+  private forgetOldInterruptions (): void {
+    const now = Date.now()
+    for (const [key, until] of this.interruptedPushes) {
+      if (until <= now) {
+        this.interruptedPushes.delete(key)
+      }
+    }
   }
 
   /**
@@ -127,13 +150,24 @@ export class DefaultCarMirror implements CarMirror {
   /** Answers one inbound session */
   private async serve (stream: Stream, connection: Connection): Promise<void> {
     const controller = new AbortController()
-    this.sessions.add(controller)
     const signal = controller.signal
-    const framed = new FramedStream(stream, { limits: this.limits })
+    const framed = new FramedStream(stream, { limits: this.limits, idleTimeout: this.init.idleTimeout ?? DEFAULT_IDLE_TIMEOUT })
     const peer = connection.remotePeer
+    const peerKey = peer.toString()
+    const peerSessions = this.inboundByPeer.get(peerKey) ?? 0
+    this.sessions.add(controller)
+    this.inboundByPeer.set(peerKey, peerSessions + 1)
+    this.inboundCount++
     try {
-      stream.inactivityTimeout = this.init.idleTimeout ?? DEFAULT_IDLE_TIMEOUT
+      if (this.inboundCount > (this.init.maxSessions ?? DEFAULT_MAX_SESSIONS) || peerSessions >= (this.init.maxSessionsPerPeer ?? DEFAULT_MAX_SESSIONS_PER_PEER)) {
+        this.log('refusing a session from %p: too many sessions', peer)
+        await this.refuse(framed, 'too many sessions')
+        return
+      }
       const first = await this.firstMessage(framed, signal)
+      if ((first.type === 'pull' || first.type === 'push') && first.roots.length > (this.init.maxRoots ?? DEFAULT_MAX_ROOTS)) {
+        throw new LimitExceededError(`A session may name at most ${this.init.maxRoots ?? DEFAULT_MAX_ROOTS} roots`)
+      }
       if (first.type === 'pull') {
         if (!await this.allowed(this.init.allowPull, peer, first.roots, true)) {
           await this.refuse(framed, `pull of ${first.roots[0]} refused`)
@@ -148,7 +182,8 @@ export class DefaultCarMirror implements CarMirror {
           return
         }
         this.log('accepting push of %s from %p', first.roots[0], peer)
-        const receiver = await ReceiverSession.create({ ...this.receiverInit(first.roots, first.hints), smallStoreBlocks: 0 }, { signal })
+        const maxStoredBytes = await this.pushQuota(peer, first.roots)
+        const receiver = await ReceiverSession.create({ ...this.receiverInit(first.roots, first.hints), smallStoreBlocks: 0, maxStoredBytes, announceRoots: true }, { signal })
         const greeting = await receiver.pushGreeting({ signal })
         await runReceiver(framed, receiver, { signal, first: [greeting] })
       } else {
@@ -156,10 +191,40 @@ export class DefaultCarMirror implements CarMirror {
       }
     } catch (err) {
       this.log.error('inbound session from %p failed - %e', peer, err)
+      await this.refuseOnLimit(framed, err as Error)
       framed.abort(err as Error)
     } finally {
+      controller.abort()
       this.sessions.delete(controller)
+      this.inboundCount--
+      const left = (this.inboundByPeer.get(peerKey) ?? 1) - 1
+      if (left === 0) {
+        this.inboundByPeer.delete(peerKey)
+      } else {
+        this.inboundByPeer.set(peerKey, left)
+      }
     }
+  }
+
+  /** Limit errors found before a session runs still deserve an error frame */
+  private async refuseOnLimit (framed: FramedStream, err: Error): Promise<void> {
+    if (err.name !== LimitExceededError.name || framed.stream.writeStatus !== 'writable') {
+      return
+    }
+    try {
+      const signal = AbortSignal.timeout(1000)
+      await framed.write({ type: 'error', code: 'limit', message: err.message, cids: [] }, { signal })
+      await framed.closeWrite({ signal })
+    } catch {
+      // the stream is being reset anyway
+    }
+  }
+
+  private async pushQuota (peer: PeerId, roots: CID[]): Promise<number> {
+    if (this.init.pushQuota == null) {
+      return DEFAULT_MAX_PUSH_BYTES
+    }
+    return this.init.pushQuota(peer, roots)
   }
 
   private async firstMessage (framed: FramedStream, signal: AbortSignal): Promise<Message> {
@@ -188,10 +253,10 @@ export class DefaultCarMirror implements CarMirror {
     await framed.closeWrite({ signal })
   }
 
-  private async open (peer: PeerTarget, signal: AbortSignal): Promise<FramedStream> {
-    const stream = await this.components.libp2p.dialProtocol(peer, this.protocol, { signal })
-    stream.inactivityTimeout = this.init.idleTimeout ?? DEFAULT_IDLE_TIMEOUT
-    return new FramedStream(stream, { limits: this.limits })
+  private async open (peer: PeerTarget, signal: AbortSignal): Promise<{ framed: FramedStream, remotePeer: PeerId }> {
+    const connection = await this.components.libp2p.dial(peer, { signal })
+    const stream = await connection.newStream(this.protocol, { signal })
+    return { framed: new FramedStream(stream, { limits: this.limits, idleTimeout: this.init.idleTimeout ?? DEFAULT_IDLE_TIMEOUT }), remotePeer: connection.remotePeer }
   }
 
   private async session (options: TransferOptions, run: (signal: AbortSignal, stats: TransferStats) => Promise<void>, roots: CID[]): Promise<TransferStats> {
@@ -263,7 +328,7 @@ export class DefaultCarMirror implements CarMirror {
       stats.blocksSent = sender.counters.blocksSent
       stats.blockBytesSent = sender.counters.blockBytesSent
       stats.duplicateBlocks = sender.counters.duplicatesReported
-      stats.roundTrips = sender.counters.idles
+      stats.roundTrips = sender.counters.passes + sender.counters.syncs
     }
     if (receiver != null) {
       stats.blocksReceived = receiver.counters.blocksReceived
@@ -291,7 +356,9 @@ export class DefaultCarMirror implements CarMirror {
       linkReader: this.linkReader,
       verifier: this.verifier,
       smallStoreBlocks: this.init.smallStoreBlocks,
-      maxCidsPerMessage: this.init.maxCidsPerMessage
+      maxCidsPerMessage: this.init.maxCidsPerMessage,
+      maxUnrequestedBlocks: this.init.maxUnrequestedBlocks,
+      maxStragglerRounds: this.init.maxStragglerRounds
     }
   }
 }

@@ -34,3 +34,27 @@ export const DEFAULT_READ_AHEAD = 16
  * that the server already holds
  */
 export const DEFAULT_COLD_CALL_BYTES = 1024 * 1024
+
+/** Most roots one session may name */
+export const DEFAULT_MAX_ROOTS = 1000
+
+/** Most wants a sender keeps queued from status frames */
+export const DEFAULT_MAX_QUEUED_WANTS = 100_000
+
+/** Most concurrent sessions a node serves, in total */
+export const DEFAULT_MAX_SESSIONS = 256
+
+/** Most concurrent sessions a node serves for one peer */
+export const DEFAULT_MAX_SESSIONS_PER_PEER = 32
+
+/** Most block bytes one push session may write into the store, unless `pushQuota` says otherwise (1 GiB) */
+export const DEFAULT_MAX_PUSH_BYTES = 1024 * 1024 * 1024
+
+/** Most blocks a receiver tolerates that the session never asked for before it ends the session */
+export const DEFAULT_MAX_UNREQUESTED_BLOCKS = 16
+
+/** Most straggler rounds in one session; honest sessions need a handful (at most about the DAG's depth) */
+export const DEFAULT_MAX_STRAGGLER_ROUNDS = 100
+
+/** How long a client remembers an interrupted push, to resume it without a cold call (ms) */
+export const RESUME_MEMORY_MS = 10 * 60_000

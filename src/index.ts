@@ -117,6 +117,18 @@ export interface CarMirrorInit {
   allowPull?: AuthorizeSession
   /** Who may push; default nobody (pushers get a SessionRefusedError) */
   allowPush?: AuthorizeSession
+  /** Most block bytes an allowed push may write; default DEFAULT_MAX_PUSH_BYTES (1 GiB) */
+  pushQuota?(peer: PeerId, roots: CID[]): number | Promise<number>
+  /** Most roots one session may name; default DEFAULT_MAX_ROOTS */
+  maxRoots?: number
+  /** Most sessions served at once; default DEFAULT_MAX_SESSIONS */
+  maxSessions?: number
+  /** Most sessions served at once for one peer; default DEFAULT_MAX_SESSIONS_PER_PEER */
+  maxSessionsPerPeer?: number
+  /** Most received blocks a session tolerates that it never asked for; default DEFAULT_MAX_UNREQUESTED_BLOCKS */
+  maxUnrequestedBlocks?: number
+  /** Most straggler rounds a session runs before it gives up; default DEFAULT_MAX_STRAGGLER_ROUNDS */
+  maxStragglerRounds?: number
   /** Largest block sent or accepted, bytes; default DEFAULT_MAX_BLOCK_SIZE (2 MiB) */
   maxBlockSize?: number
   /** Largest Bloom filter accepted, bytes; default DEFAULT_MAX_BLOOM_BYTES */
@@ -147,7 +159,7 @@ export interface CarMirrorInit {
 
 /** What CAR Mirror needs from its host: a libp2p node and a blockstore */
 export interface CarMirrorComponents {
-  libp2p: Pick<Libp2p, 'handle' | 'unhandle' | 'dialProtocol'>
+  libp2p: Pick<Libp2p, 'handle' | 'unhandle' | 'dial'>
   blockstore: Blockstore
   logger?: ComponentLogger
   getCodec?: LoadCodec
@@ -261,7 +273,7 @@ export function withCarMirror<H extends Helia> (helia: H, init: CarMirrorInit = 
   return helia as H & HeliaWithCarMirror
 }
 
-export { PROTOCOL_ID, DEFAULT_MAX_BLOCK_SIZE, DEFAULT_MAX_BLOOM_BYTES, DEFAULT_MAX_BLOOM_HASH_COUNT, DEFAULT_MAX_CIDS_PER_MESSAGE, DEFAULT_SMALL_STORE_BLOCKS, DEFAULT_IDLE_TIMEOUT, DEFAULT_READ_AHEAD, DEFAULT_COLD_CALL_BYTES } from './constants.ts'
+export { PROTOCOL_ID, DEFAULT_MAX_BLOCK_SIZE, DEFAULT_MAX_BLOOM_BYTES, DEFAULT_MAX_BLOOM_HASH_COUNT, DEFAULT_MAX_CIDS_PER_MESSAGE, DEFAULT_SMALL_STORE_BLOCKS, DEFAULT_IDLE_TIMEOUT, DEFAULT_READ_AHEAD, DEFAULT_COLD_CALL_BYTES, DEFAULT_MAX_ROOTS, DEFAULT_MAX_QUEUED_WANTS, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PEER, DEFAULT_MAX_PUSH_BYTES, DEFAULT_MAX_UNREQUESTED_BLOCKS, DEFAULT_MAX_STRAGGLER_ROUNDS } from './constants.ts'
 export { encodeMessage, decodeMessage, bloomItem } from './core/messages.ts'
 export type { Message, MessageLimits, ErrorCode } from './core/messages.ts'
 export { SenderSession } from './core/sender.ts'

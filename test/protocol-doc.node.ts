@@ -51,6 +51,7 @@ describe('docs/PROTOCOL.md byte-level examples', () => {
       block: { type: 'block', cid, bytes },
       status: { type: 'status', wants: [cid] },
       idle: { type: 'idle', statuses: 1 },
+      sync: { type: 'sync', statuses: 1 },
       done: { type: 'done', duplicates: 0 },
       error: { type: 'error', code: 'not-found', message: 'gone', cids: [cid] }
     }
@@ -71,7 +72,7 @@ describe('docs/PROTOCOL.md byte-level examples', () => {
     expect(decoded.type).to.equal(examples[name].type)
   }
 
-  for (const name of ['pull', 'push', 'header', 'block', 'status', 'idle', 'done', 'error']) {
+  for (const name of ['pull', 'push', 'header', 'block', 'status', 'idle', 'sync', 'done', 'error']) {
     it(`encodes the ${name} example byte for byte and decodes it back`, () => {
       checkExample(name)
     })

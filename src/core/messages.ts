@@ -43,11 +43,27 @@ export interface StatusMessage {
   type: 'status'
   wants: CID[]
   bloom?: BloomFilter
+  /**
+   * Set on the first status a push server writes once it holds every root:
+   * its Bloom (if any) then describes what it holds under them, and the
+   * pushing client may send past its cold-call window
+   */
+  rootsHeld?: boolean
 }
 
 /** The sender has sent everything it was asked for, after reading `statuses` status frames */
 export interface IdleMessage {
   type: 'idle'
+  statuses: number
+}
+
+/**
+ * The sender has sent every interior block of the current pass and asks for
+ * a Bloom of what the receiver holds before it sends the (large) raw leaves;
+ * `statuses` counts the status frames it has read
+ */
+export interface SyncMessage {
+  type: 'sync'
   statuses: number
 }
 
@@ -68,7 +84,7 @@ export interface ErrorMessage {
   cids: CID[]
 }
 
-export type Message = PullMessage | PushMessage | HeaderMessage | BlockMessage | StatusMessage | IdleMessage | DoneMessage | ErrorMessage
+export type Message = PullMessage | PushMessage | HeaderMessage | BlockMessage | StatusMessage | IdleMessage | SyncMessage | DoneMessage | ErrorMessage
 
 /** Bounds on what a decoded message may hold */
 export interface MessageLimits {
@@ -145,9 +161,11 @@ export function encodeMessage (message: Message): Uint8Array[] {
     case 'push':
       return [dagCbor.encode({ t: 'push', rs: message.roots, hs: message.hints })]
     case 'status':
-      return [dagCbor.encode({ t: 'status', sr: message.wants, ...bloomFields(message.bloom) })]
+      return [dagCbor.encode({ t: 'status', sr: message.wants, ...bloomFields(message.bloom), ...(message.rootsHeld === true ? { rh: true } : {}) })]
     case 'idle':
       return [dagCbor.encode({ t: 'idle', n: message.statuses })]
+    case 'sync':
+      return [dagCbor.encode({ t: 'sync', n: message.statuses })]
     case 'done':
       return [dagCbor.encode({ t: 'done', d: message.duplicates })]
     case 'error':
@@ -221,10 +239,16 @@ function decodeControl (body: Uint8Array, limits: MessageLimits): Message {
       return { type: 'pull', roots: cidList(map, 'rs', limits), wants: cidList(map, 'sr', limits), bloom: bloomFrom(map, limits) }
     case 'push':
       return { type: 'push', roots: cidList(map, 'rs', limits), hints: cidList(map, 'hs', limits) }
-    case 'status':
-      return { type: 'status', wants: cidList(map, 'sr', limits), bloom: bloomFrom(map, limits) }
+    case 'status': {
+      if (map.rh != null && typeof map.rh !== 'boolean') {
+        throw new ProtocolError('Field rh is not a boolean')
+      }
+      return { type: 'status', wants: cidList(map, 'sr', limits), bloom: bloomFrom(map, limits), rootsHeld: map.rh === true }
+    }
     case 'idle':
       return { type: 'idle', statuses: uint(map, 'n') }
+    case 'sync':
+      return { type: 'sync', statuses: uint(map, 'n') }
     case 'done':
       return { type: 'done', duplicates: uint(map, 'd') }
     case 'error': {

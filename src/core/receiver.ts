@@ -1,5 +1,5 @@
-import { DEFAULT_MAX_CIDS_PER_MESSAGE, DEFAULT_SMALL_STORE_BLOCKS } from '../constants.ts'
-import { BlocksNotAvailableError, ProtocolError, RemoteError, SessionRefusedError } from '../errors.ts'
+import { DEFAULT_MAX_CIDS_PER_MESSAGE, DEFAULT_MAX_STRAGGLER_ROUNDS, DEFAULT_MAX_UNREQUESTED_BLOCKS, DEFAULT_SMALL_STORE_BLOCKS } from '../constants.ts'
+import { BlocksNotAvailableError, LimitExceededError, ProtocolError, RemoteError, SessionRefusedError } from '../errors.ts'
 import { ReceiverFrontier } from './frontier.ts'
 import { bloomOf } from './messages.ts'
 import { walkHeldCids } from './walk.ts'
@@ -29,6 +29,14 @@ export interface ReceiverSessionInit {
   smallStoreBlocks?: number
   /** Most CIDs listed in one status frame; default DEFAULT_MAX_CIDS_PER_MESSAGE */
   maxCidsPerMessage?: number
+  /** Most block bytes this session may write to the store; default no limit */
+  maxStoredBytes?: number
+  /** Most blocks tolerated that the session never asked for; default DEFAULT_MAX_UNREQUESTED_BLOCKS */
+  maxUnrequestedBlocks?: number
+  /** Most straggler rounds; default DEFAULT_MAX_STRAGGLER_ROUNDS */
+  maxStragglerRounds?: number
+  /** Write a status with `rootsHeld` once the roots are held (push servers do, to end the client's cold call) */
+  announceRoots?: boolean
 }
 
 /** What a receiver has done so far */
@@ -43,6 +51,8 @@ export interface ReceiverCounters {
   bloomBytesSent: number
   /** Status frames that asked for stragglers after the sender went idle */
   stragglerRounds: number
+  /** Block bytes written to the store */
+  bytesStored: number
 }
 
 /** What happened to one received message */
@@ -73,11 +83,13 @@ export interface ReceiverStep {
 export class ReceiverSession {
   readonly roots: CID[]
   readonly frontier: ReceiverFrontier
-  readonly counters: ReceiverCounters = { blocksReceived: 0, blockBytesReceived: 0, duplicateBlocks: 0, unrequestedBlocks: 0, statusesSent: 0, bloomBytesSent: 0, stragglerRounds: 0 }
+  readonly counters: ReceiverCounters = { blocksReceived: 0, blockBytesReceived: 0, duplicateBlocks: 0, unrequestedBlocks: 0, statusesSent: 0, bloomBytesSent: 0, stragglerRounds: 0, bytesStored: 0 }
   private readonly init: ReceiverSessionInit
   private hintedHeld: CID[] = []
   private nextBloomAt = 1
   private doneSent = false
+  private lastAsked: CID[] = []
+  private rootsAnnounced = false
 
   private constructor (init: ReceiverSessionInit, frontier: ReceiverFrontier) {
     this.init = init
@@ -119,12 +131,26 @@ export class ReceiverSession {
    */
   async pushGreeting (options: { signal?: AbortSignal } = {}): Promise<StatusMessage> {
     await this.hinted(options)
-    const status = this.bloomStatus()
-    if (status != null) {
-      return status
-    }
+    return this.rootsStatus() ?? this.bloomStatus() ?? this.emptyStatus()
+  }
+
+  private emptyStatus (): StatusMessage {
     this.counters.statusesSent++
     return { type: 'status', wants: [] }
+  }
+
+  /**
+   * Once, when the session announces roots and holds them all: a status
+   * saying so, with a Bloom of what it holds that the sender cannot know
+   */
+  private rootsStatus (): StatusMessage | undefined {
+    if (this.init.announceRoots !== true || this.rootsAnnounced || this.roots.some(root => this.frontier.isWanted(root))) {
+      return undefined
+    }
+    this.rootsAnnounced = true
+    const status = this.bloomStatus(true) ?? this.emptyStatus()
+    status.rootsHeld = true
+    return status
   }
 
   /**
@@ -142,6 +168,8 @@ export class ReceiverSession {
         return this.receiveBlock(message.cid, message.bytes, options)
       case 'idle':
         return { replies: await this.afterIdle(message.statuses) }
+      case 'sync':
+        return { replies: this.afterSync(message.statuses) }
       case 'error':
         throw remoteError(message.code, message.message, message.cids)
       default:
@@ -150,13 +178,26 @@ export class ReceiverSession {
   }
 
   private async receiveBlock (cid: CID, bytes: Uint8Array, options: { signal?: AbortSignal }): Promise<ReceiverStep> {
+    const maxStoredBytes = this.init.maxStoredBytes ?? Infinity
+    if (this.frontier.isWanted(cid) && this.counters.bytesStored + bytes.byteLength > maxStoredBytes) {
+      throw new LimitExceededError(`The session may store at most ${maxStoredBytes} bytes`)
+    }
     const outcome = await this.frontier.receive(cid, bytes, { ...options, offline: true })
     this.counters.blocksReceived++
     this.counters.blockBytesReceived += bytes.byteLength
-    if (outcome === 'duplicate') {
+    if (outcome === 'stored') {
+      this.counters.bytesStored += bytes.byteLength
+    } else if (outcome === 'duplicate') {
       this.counters.duplicateBlocks++
-    } else if (outcome === 'unrequested') {
+      // an honest sender sends each block at most once, plus wants it is asked for again
+      if (this.counters.duplicateBlocks > this.frontier.holdCount + this.maxCids) {
+        throw new ProtocolError('The sender keeps sending blocks the receiver already holds')
+      }
+    } else {
       this.counters.unrequestedBlocks++
+      if (this.counters.unrequestedBlocks > (this.init.maxUnrequestedBlocks ?? DEFAULT_MAX_UNREQUESTED_BLOCKS)) {
+        throw new ProtocolError(`The sender sent ${this.counters.unrequestedBlocks} blocks the session never asked for, the last ${cid}`)
+      }
     }
 
     const replies: Message[] = []
@@ -164,7 +205,7 @@ export class ReceiverSession {
       await this.frontier.settle()
       replies.push(...this.doneOnce())
     } else {
-      const status = this.bloomStatus()
+      const status = this.rootsStatus() ?? this.bloomStatus()
       if (status != null) {
         replies.push(status)
       }
@@ -181,9 +222,29 @@ export class ReceiverSession {
       // the sender has not read our latest status yet: what we miss may still be on its way
       return []
     }
+    if (statusesSeen > this.counters.statusesSent) {
+      throw new ProtocolError(`The sender claims to have read ${statusesSeen} status frames; ${this.counters.statusesSent} were sent`)
+    }
+    // every want asked for in the last round must have arrived by now
+    const ignored = this.lastAsked.find(cid => this.frontier.isWanted(cid))
+    if (ignored != null) {
+      throw new ProtocolError(`The sender went idle without sending ${ignored}, which the receiver asked for`)
+    }
+    if (this.counters.stragglerRounds >= (this.init.maxStragglerRounds ?? DEFAULT_MAX_STRAGGLER_ROUNDS)) {
+      throw new LimitExceededError(`Still missing ${this.frontier.wantCount} block(s) after ${this.counters.stragglerRounds} straggler rounds`)
+    }
     this.counters.statusesSent++
     this.counters.stragglerRounds++
-    return [{ type: 'status', wants: this.frontier.wants().slice(0, this.maxCids) }]
+    this.lastAsked = this.frontier.wants().slice(0, this.maxCids)
+    return [{ type: 'status', wants: this.lastAsked }]
+  }
+
+  /** A sync asks for a Bloom of everything held that the sender cannot know, before it sends leaves */
+  private afterSync (statusesSeen: number): Message[] {
+    if (statusesSeen > this.counters.statusesSent) {
+      throw new ProtocolError(`The sender claims to have read ${statusesSeen} status frames; ${this.counters.statusesSent} were sent`)
+    }
+    return [this.bloomStatus(true) ?? this.emptyStatus()]
   }
 
   private doneOnce (): Message[] {
@@ -199,10 +260,10 @@ export class ReceiverSession {
    * sent each time their number has doubled, so all Bloom bytes together stay
    * under twice the last one.
    */
-  private bloomStatus (): StatusMessage | undefined {
+  private bloomStatus (evenIfNotDoubled = false): StatusMessage | undefined {
     const found = this.frontier.foundHeld()
     const count = found.length + this.hintedHeld.length
-    if (count < this.nextBloomAt) {
+    if (count === 0 || (count < this.nextBloomAt && !evenIfNotDoubled)) {
       return undefined
     }
     this.nextBloomAt = count * 2

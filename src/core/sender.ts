@@ -1,3 +1,5 @@
+import * as raw from 'multiformats/codecs/raw'
+import { DEFAULT_MAX_QUEUED_WANTS } from '../constants.ts'
 import { BlocksNotAvailableError, LimitExceededError, ProtocolError } from '../errors.ts'
 import { bloomItem } from './messages.ts'
 import { Wakeup } from './signal.ts'
@@ -31,11 +33,13 @@ export interface SenderSessionInit {
   /** Blocks larger than this are not sent; the session fails instead */
   maxBlockSize?: number
   /**
-   * Block bytes that may be sent before the first status arrives: the cold
-   * call of a push. Once the receiver's first status (and its Bloom) is in,
-   * there is no limit. Default: no limit
+   * Block bytes that may be sent before the receiver's status saying it
+   * holds the roots (and what it holds under them): the cold call of a push.
+   * After that status there is no limit. Default: no limit
    */
   coldCallBytes?: number
+  /** Most wants queued from status frames; default DEFAULT_MAX_QUEUED_WANTS */
+  maxQueuedWants?: number
 }
 
 /** What a sender has done so far */
@@ -46,10 +50,12 @@ export interface SenderCounters {
   passes: number
   /** Status frames read from the receiver */
   statusesReceived: number
-  /** Idle frames sent: times the sender had to wait for the receiver */
+  /** Idle frames sent: each acknowledges the statuses read so far */
   idles: number
   /** Blocks the receiver said (in its done frame) it already held */
   duplicatesReported: number
+  /** Sync frames sent: times the sender waited for a Bloom before sending leaves */
+  syncs: number
 }
 
 /** Most missing CIDs named in one error frame */
@@ -77,12 +83,19 @@ const MAX_REPORTED_MISSING = 256
  */
 export class SenderSession {
   readonly roots: CID[]
-  readonly counters: SenderCounters = { blocksSent: 0, blockBytesSent: 0, passes: 0, statusesReceived: 0, idles: 0, duplicatesReported: 0 }
+  readonly counters: SenderCounters = { blocksSent: 0, blockBytesSent: 0, passes: 0, statusesReceived: 0, idles: 0, duplicatesReported: 0, syncs: 0 }
   private readonly init: SenderSessionInit
   private bloom?: BloomFilter
   private readonly sent = new Set<string>()
+  /** CIDs known to be in the DAG under the roots: the roots and every link read */
+  private readonly known = new Set<string>()
+  private knownComplete = false
   private queued: CID[]
   private finished = false
+  /** Set once the receiver said it holds the roots: the cold call is over */
+  private rootsAcknowledged = false
+  /** Status frames with a Bloom: the receiver is finding blocks it holds */
+  private bloomsReceived = 0
   private readonly wakeup = new Wakeup()
 
   constructor (init: SenderSessionInit) {
@@ -92,6 +105,9 @@ export class SenderSession {
     const wants = init.request?.wants ?? []
     this.queued = wants.length > 0 ? [...wants] : [...init.roots]
     this.counters.statusesReceived = init.request != null ? 1 : 0
+    for (const root of init.roots) {
+      this.known.add(root.toString())
+    }
   }
 
   /** True once the receiver said it is done */
@@ -109,6 +125,15 @@ export class SenderSession {
         this.counters.statusesReceived++
         if (message.bloom != null) {
           this.bloom = message.bloom
+        }
+        if (message.rootsHeld === true) {
+          this.rootsAcknowledged = true
+        }
+        if (message.bloom != null) {
+          this.bloomsReceived++
+        }
+        if (this.queued.length + message.wants.length > (this.init.maxQueuedWants ?? DEFAULT_MAX_QUEUED_WANTS)) {
+          throw new LimitExceededError(`The receiver asked for more than ${this.init.maxQueuedWants ?? DEFAULT_MAX_QUEUED_WANTS} blocks at once`)
         }
         this.queued.push(...message.wants)
         break
@@ -131,20 +156,25 @@ export class SenderSession {
   async * messages (options: { signal?: AbortSignal } = {}): AsyncGenerator<Message, void, undefined> {
     yield { type: 'header', roots: this.roots }
 
+    // the status count the last idle frame acknowledged: a status that
+    // arrives while idle (a Bloom update) is acknowledged by another idle,
+    // so the receiver knows nothing is in flight
+    let acknowledged = -1
     while (!this.finished) {
       if (this.queued.length === 0) {
-        this.counters.idles++
-        yield { type: 'idle', statuses: this.counters.statusesReceived }
-        while (this.queued.length === 0 && !this.finished) {
-          await this.wakeup.wait(options.signal)
+        if (acknowledged !== this.counters.statusesReceived) {
+          acknowledged = this.counters.statusesReceived
+          this.counters.idles++
+          yield { type: 'idle', statuses: acknowledged }
         }
+        await this.wakeup.wait(options.signal)
         continue
       }
 
-      const wants = this.queued
+      const missing: CID[] = []
+      const wants = await this.inDag(this.queued, missing, options.signal)
       this.queued = []
       this.counters.passes++
-      const missing: CID[] = []
       yield * this.pass(wants, missing, options.signal)
 
       if (missing.length > 0 && !this.finished) {
@@ -155,31 +185,114 @@ export class SenderSession {
     }
   }
 
+  /**
+   * The wants that are in the DAG under the session's roots; the others go
+   * to `missing`, so a receiver cannot read blocks outside what it was
+   * allowed to pull. Unknown wants trigger one walk of the DAG's interior
+   * blocks (raw leaves are not read) to learn every CID in it.
+   */
+  private async inDag (wants: CID[], missing: CID[], signal?: AbortSignal): Promise<CID[]> {
+    const unknown = new Set(wants.map(cid => cid.toString()).filter(key => !this.known.has(key)))
+    if (!this.knownComplete && unknown.size > 0) {
+      const walk = walkDag(this.init.blockstore, this.roots, {
+        skip: cid => cid.code === raw.code,
+        onMissing: () => {},
+        onLinks: this.learnLinks,
+        linkReader: this.init.linkReader,
+        readAhead: this.init.readAhead,
+        offline: true,
+        signal
+      })
+      this.knownComplete = true
+      for await (const block of walk) {
+        for (const link of block.links) {
+          unknown.delete(link.toString())
+        }
+        if (unknown.size === 0) {
+          this.knownComplete = false
+          break
+        }
+      }
+    }
+    for (const key of [...unknown]) {
+      if (this.known.has(key)) {
+        unknown.delete(key)
+      }
+    }
+    missing.push(...wants.filter(cid => unknown.has(cid.toString())))
+    return wants.filter(cid => !unknown.has(cid.toString()))
+  }
+
+  private readonly learnLinks = (_: CID, links: CID[]): void => {
+    for (const link of links) {
+      this.known.add(link.toString())
+    }
+  }
+
   private async * pass (wants: CID[], missing: CID[], signal?: AbortSignal): AsyncGenerator<Message, void, undefined> {
     const mustSend = new Set(wants.map(cid => cid.toString()))
-    const maxBlockSize = this.init.maxBlockSize ?? Infinity
-    const coldCallBytes = this.init.coldCallBytes ?? Infinity
     const skip = (cid: CID): boolean => {
       if (this.finished) {
         return true
       }
       const key = cid.toString()
-      if (mustSend.has(key)) {
-        return false
+      return !mustSend.has(key) && (this.sent.has(key) || this.bloom?.has(bloomItem(cid)) === true)
+    }
+    // raw leaves wait until every interior block of the pass is out: interior
+    // blocks are small and show the receiver which subgraphs it holds
+    const leaves = new Map<string, CID>()
+    const skipOrDefer = (cid: CID): boolean => {
+      if (skip(cid)) {
+        return true
       }
-      return this.sent.has(key) || this.bloom?.has(bloomItem(cid)) === true
+      const key = cid.toString()
+      if (cid.code === raw.code && !mustSend.has(key)) {
+        leaves.set(key, cid)
+        return true
+      }
+      return false
     }
 
-    for await (const block of walkDag(this.init.blockstore, wants, {
+    yield * this.send(wants, skipOrDefer, mustSend, missing, signal)
+    if (leaves.size === 0 || this.finished) {
+      return
+    }
+    // a push first waits for the receiver to say what it holds under the roots
+    while (!this.rootsAcknowledged && (this.init.coldCallBytes ?? Infinity) !== Infinity && !this.finished) {
+      await this.wakeup.wait(signal)
+    }
+    if (this.bloomsReceived > 0 && !this.finished) {
+      // the receiver has been finding blocks it holds: ask for its whole Bloom before the leaves go out
+      const seen = this.counters.statusesReceived
+      this.counters.syncs++
+      yield { type: 'sync', statuses: seen }
+      while (this.counters.statusesReceived === seen && !this.finished) {
+        await this.wakeup.wait(signal)
+      }
+    }
+    yield * this.send([...leaves.values()], skip, mustSend, missing, signal)
+  }
+
+  private async * send (roots: CID[], skip: (cid: CID) => boolean, mustSend: Set<string>, missing: CID[], signal?: AbortSignal): AsyncGenerator<Message, void, undefined> {
+    const maxBlockSize = this.init.maxBlockSize ?? Infinity
+    const coldCallBytes = this.init.coldCallBytes ?? Infinity
+    for await (const block of walkDag(this.init.blockstore, roots, {
       skip,
       onMissing: cid => { missing.push(cid) },
+      onLinks: this.learnLinks,
       linkReader: this.init.linkReader,
       readAhead: this.init.readAhead,
       offline: true,
       signal
     })) {
-      while (this.counters.statusesReceived === 0 && this.counters.blockBytesSent >= coldCallBytes && !this.finished) {
-        await this.wakeup.wait(signal)
+      if (!this.rootsAcknowledged && this.counters.blockBytesSent >= coldCallBytes) {
+        while (!this.rootsAcknowledged && !this.finished) {
+          await this.wakeup.wait(signal)
+        }
+        // the block in hand was chosen before the receiver's Bloom came in
+        if (skip(block.cid)) {
+          continue
+        }
       }
       if (this.finished) {
         return
