@@ -13,7 +13,7 @@ const layout = {
 const browsersJson = 'node_modules/playwright-core/browsers.json'
 if (fs.existsSync(browsersJson)) {
   for (const browser of JSON.parse(fs.readFileSync(browsersJson, 'utf8')).browsers) {
-    if (!(browser.name in layout)) continue
+    if (!(browser.name in layout)) { continue }
     const [folder, executable] = layout[browser.name]
     const dir = path.join(process.env.PLAYWRIGHT_BROWSERS_PATH, `${browser.name.replaceAll('-', '_')}-${browser.revision}`)
     fs.mkdirSync(path.join(dir, folder), { recursive: true })
@@ -33,6 +33,18 @@ export default {
           args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic']
         }
       }
+    },
+    // a Node Helia node with CAR Mirror that the browser and worker tests pull from and push to
+    async before (options) {
+      if (options.runner === 'node') {
+        return {}
+      }
+      const { startBrowserServer } = await import('./test/fixtures/browser-server.ts')
+      const server = await startBrowserServer()
+      return { server, env: server.env }
+    },
+    async after (_, before) {
+      await before.server?.node.stop()
     }
   },
   dependencyCheck: {

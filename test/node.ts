@@ -2,3 +2,4 @@
 // 127.0.0.1 (a browser cannot listen on WebSockets). aegir runs this file in
 // Node only; browser and worker runs use test/browser.ts instead.
 import './protocol-doc.node.ts'
+import './car-mirror.node.ts'

@@ -1,3 +1,4 @@
+import { concat } from 'uint8arrays/concat'
 import { BlockNotFoundError, BlockstoreError } from '../errors.ts'
 import { LinkReader } from './links.ts'
 import type { AbortOptions } from '@libp2p/interface'
@@ -64,18 +65,4 @@ export async function hasBlock (store: BlockSource, cid: CID, options: BlockRead
     }
     throw new BlockstoreError(`Looking up ${cid} in the blockstore failed: ${(err as Error).message}`, { cause: err })
   }
-}
-
-function concat (chunks: Uint8Array[]): Uint8Array {
-  let length = 0
-  for (const chunk of chunks) {
-    length += chunk.byteLength
-  }
-  const out = new Uint8Array(length)
-  let offset = 0
-  for (const chunk of chunks) {
-    out.set(chunk, offset)
-    offset += chunk.byteLength
-  }
-  return out
 }

@@ -6,16 +6,8 @@ import { identity } from 'multiformats/hashes/identity'
 import { hasBlock, readBlock } from '../../src/core/blocks.ts'
 import { BlockNotFoundError, BlockstoreError } from '../../src/errors.ts'
 import { cborBlock, identityCborBlock, pbBlock, rawBlock, utf8 } from '../fixtures/dag.ts'
+import { rejection } from '../fixtures/rejection.ts'
 import type { BlockSource } from '../../src/core/blocks.ts'
-
-async function rejection (promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise
-  } catch (err) {
-    return err as Error
-  }
-  throw new Error('expected the promise to reject')
-}
 
 /** A store that holds nothing and fails the test if it is asked anything */
 const untouchable: BlockSource = {

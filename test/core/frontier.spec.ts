@@ -12,17 +12,9 @@ import { BlockVerifier } from '../../src/core/verify.ts'
 import { walkDag } from '../../src/core/walk.ts'
 import { HashMismatchError, InvalidBlockError, UnknownCodecError, UnsupportedHashError } from '../../src/errors.ts'
 import { CountingBlockstore, arbitraryDag, buildDag, cborBlock, getBytes, identityCborBlock, isIdentity, keys, pbBlock, putAll, rawBlock, reachable, sampleDag } from '../fixtures/dag.ts'
+import { rejection } from '../fixtures/rejection.ts'
 import type { ReceiveOutcome } from '../../src/core/frontier.ts'
 import type { Block, SampleDag } from '../fixtures/dag.ts'
-
-async function rejection (promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise
-  } catch (err) {
-    return err as Error
-  }
-  throw new Error('expected the promise to reject')
-}
 
 function sorted (cids: Iterable<CID>): string[] {
   return keys(cids).sort()

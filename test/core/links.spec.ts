@@ -9,6 +9,7 @@ import { sha256 } from 'multiformats/hashes/sha2'
 import { BUILT_IN_CODECS, LinkReader } from '../../src/core/links.ts'
 import { InvalidBlockError, UnknownCodecError } from '../../src/errors.ts'
 import { cborBlock, identityBlock, identityCborBlock, jsonBlock, keys, pbBlock, rawBlock, utf8 } from '../fixtures/dag.ts'
+import { rejection } from '../fixtures/rejection.ts'
 import type { BlockDecoder } from '../../src/core/links.ts'
 
 /** A made-up codec: the block is a list of CID strings, one a line */
@@ -22,15 +23,6 @@ const linesCodec: BlockDecoder = {
 async function linesBlock (cids: CID[]): Promise<{ cid: CID, bytes: Uint8Array }> {
   const bytes = utf8(cids.map(cid => cid.toString()).join('\n'))
   return { cid: CID.createV1(LINES_CODE, await sha256.digest(bytes)), bytes }
-}
-
-async function rejection (promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise
-  } catch (err) {
-    return err as Error
-  }
-  throw new Error('expected the promise to reject')
 }
 
 describe('core/links', () => {

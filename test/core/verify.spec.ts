@@ -9,6 +9,7 @@ import { sha256, sha512 } from 'multiformats/hashes/sha2'
 import { BLAKE3_CODE, BUILT_IN_HASHERS, BlockVerifier, blake3 } from '../../src/core/verify.ts'
 import { HashMismatchError, UnsupportedHashError } from '../../src/errors.ts'
 import { cborBlock, pbBlock, utf8 } from '../fixtures/dag.ts'
+import { rejection } from '../fixtures/rejection.ts'
 import type { MultihashHasher } from 'multiformats/hashes/interface'
 
 /** sha2-256-trunc254-padded (Filecoin piece commitments): not built in */
@@ -30,15 +31,6 @@ function flip (bytes: Uint8Array, index: number = 0): Uint8Array {
   const copy = bytes.slice()
   copy[index] ^= 0x01
   return copy
-}
-
-async function rejection (promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise
-  } catch (err) {
-    return err as Error
-  }
-  throw new Error('expected the promise to reject')
 }
 
 async function expectMismatch (verifier: BlockVerifier, cid: CID, bytes: Uint8Array): Promise<void> {

@@ -7,6 +7,7 @@ import { LinkReader } from '../../src/core/links.ts'
 import { walkDag } from '../../src/core/walk.ts'
 import { BlockNotFoundError, BlockstoreError, UnknownCodecError } from '../../src/errors.ts'
 import { arbitraryDag, buildDag, cborBlock, identityCborBlock, isIdentity, keys, pbBlock, putAll, rawBlock, sampleDag, utf8 } from '../fixtures/dag.ts'
+import { rejection } from '../fixtures/rejection.ts'
 import type { BlockSource } from '../../src/core/blocks.ts'
 import type { WalkOptions, WalkedBlock } from '../../src/core/walk.ts'
 import type { Block, SampleDag } from '../fixtures/dag.ts'
@@ -17,15 +18,6 @@ async function collect (store: BlockSource, roots: CID[], options?: WalkOptions)
     out.push(block)
   }
   return out
-}
-
-async function rejection (promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise
-  } catch (err) {
-    return err as Error
-  }
-  throw new Error('expected the promise to reject')
 }
 
 function names (dag: SampleDag, blocks: Array<{ cid: CID }>): string[] {
