@@ -7,9 +7,9 @@ import { ReceiverSession } from './core/receiver.ts'
 import { SenderSession } from './core/sender.ts'
 import { BlockVerifier } from './core/verify.ts'
 import { walkHeldCids } from './core/walk.ts'
-import { LimitExceededError, ProtocolError } from './errors.ts'
+import { LimitExceededError, ProtocolError, SessionRefusedError } from './errors.ts'
 import { FramedStream } from './transport/framed-stream.ts'
-import { runReceiver, runSender } from './transport/run-session.ts'
+import { failSession, runReceiver, runSender } from './transport/run-session.ts'
 import type { BloomFilter } from './core/bloom/bloom-filter.ts'
 import type { Message, MessageLimits } from './core/messages.ts'
 import type { ReceiverStep } from './core/receiver.ts'
@@ -51,6 +51,10 @@ export class DefaultCarMirror implements CarMirror {
       maxBloomHashCount: init.maxBloomHashCount,
       maxCidsPerMessage: init.maxCidsPerMessage
     }
+  }
+
+  get activeSessions (): { inbound: number, outbound: number } {
+    return { inbound: this.inboundCount, outbound: this.sessions.size - this.inboundCount }
   }
 
   async start (): Promise<void> {
@@ -191,8 +195,8 @@ export class DefaultCarMirror implements CarMirror {
       }
     } catch (err) {
       this.log.error('inbound session from %p failed - %e', peer, err)
-      await this.refuseOnLimit(framed, err as Error)
-      framed.abort(err as Error)
+      // errors before the session ran (a bad first frame, too many roots) still get an error frame
+      await failSession(framed, err as Error)
     } finally {
       controller.abort()
       this.sessions.delete(controller)
@@ -203,20 +207,6 @@ export class DefaultCarMirror implements CarMirror {
       } else {
         this.inboundByPeer.set(peerKey, left)
       }
-    }
-  }
-
-  /** Limit errors found before a session runs still deserve an error frame */
-  private async refuseOnLimit (framed: FramedStream, err: Error): Promise<void> {
-    if (err.name !== LimitExceededError.name || framed.stream.writeStatus !== 'writable') {
-      return
-    }
-    try {
-      const signal = AbortSignal.timeout(1000)
-      await framed.write({ type: 'error', code: 'limit', message: err.message, cids: [] }, { signal })
-      await framed.closeWrite({ signal })
-    } catch {
-      // the stream is being reset anyway
     }
   }
 
@@ -247,10 +237,9 @@ export class DefaultCarMirror implements CarMirror {
     }
   }
 
+  /** Writes a refusal and ends the stream, so a refused peer holds nothing here */
   private async refuse (framed: FramedStream, reason: string): Promise<void> {
-    const signal = AbortSignal.timeout(5000)
-    await framed.write({ type: 'error', code: 'refused', message: reason, cids: [] }, { signal })
-    await framed.closeWrite({ signal })
+    await failSession(framed, new SessionRefusedError(reason), 'refused')
   }
 
   private async open (peer: PeerTarget, signal: AbortSignal): Promise<{ framed: FramedStream, remotePeer: PeerId }> {

@@ -171,6 +171,9 @@ export interface CarMirror {
   /** The libp2p protocol id in use */
   readonly protocol: string
 
+  /** Sessions running now: served for other peers (inbound) and started here (outbound) */
+  readonly activeSessions: { inbound: number, outbound: number }
+
   /** Starts serving the protocol */
   start(): Promise<void>
 

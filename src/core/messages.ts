@@ -208,6 +208,7 @@ function decodeBlock (body: Uint8Array, limits: MessageLimits): BlockMessage {
   } catch (err) {
     throw new ProtocolError(`Block frame has no valid CID: ${(err as Error).message}`)
   }
+  wellFormed(cid, 'A block frame')
   const maxBlockSize = limits.maxBlockSize ?? DEFAULT_MAX_BLOCK_SIZE
   if (bytes.byteLength > maxBlockSize) {
     throw new LimitExceededError(`Block ${cid} has ${bytes.byteLength} bytes, more than the limit of ${maxBlockSize}`)
@@ -277,8 +278,19 @@ function cidList (map: Record<string, unknown>, key: string, limits: MessageLimi
     if (cid == null) {
       throw new ProtocolError(`Field ${key} holds something that is not a CID`)
     }
-    return cid
+    return wellFormed(cid, `Field ${key}`)
   })
+}
+
+/**
+ * multiformats builds a CIDv0 from any bytes that start with a zero version;
+ * a real one is dag-pb with a 32-byte sha2-256 digest
+ */
+function wellFormed (cid: CID, where: string): CID {
+  if (cid.version === 0 && (cid.code !== 0x70 || cid.multihash.code !== 0x12 || cid.multihash.size !== 32)) {
+    throw new ProtocolError(`${where} holds a malformed CIDv0`)
+  }
+  return cid
 }
 
 function uint (map: Record<string, unknown>, key: string): number {

@@ -1,8 +1,8 @@
-import { LengthPrefixedDecoder } from '@libp2p/utils'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { decodeMessage, encodeMessage, maxFrameSize } from '../core/messages.ts'
 import { Wakeup } from '../core/signal.ts'
-import { LimitExceededError, SessionClosedError, SessionTimeoutError } from '../errors.ts'
+import { SessionClosedError, SessionTimeoutError } from '../errors.ts'
+import { FrameDecoder } from './frame-decoder.ts'
 import type { Message, MessageLimits } from '../core/messages.ts'
 import type { AbortOptions, Stream } from '@libp2p/interface'
 
@@ -13,9 +13,6 @@ export interface FramedStreamInit {
   /** Abort the stream after this long (ms) with no frame read or written; default: never */
   idleTimeout?: number
 }
-
-/** Bytes handed to the frame decoder at a time */
-const DECODE_SLICE = 64 * 1024
 
 /** The unsigned LEB128 (varint) length prefix of a frame */
 export function encodeLength (length: number): Uint8Array {
@@ -50,7 +47,7 @@ export class FramedStream {
   /** Bytes written to the stream, length prefixes included */
   bytesWritten = 0
   private readonly limits: MessageLimits
-  private readonly decoder: LengthPrefixedDecoder
+  private readonly decoder: FrameDecoder
   private readonly frames: Uint8ArrayList[] = []
   private queuedBytes = 0
   private readonly highWaterMark: number
@@ -70,24 +67,25 @@ export class FramedStream {
     this.highWaterMark = init.highWaterMark ?? Math.max(8 * 1024 * 1024, maxFrame)
     this.idleTimeout = init.idleTimeout ?? 0
     this.armIdleTimer()
-    this.decoder = new LengthPrefixedDecoder({ maxDataLength: maxFrame, maxBufferSize: maxFrame + DECODE_SLICE + 16 })
+    this.decoder = new FrameDecoder(maxFrame)
 
     stream.addEventListener('message', (event) => {
-      this.lastActivity = Date.now()
       this.bytesRead += event.data.byteLength
-      // a resumed stream may hand over megabytes at once: decode them in
-      // slices so the decoder never buffers more than one frame and a slice
-      const data = event.data instanceof Uint8Array ? new Uint8ArrayList(event.data) : event.data
+      if (this.interruption != null) {
+        // a bad frame was seen: nothing after it is read
+        return
+      }
       try {
-        for (let offset = 0; offset < data.byteLength; offset += DECODE_SLICE) {
-          for (const frame of this.decoder.decode(data.sublist(offset, Math.min(offset + DECODE_SLICE, data.byteLength)))) {
-            this.frames.push(frame)
-            this.queuedBytes += frame.byteLength
-          }
+        for (const frame of this.decoder.push(event.data)) {
+          // only whole frames count as activity: a peer trickling bytes is idle
+          this.lastActivity = Date.now()
+          this.frames.push(frame)
+          this.queuedBytes += frame.byteLength
         }
       } catch (err) {
-        this.fail(new LimitExceededError(`Bad frame from the remote peer: ${(err as Error).message}`))
-        stream.abort(this.failure as Error)
+        // stop reading, and let the session answer with an error frame
+        stream.pause()
+        this.interrupt(err as Error)
         return
       }
       if (this.queuedBytes > this.highWaterMark && !this.paused) {

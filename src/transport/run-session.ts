@@ -1,5 +1,5 @@
 import { remoteError } from '../core/receiver.ts'
-import { HashMismatchError, InvalidBlockError, LimitExceededError, ProtocolError, SessionClosedError, SessionRefusedError, UnknownCodecError, UnsupportedHashError, BlocksNotAvailableError } from '../errors.ts'
+import { HashMismatchError, InvalidBlockError, LimitExceededError, ProtocolError, SessionClosedError, SessionRefusedError, SessionTimeoutError, UnknownCodecError, UnsupportedHashError, BlocksNotAvailableError } from '../errors.ts'
 import type { FramedStream } from './framed-stream.ts'
 import type { ErrorCode, Message } from '../core/messages.ts'
 import type { ReceiverSession, ReceiverStep } from '../core/receiver.ts'
@@ -99,28 +99,38 @@ async function write (framed: FramedStream, message: Message, options: RunOption
   options.onSent?.(message)
 }
 
-/** On failure: tell the remote peer why (unless it told us), then reset the stream */
+/** On failure: tell the remote peer why, then reset the stream */
 async function guard (framed: FramedStream, options: AbortOptions, run: () => Promise<void>): Promise<void> {
   try {
     await run()
   } catch (err) {
-    const error = err as Error
-    const code = errorCode(error)
-    if (code != null && framed.stream.writeStatus === 'writable') {
-      try {
-        const cids = error instanceof BlocksNotAvailableError ? error.cids : []
-        if (!(error instanceof BlocksNotAvailableError)) {
-          await framed.write({ type: 'error', code, message: error.message.slice(0, 512), cids }, { signal: AbortSignal.timeout(1000) })
-        }
-        await framed.closeWrite({ signal: AbortSignal.timeout(1000) })
-        await framed.remoteEnd(1000)
-      } catch {
-        // the stream is going away anyway: the local error is what matters
-      }
-    }
-    framed.abort(error)
-    throw error
+    await failSession(framed, err as Error)
+    throw err
   }
+}
+
+/** How long a failing side waits for the peer to close after its error frame, before it resets the stream (ms) */
+const ERROR_GRACE_MS = 250
+
+/**
+ * Ends a session that failed locally: writes an error frame with `code`
+ * (by default the one matching the error; none when the peer caused the failure by an error frame, a
+ * reset or silence, or the sender already wrote one), closes the writable
+ * end, gives the peer a moment to read it, then resets the stream.
+ */
+export async function failSession (framed: FramedStream, error: Error, code: ErrorCode | undefined = errorCode(error)): Promise<void> {
+  if (code != null && framed.stream.writeStatus === 'writable') {
+    try {
+      if (error.name !== BlocksNotAvailableError.name) {
+        await framed.write({ type: 'error', code, message: error.message.slice(0, 512), cids: [] }, { signal: AbortSignal.timeout(1000) })
+      }
+      await framed.closeWrite({ signal: AbortSignal.timeout(1000) })
+      await framed.remoteEnd(ERROR_GRACE_MS)
+    } catch {
+      // the stream is going away anyway: the local error is what matters
+    }
+  }
+  framed.abort(error)
 }
 
 /** The error code to send for a local failure; undefined for failures the remote peer reported or caused by closing */
@@ -139,6 +149,7 @@ function errorCode (err: Error): ErrorCode | undefined {
       return 'not-found'
     case SessionRefusedError.name:
     case SessionClosedError.name:
+    case SessionTimeoutError.name:
     case 'RemoteError':
     case 'AbortError':
       return undefined
