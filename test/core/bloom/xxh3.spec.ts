@@ -1,5 +1,4 @@
 import { expect } from 'aegir/chai'
-import { isNode } from 'wherearewe'
 import {
   BLOOM_INDEX_BATCH,
   XXH3_KERNEL_MAX_INPUT,
@@ -9,6 +8,7 @@ import {
   xxh3Kernel,
   xxh3Reference
 } from '../../../src/core/bloom/xxh3.ts'
+import { randomBytes, randomSeed, randomSource } from '../../fixtures/random.ts'
 
 /** The input of a test vector: a fixed byte pattern that depends on the length. */
 function vectorInput (length: number): Uint8Array {
@@ -64,26 +64,6 @@ const VECTORS: Array<[number, bigint[]]> = [
   [4097, [0x3871ed8cd36b412cn, 0x1842b5bea2a05351n, 0x68db584bad29f616n, 0xe94d7b22f00c1c36n, 0x8bc6c4c2b60bcdbcn]]
 ]
 
-/** A small deterministic PRNG (mulberry32), so failures can be reproduced. */
-function randomSource (seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6D2B79F5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
-function randomBytes (random: () => number, length: number): Uint8Array {
-  return Uint8Array.from({ length }, () => Math.floor(random() * 256))
-}
-
-function randomSeed (random: () => number): bigint {
-  return (BigInt(Math.floor(random() * 2 ** 32)) << 32n) | BigInt(Math.floor(random() * 2 ** 32))
-}
-
 describe('xxh3', () => {
   it('uses the WebAssembly kernel in this environment', () => {
     expect(xxh3Kernel.backend).to.equal('wasm')
@@ -108,23 +88,6 @@ describe('xxh3', () => {
           expect(xxh3(input, seed)).to.equal(hashes[i], `fast path, seed ${seed}`)
         })
       })
-    }
-  })
-
-  it('agrees with the native xxHash on random inputs (Node only)', async function () {
-    if (!isNode) {
-      this.skip()
-    }
-    // a variable specifier keeps browser bundlers away from the native module
-    const nativeModule = '@node-rs/xxhash'
-    const { xxh3: native } = (await import(nativeModule)) as typeof import('@node-rs/xxhash')
-    const random = randomSource(1)
-    for (let length = 0; length <= 1100; length++) {
-      const input = randomBytes(random, length)
-      const seed = length % 3 === 0 ? BigInt(length) : randomSeed(random)
-      const expected = native.xxh64(input, seed)
-      expect(xxh3Reference(input, seed)).to.equal(expected, `reference, length ${length}, seed ${seed}`)
-      expect(xxh3(input, seed)).to.equal(expected, `fast path, length ${length}, seed ${seed}`)
     }
   })
 
