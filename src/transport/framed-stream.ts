@@ -14,6 +14,9 @@ export interface FramedStreamInit {
   idleTimeout?: number
 }
 
+/** Read buffer a paused stream needs: yamux's largest window plus slack */
+const MIN_READ_BUFFER = 32 * 1024 * 1024
+
 /** The unsigned LEB128 (varint) length prefix of a frame */
 export function encodeLength (length: number): Uint8Array {
   const out: number[] = []
@@ -68,6 +71,10 @@ export class FramedStream {
     this.idleTimeout = init.idleTimeout ?? 0
     this.armIdleTimer()
     this.decoder = new FrameDecoder(maxFrame)
+    // a paused yamux stream still takes in up to its window (which grows to
+    // 16 MiB); libp2p resets a stream whose read buffer passes its limit
+    // (4 MiB by default), so pausing must leave room for a whole window
+    stream.maxReadBufferLength = Math.max(stream.maxReadBufferLength ?? 0, MIN_READ_BUFFER)
 
     stream.addEventListener('message', (event) => {
       this.bytesRead += event.data.byteLength
