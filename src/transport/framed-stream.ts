@@ -14,6 +14,9 @@ export interface FramedStreamInit {
   idleTimeout?: number
 }
 
+/** Block frames are batched until this many bytes are waiting */
+const WRITE_BATCH = 64 * 1024
+
 /** Read buffer a paused stream needs: yamux's largest window plus slack */
 const MIN_READ_BUFFER = 32 * 1024 * 1024
 
@@ -59,6 +62,8 @@ export class FramedStream {
   private failure?: Error
   private interruption?: Error
   private readonly wakeup = new Wakeup()
+  private outgoing = new Uint8ArrayList()
+  private flushTimer?: ReturnType<typeof setTimeout>
   private readonly idleTimeout: number
   private idleTimer?: ReturnType<typeof setTimeout>
   private lastActivity = Date.now()
@@ -149,10 +154,32 @@ export class FramedStream {
     for (const part of parts) {
       length += part.byteLength
     }
-    const frame = new Uint8ArrayList(encodeLength(length), ...parts)
-    this.bytesWritten += frame.byteLength
+    const prefix = encodeLength(length)
+    this.outgoing.append(prefix, ...parts)
+    this.bytesWritten += prefix.byteLength + length
     this.lastActivity = Date.now()
-    if (!this.stream.send(frame)) {
+    // small block frames are sent together (fewer muxer and encryption
+    // frames); control frames and full batches go out at once
+    if (message.type !== 'block' || this.outgoing.byteLength >= WRITE_BATCH) {
+      await this.flush(options)
+    } else {
+      this.flushTimer ??= setTimeout(() => {
+        this.flushTimer = undefined
+        this.flush().catch(err => { this.interrupt(err) })
+      }, 0)
+    }
+  }
+
+  /** Sends what `write` has batched, waiting while the stream's write buffer is full */
+  async flush (options: AbortOptions = {}): Promise<void> {
+    clearTimeout(this.flushTimer)
+    this.flushTimer = undefined
+    if (this.outgoing.byteLength === 0) {
+      return
+    }
+    const batch = this.outgoing
+    this.outgoing = new Uint8ArrayList()
+    if (!this.stream.send(batch)) {
       await this.stream.onDrain(options)
       this.lastActivity = Date.now()
     }
@@ -171,6 +198,7 @@ export class FramedStream {
   /** Closes the writable end once everything written has gone out */
   async closeWrite (options: AbortOptions = {}): Promise<void> {
     if (this.stream.writeStatus === 'writable') {
+      await this.flush(options)
       await this.stream.close(options)
     }
   }
@@ -189,6 +217,7 @@ export class FramedStream {
   /** Ends the stream at once with an error */
   abort (err: Error): void {
     clearTimeout(this.idleTimer)
+    clearTimeout(this.flushTimer)
     this.fail(err)
     this.stream.abort(err)
   }

@@ -318,7 +318,9 @@ describe('core/sessions over a stream pair', function () {
       const source = await storeOf([...v1, extra, root2])
       const target = await storeOf(v1)
 
-      const { sender, receiver } = await push(source, target, [root2.cid])
+      // a cold-call window, as the service uses: without one, how much of v1
+      // goes out before the receiver's Bloom arrives is a race
+      const { sender, receiver } = await push(source, target, [root2.cid], [], 1)
 
       await expectHoldsAll(target, [...v1, extra, root2])
       // the receiver's done frame carries its duplicate count back to the sender
