@@ -1,0 +1,833 @@
+/* eslint-disable no-console */
+
+/**
+ * CAR Mirror against Bitswap and a one-shot CAR, under added latency.
+ * `npm run bench` runs the full suite (`node benchmarks/index.ts --mode full`),
+ * `npm run bench:quick` a smaller one in about two minutes (`--mode quick`).
+ *
+ * Every run starts two fresh Helia nodes in two worker processes (./worker.ts):
+ * the server listens on 127.0.0.1, the client dials it through a shaping
+ * proxy (./shaper.ts) that adds a one-way delay each way and counts the bytes.
+ * A run is timed in the process that drives it, from the call until the
+ * receiver holds the whole DAG; the receiver then walks the DAG offline
+ * (outside the timed section) and the run fails if anything is missing.
+ * Runs over their time budget are reported as DNF.
+ *
+ * Options (all optional): --mode quick|full, --datasets real,deep,hamt,large,
+ * --scenarios cold-pull,warm-pull,cold-push,warm-push, --methods
+ * car-mirror,car-mirror-no-hint,one-shot-car,bitswap-tuned,bitswap-pins,
+ * --runs N, --delay MS (one-way, tree datasets), --large-delay MS,
+ * --rate MBIT (per direction), --window BYTES, --budget MS, --pins-budget MS,
+ * --real-tree DIR, --large-mb N, --out FILE, --keep (keep the work folder).
+ */
+
+import { execFileSync, fork } from 'node:child_process'
+import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises'
+import os from 'node:os'
+import { dirname, join, relative, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { buildDataset, DATASET_NAMES } from './datasets.ts'
+import { METHOD_LABELS, METHOD_NAMES } from './methods.ts'
+import { selfCheck, Shaper } from './shaper.ts'
+import type { DatasetInfo, DatasetName, Mode } from './datasets.ts'
+import type { Action, ActionResult, MethodName } from './methods.ts'
+import type { SelfCheckResult } from './shaper.ts'
+import type { Report, RunReply, SetupResult, StoreSpec } from './worker.ts'
+import type { ChildProcess } from 'node:child_process'
+
+type Scenario = 'cold-pull' | 'warm-pull' | 'cold-push' | 'warm-push'
+const SCENARIOS: Scenario[] = ['cold-pull', 'warm-pull', 'cold-push', 'warm-push']
+
+interface ModeSettings {
+  runs: number
+  /** A fresh pair of worker processes for every run of the large file, so its peak RSS is that run's own */
+  freshLargeWorkers: boolean
+  /** Runs of a tuned Bitswap cell */
+  tunedRuns: number
+  /** Runs of a Bitswap pins.add cell (slow: one block per round trip) */
+  pinsRuns: number
+  budgetMs: number
+  pinsBudgetMs: number
+  largeBudgetMs: number
+}
+
+const MODES: Record<Mode, ModeSettings> = {
+  quick: { runs: 1, freshLargeWorkers: false, tunedRuns: 1, pinsRuns: 1, budgetMs: 30_000, pinsBudgetMs: 1_500, largeBudgetMs: 60_000 },
+  full: { runs: 5, freshLargeWorkers: true, tunedRuns: 3, pinsRuns: 2, budgetMs: 120_000, pinsBudgetMs: 120_000, largeBudgetMs: 300_000 }
+}
+
+const { values: args } = parseArgs({
+  options: {
+    mode: { type: 'string', default: 'quick' },
+    datasets: { type: 'string' },
+    scenarios: { type: 'string' },
+    methods: { type: 'string' },
+    runs: { type: 'string' },
+    delay: { type: 'string', default: '25' },
+    'large-delay': { type: 'string', default: '0' },
+    rate: { type: 'string' },
+    window: { type: 'string' },
+    budget: { type: 'string' },
+    'pins-budget': { type: 'string' },
+    'real-tree': { type: 'string' },
+    'large-mb': { type: 'string' },
+    out: { type: 'string' },
+    keep: { type: 'boolean', default: false }
+  }
+})
+
+const mode = args.mode as Mode
+if (!(mode in MODES)) {
+  throw new Error(`--mode must be quick or full, not ${mode}`)
+}
+const settings: ModeSettings = { ...MODES[mode] }
+if (args.runs != null) {
+  settings.runs = Number(args.runs)
+  settings.tunedRuns = Math.min(settings.tunedRuns, settings.runs)
+  settings.pinsRuns = Math.min(settings.pinsRuns, settings.runs)
+}
+if (args.budget != null) {
+  settings.budgetMs = Number(args.budget)
+  settings.largeBudgetMs = Number(args.budget)
+}
+if (args['pins-budget'] != null) {
+  settings.pinsBudgetMs = Number(args['pins-budget'])
+}
+const list = <T extends string>(value: string | undefined, all: T[]): T[] => {
+  if (value == null) {
+    return all
+  }
+  const picked = value.split(',').map(v => v.trim()) as T[]
+  for (const p of picked) {
+    if (!all.includes(p)) {
+      throw new Error(`unknown value ${p}; expected one of ${all.join(', ')}`)
+    }
+  }
+  return picked
+}
+const datasetNames = list<DatasetName>(args.datasets, DATASET_NAMES)
+const scenarios = list<Scenario>(args.scenarios, SCENARIOS)
+const methods = list<MethodName>(args.methods, METHOD_NAMES)
+const delayMs = Number(args.delay)
+const largeDelayMs = Number(args['large-delay'])
+const rateBytesPerSecond = args.rate == null ? undefined : Number(args.rate) * 1_000_000 / 8
+const windowBytes = args.window == null ? undefined : Number(args.window)
+const here = dirname(fileURLToPath(import.meta.url))
+const outFile = resolve(args.out ?? join(here, `results-${mode}.json`))
+
+// ---------------------------------------------------------------------------
+// workers
+
+interface Pending {
+  resolve(value: unknown): void
+  reject(err: Error): void
+  timer: NodeJS.Timeout
+}
+
+class Worker {
+  readonly name: string
+  private readonly child: ChildProcess
+  private readonly pending = new Map<number, Pending>()
+  private nextId = 0
+  private exited = false
+
+  constructor (name: string) {
+    this.name = name
+    this.child = fork(join(here, 'worker.ts'), [], {
+      execArgv: ['--expose-gc', '--disable-warning=ExperimentalWarning'],
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc']
+    })
+    const forward = (chunk: Buffer): void => {
+      for (const line of chunk.toString().split('\n').filter(l => l.length > 0)) {
+        process.stderr.write(`[${name}] ${line}\n`)
+      }
+    }
+    this.child.stdout?.on('data', forward)
+    this.child.stderr?.on('data', forward)
+    this.child.on('message', (message: { id: number, ok: boolean, result?: unknown, error?: string }) => {
+      const pending = this.pending.get(message.id)
+      if (pending == null) {
+        return
+      }
+      this.pending.delete(message.id)
+      clearTimeout(pending.timer)
+      if (message.ok) {
+        pending.resolve(message.result)
+      } else {
+        pending.reject(new Error(message.error))
+      }
+    })
+    this.child.on('exit', (code, signal) => {
+      this.exited = true
+      for (const pending of this.pending.values()) {
+        clearTimeout(pending.timer)
+        pending.reject(new Error(`worker ${name} exited (${code ?? signal})`))
+      }
+      this.pending.clear()
+    })
+  }
+
+  get alive (): boolean {
+    return !this.exited
+  }
+
+  async call<T> (op: string, args: unknown = {}, timeoutMs = 60_000): Promise<T> {
+    if (this.exited) {
+      throw new Error(`worker ${this.name} has exited`)
+    }
+    const id = this.nextId++
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id)
+        reject(new Error(`worker ${this.name}: ${op} did not answer within ${timeoutMs} ms`))
+      }, timeoutMs)
+      this.pending.set(id, { resolve: resolve as (value: unknown) => void, reject, timer })
+      this.child.send({ id, op, args })
+    })
+  }
+
+  async stop (): Promise<void> {
+    if (this.exited) {
+      return
+    }
+    const exited = new Promise<void>((resolve) => this.child.once('exit', () => { resolve() }))
+    try {
+      await this.call('exit', {}, 15_000)
+    } catch {
+      // killed below
+    }
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), 5_000)
+    await exited
+    clearTimeout(timer)
+  }
+}
+
+// ---------------------------------------------------------------------------
+// runs
+
+interface RunRecord {
+  status: 'ok' | 'dnf' | 'error' | 'incomplete'
+  error?: string
+  ms: number
+  /** Wire bytes (at the shaper) from the sender's side to the receiver's side, and back */
+  bytesToReceiver: number
+  bytesToSender: number
+  /** Blocks the receiver stored that it did not hold */
+  newBlocks: number
+  newBytes: number
+  /** Blocks that crossed the wire although the receiver held them (CAR Mirror: its count; one-shot CAR: sent minus new; Bitswap: writes of held blocks) */
+  duplicates?: number
+  /** Blocks the method says it moved */
+  blocksMoved?: number
+  roundTrips?: number
+  bloomBytes?: number
+  receiverPeakRss: number
+  receiverBaselineRss: number
+  receiverPeakHeap: number
+  receiverPeakArrayBuffers?: number
+  senderPeakRss: number
+  verify?: Report['verify']
+}
+
+interface Cell {
+  dataset: DatasetName
+  scenario: Scenario
+  method: MethodName
+  delayMs: number
+  budgetMs: number
+  runs: RunRecord[]
+  /** Runs not made because an earlier one did not finish */
+  skipped: number
+}
+
+function pulls (scenario: Scenario): boolean {
+  return scenario.endsWith('pull')
+}
+
+function warm (scenario: Scenario): boolean {
+  return scenario.startsWith('warm')
+}
+
+function applicable (scenario: Scenario, method: MethodName): boolean {
+  return method !== 'car-mirror-no-hint' || warm(scenario)
+}
+
+/** The node that drives the transfer and what it does */
+function actionFor (scenario: Scenario, method: MethodName, dataset: DatasetInfo, addr: string): { actor: 'client' | 'server', action: Action } {
+  const root = dataset.newRoot
+  const hints = warm(scenario) && method === 'car-mirror' ? [dataset.oldRoot] : []
+  const pull = pulls(scenario)
+  switch (method) {
+    case 'car-mirror':
+    case 'car-mirror-no-hint':
+      return { actor: 'client', action: { kind: pull ? 'cm-pull' : 'cm-push', addr, root, hints } }
+    case 'one-shot-car':
+      return { actor: 'client', action: { kind: pull ? 'car-pull' : 'car-push', addr, root } }
+    // for a push, Bitswap is the server fetching from the client
+    case 'bitswap-pins':
+      return { actor: pull ? 'client' : 'server', action: { kind: 'bitswap-pins', root } }
+    case 'bitswap-tuned':
+      return { actor: pull ? 'client' : 'server', action: { kind: 'bitswap-tuned', root, concurrency: 32 } }
+    default:
+      throw new Error(`unknown method ${String(method)}`)
+  }
+}
+
+/**
+ * Untimed runs on a new pair of workers, so that no measured run pays for
+ * loading and optimizing the code (without them, whichever cell comes first
+ * looks up to twice as slow). They move the smallest dataset built, without
+ * added delay, each way with CAR Mirror and the one-shot CAR.
+ */
+async function warmUp (workers: WorkerPair, work: string, dataset: DatasetInfo): Promise<void> {
+  const started = performance.now()
+  for (const [scenario, method] of [['cold-pull', 'car-mirror'], ['cold-push', 'car-mirror'], ['cold-pull', 'one-shot-car'], ['cold-push', 'one-shot-car']] as Array<[Scenario, MethodName]>) {
+    await runOnce(workers, work, dataset, scenario, method, 0, settings.budgetMs)
+  }
+  process.stderr.write(`warm-up runs (${dataset.name}) took ${msText(performance.now() - started)}\n`)
+}
+
+interface WorkerPair {
+  server: Worker
+  client: Worker
+}
+
+let runCounter = 0
+
+/** Where the sender's and the receiver's blocks come from: memory, or disk for the large file */
+function storesFor (work: string, dataset: DatasetInfo, scenario: Scenario): { sender: StoreSpec, receiver: StoreSpec } {
+  const old = warm(scenario) ? dataset.oldDir : undefined
+  if (dataset.name === 'large') {
+    return {
+      sender: { kind: 'fs', path: dataset.bothDir, shared: true },
+      receiver: { kind: 'fs', path: join(work, 'runs', String(runCounter++)), copyFrom: old }
+    }
+  }
+  return { sender: { kind: 'memory', from: dataset.bothDir }, receiver: { kind: 'memory', from: old } }
+}
+
+/** CAR Mirror counts its duplicates; for the one-shot CAR it is what was sent less what was new; for Bitswap, writes of held blocks */
+function duplicatesOf (method: MethodName, result: ActionResult | undefined, receiver: Report): number | undefined {
+  if (method === 'car-mirror' || method === 'car-mirror-no-hint') {
+    return result?.duplicates
+  }
+  if (method === 'one-shot-car') {
+    return result?.blocks == null ? undefined : result.blocks - receiver.newBlocks
+  }
+  return receiver.duplicatePuts
+}
+
+function statusOf (reply: RunReply, receiver: Report): RunRecord['status'] {
+  if (reply.dnf === true) {
+    return 'dnf'
+  }
+  if (reply.error != null) {
+    return 'error'
+  }
+  return receiver.verify?.complete === true ? 'ok' : 'incomplete'
+}
+
+function debug (message: string): void {
+  if (process.env.BENCH_DEBUG != null) {
+    process.stderr.write(`${message}\n`)
+  }
+}
+
+/** Connects the client to the server through the shaper and waits until both have identified each other */
+async function connect (workers: WorkerPair, shaper: Shaper, server: SetupResult, client: SetupResult): Promise<string> {
+  const addr = `/ip4/127.0.0.1/tcp/${shaper.port}/ws/p2p/${server.peerId}`
+  await workers.client.call('connect', { addr })
+  await workers.server.call('waitPeer', { peerId: client.peerId })
+  return addr
+}
+
+/** The driving worker runs the transfer; the worker enforces the budget, this adds a watchdog for a worker that hangs */
+async function drive (driver: Worker, action: Action, budgetMs: number): Promise<RunReply> {
+  try {
+    return await driver.call<RunReply>('run', { action, budgetMs }, budgetMs + 30_000)
+  } catch (err) {
+    return { dnf: true, ms: budgetMs, error: (err as Error).message }
+  }
+}
+
+/** One run: fresh nodes on fresh stores, connect through a fresh shaper, transfer, report, verify, tear down */
+async function runOnce (workers: WorkerPair, work: string, dataset: DatasetInfo, scenario: Scenario, method: MethodName, delay: number, budgetMs: number, freshProcesses = false): Promise<RunRecord> {
+  const pull = pulls(scenario)
+  const stores = storesFor(work, dataset, scenario)
+  const receiver = pull ? workers.client : workers.server
+  const sender = pull ? workers.server : workers.client
+
+  const t0 = performance.now()
+  const [serverSetup, clientSetup] = await Promise.all([
+    workers.server.call<SetupResult>('setup', { listen: true, store: pull ? stores.sender : stores.receiver }),
+    workers.client.call<SetupResult>('setup', { listen: false, store: pull ? stores.receiver : stores.sender })
+  ])
+  const shaper = await Shaper.start({ targetPort: serverSetup.port as number, delayMs: delay, rateBytesPerSecond, windowBytes })
+  try {
+    const addr = await connect(workers, shaper, serverSetup, clientSetup)
+    await Promise.all([workers.server.call('mark'), workers.client.call('mark')])
+    const t1 = performance.now()
+    const before = { ...shaper.counters }
+    const { actor, action } = actionFor(scenario, method, dataset, addr)
+    const reply = await drive(actor === 'client' ? workers.client : workers.server, action, budgetMs)
+    const after = { ...shaper.counters }
+    const [receiverReport, senderReport] = await Promise.all([
+      receiver.call<Report>('report', { root: dataset.newRoot }, 120_000),
+      sender.call<Report>('report', {})
+    ])
+    debug(`phases: setup and connect ${(t1 - t0).toFixed(0)} ms, run and report ${(performance.now() - t1).toFixed(0)} ms`)
+    const up = after.clientToServer - before.clientToServer
+    const down = after.serverToClient - before.serverToClient
+    // a fresh process' lifetime peak is this run's peak, sampled or not
+    const peak = (report: Report): number => freshProcesses ? Math.max(report.peakRss, report.maxRss) : report.peakRss
+    return {
+      status: statusOf(reply, receiverReport),
+      error: reply.error,
+      ms: reply.ms,
+      bytesToReceiver: pull ? down : up,
+      bytesToSender: pull ? up : down,
+      newBlocks: receiverReport.newBlocks,
+      newBytes: receiverReport.newBytes,
+      duplicates: duplicatesOf(method, reply.result, receiverReport),
+      blocksMoved: reply.result?.blocks,
+      roundTrips: reply.result?.roundTrips,
+      bloomBytes: reply.result?.bloomBytes,
+      receiverPeakRss: peak(receiverReport),
+      receiverBaselineRss: receiverReport.baselineRss,
+      receiverPeakHeap: receiverReport.peakHeap,
+      receiverPeakArrayBuffers: receiverReport.peakArrayBuffers,
+      senderPeakRss: peak(senderReport),
+      verify: receiverReport.verify
+    }
+  } finally {
+    await Promise.allSettled([workers.server.call('teardown', {}, 30_000), workers.client.call('teardown', {}, 30_000)])
+    await shaper.stop()
+  }
+}
+
+// ---------------------------------------------------------------------------
+// report
+
+const median = (values: number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+}
+
+interface CellSummary {
+  ok: number
+  total: number
+  dnf: boolean
+  failed: boolean
+  ms?: number
+  minMs?: number
+  maxMs?: number
+  bytesToReceiver?: number
+  bytesToSender?: number
+  newBlocks?: number
+  duplicates?: number
+  roundTrips?: number
+  bloomBytes?: number
+  receiverPeakRss?: number
+  /** Receiver's peak RSS over its RSS when the run started */
+  receiverDeltaRss?: number
+  senderPeakRss?: number
+}
+
+function summarize (cell: Cell): CellSummary {
+  const ok = cell.runs.filter(r => r.status === 'ok')
+  const summary: CellSummary = {
+    ok: ok.length,
+    total: cell.runs.length + cell.skipped,
+    dnf: cell.runs.some(r => r.status === 'dnf'),
+    failed: cell.runs.some(r => r.status === 'error' || r.status === 'incomplete')
+  }
+  const pick = (runs: RunRecord[], f: (r: RunRecord) => number | undefined): number | undefined => {
+    const values = runs.map(f).filter((v): v is number => v != null)
+    return values.length === 0 ? undefined : median(values)
+  }
+  // a cell with a DNF is reported as DNF; its other figures are from the runs that ended
+  const runs = ok.length > 0 ? ok : cell.runs
+  if (ok.length > 0 && !summary.dnf) {
+    summary.ms = median(ok.map(r => r.ms))
+    summary.minMs = Math.min(...ok.map(r => r.ms))
+    summary.maxMs = Math.max(...ok.map(r => r.ms))
+  }
+  summary.bytesToReceiver = pick(runs, r => r.bytesToReceiver)
+  summary.bytesToSender = pick(runs, r => r.bytesToSender)
+  summary.newBlocks = pick(runs, r => r.newBlocks)
+  summary.duplicates = pick(runs, r => r.duplicates)
+  summary.roundTrips = pick(runs, r => r.roundTrips)
+  summary.bloomBytes = pick(runs, r => r.bloomBytes)
+  summary.receiverPeakRss = pick(runs, r => r.receiverPeakRss)
+  summary.receiverDeltaRss = pick(runs, r => r.receiverPeakRss - r.receiverBaselineRss)
+  summary.senderPeakRss = pick(runs, r => r.senderPeakRss)
+  return summary
+}
+
+function kib (n?: number): string {
+  if (n == null) {
+    return 'n/a'
+  }
+  return n >= 10 * 1024 * 1024 ? `${(n / 1024 / 1024).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`
+}
+const mib = (n?: number): string => n == null ? 'n/a' : (n / 1024 / 1024).toFixed(0)
+function msText (n?: number): string {
+  if (n == null) {
+    return 'n/a'
+  }
+  return n >= 10_000 ? `${(n / 1000).toFixed(1)} s` : `${n.toFixed(0)} ms`
+}
+
+function timeCell (cell: Cell, s: CellSummary): string {
+  if (s.dnf) {
+    const dnf = cell.runs.find(r => r.status === 'dnf') as RunRecord
+    const progress = dnf.verify == null ? '' : `, ${dnf.verify.blocks} blocks held`
+    return `DNF (> ${msText(cell.budgetMs)}${progress})`
+  }
+  if (s.ms == null) {
+    const bad = cell.runs.find(r => r.status !== 'ok')
+    return `FAILED (${bad?.status}${bad?.error != null ? ': ' + bad.error.split('\n')[0].slice(0, 80) : ''})`
+  }
+  const range = s.ok > 1 ? ` (${msText(s.minMs)}–${msText(s.maxMs)})` : ''
+  return `${msText(s.ms)}${range}${s.failed ? ' ⚠ some runs failed' : ''}`
+}
+
+function markdownTable (cells: Cell[], datasets: Map<DatasetName, DatasetInfo>): string {
+  const lines = [
+    '| dataset | scenario | delay | method | runs | time (median, range) | wire → receiver | wire → sender | new blocks | duplicates | round trips | Bloom | receiver peak RSS MiB (growth) | sender peak RSS MiB |',
+    '| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'
+  ]
+  for (const cell of cells) {
+    const s = summarize(cell)
+    const dataset = datasets.get(cell.dataset) as DatasetInfo
+    lines.push(`| ${cell.dataset} | ${cell.scenario} | ${cell.delayMs} ms | ${METHOD_LABELS[cell.method]} | ${s.ok}/${s.total} | ${timeCell(cell, s)} | ${kib(s.bytesToReceiver)} | ${kib(s.bytesToSender)} | ${s.newBlocks ?? 'n/a'} / ${dataset.new.blocks} | ${s.duplicates ?? 'n/a'} | ${s.roundTrips ?? 'n/a'} | ${s.bloomBytes == null ? 'n/a' : kib(s.bloomBytes)} | ${mib(s.receiverPeakRss)} (+${mib(s.receiverDeltaRss)}) | ${mib(s.senderPeakRss)} |`)
+  }
+  return lines.join('\n')
+}
+
+interface TargetCheck {
+  target: string
+  measured: string
+  met: boolean | undefined
+}
+
+function ratio (a?: number, b?: number): number | undefined {
+  return a == null || b == null || b === 0 ? undefined : a / b
+}
+
+function fixed (n?: number, digits = 2): string {
+  return n == null ? 'n/a' : n.toFixed(digits)
+}
+
+/** Bytes on the wire both ways */
+function wire (s?: CellSummary): number | undefined {
+  return s?.bytesToReceiver == null || s.bytesToSender == null ? undefined : s.bytesToReceiver + s.bytesToSender
+}
+
+function failures (cell?: Cell): number {
+  return cell?.runs.filter(r => r.status === 'error' || r.status === 'incomplete').length ?? 0
+}
+
+interface Found {
+  cell?: Cell
+  s?: CellSummary
+}
+
+/** Checks the issue's targets against the measured cells */
+class TargetChecker {
+  readonly checks: TargetCheck[] = []
+  private readonly cells: Cell[]
+
+  constructor (cells: Cell[]) {
+    this.cells = cells
+  }
+
+  find (dataset: DatasetName, scenario: Scenario, method: MethodName): Found {
+    const cell = this.cells.find(c => c.dataset === dataset && c.scenario === scenario && c.method === method)
+    return { cell, s: cell == null ? undefined : summarize(cell) }
+  }
+
+  /** A Bitswap time, or its budget as a lower bound when it did not finish */
+  slowTime (found: Found): { ms?: number, bound: boolean } {
+    if (found.s?.ms != null) {
+      return { ms: found.s.ms, bound: false }
+    }
+    return found.s?.dnf === true ? { ms: found.cell?.budgetMs, bound: true } : { bound: false }
+  }
+
+  add (target: string, measured: string, met: boolean | undefined): void {
+    this.checks.push({ target, measured, met })
+  }
+
+  faster (label: string, factor: number, cm: Found, tuned: Found): void {
+    const slow = this.slowTime(tuned)
+    const speedup = ratio(slow.ms, cm.s?.ms)
+    this.add(`${label}: ≥ ${factor}x faster than tuned Bitswap`, `${msText(slow.ms)} vs ${msText(cm.s?.ms)} = ${slow.bound ? '>' : ''}${fixed(speedup, 1)}x`, speedup == null ? undefined : speedup >= factor)
+  }
+
+  /** Cold pull and push of the deep tree: close to the one-shot CAR, far ahead of Bitswap */
+  cold (scenario: Scenario): void {
+    const cm = this.find('deep', scenario, 'car-mirror')
+    if (cm.cell == null) {
+      return
+    }
+    const car = this.find('deep', scenario, 'one-shot-car')
+    const r = ratio(cm.s?.ms, car.s?.ms)
+    this.add(`deep ${scenario} at ${cm.cell.delayMs} ms: CAR Mirror within 1.2x of the one-shot CAR`, `${msText(cm.s?.ms)} vs ${msText(car.s?.ms)} = ${fixed(r)}x`, r == null ? undefined : r <= 1.2)
+    this.faster(`deep ${scenario}`, 20, cm, this.find('deep', scenario, 'bitswap-tuned'))
+  }
+
+  /** Warm pull and push: about the new blocks on the wire, in two round trips */
+  warm (dataset: DatasetInfo, scenario: Scenario): void {
+    const name = dataset.name
+    const cm = this.find(name, scenario, 'car-mirror')
+    if (cm.cell == null || cm.s == null) {
+      return
+    }
+    const cmWire = wire(cm.s)
+    const bloom = cm.s.bloomBytes ?? 0
+    const allowance = 1.1 * dataset.added.bytes + bloom
+    this.add(`${name} ${scenario}: wire bytes ≤ 1.1 x new blocks' bytes + Bloom`, `${kib(cmWire)} vs 1.1 x ${kib(dataset.added.bytes)} + ${kib(bloom)} = ${kib(allowance)} (${fixed(ratio(cmWire, dataset.added.bytes + bloom))}x of new + Bloom)`, cmWire == null ? undefined : cmWire <= allowance)
+    const car = this.find(name, scenario, 'one-shot-car')
+    const fewer = ratio(wire(car.s), cmWire)
+    this.add(`${name} ${scenario}: ≥ 50x fewer wire bytes than the one-shot CAR`, `${kib(wire(car.s))} vs ${kib(cmWire)} = ${fixed(fewer, 1)}x (the new blocks are 1/${fixed(dataset.new.bytes / Math.max(1, dataset.added.bytes), 0)} of the DAG's bytes)`, fewer == null ? undefined : fewer >= 50)
+    // transfer time at the throughput the one-shot CAR reached cold on this dataset
+    const coldCar = this.find(name, pulls(scenario) ? 'cold-pull' : 'cold-push', 'one-shot-car').s
+    const throughput = coldCar?.ms == null || coldCar.bytesToReceiver == null ? undefined : coldCar.bytesToReceiver / coldCar.ms
+    const rtt = 2 * cm.cell.delayMs
+    const transfer = cmWire == null || throughput == null ? 0 : cmWire / throughput
+    const bound = 2 * rtt + transfer
+    this.add(`${name} ${scenario}: time within two round trips + transfer`, `${msText(cm.s.ms)} vs 2 x ${rtt} ms + ${msText(transfer)} = ${msText(bound)}`, cm.s.ms == null ? undefined : cm.s.ms <= bound)
+    this.faster(`${name} ${scenario}`, 10, cm, this.find(name, scenario, 'bitswap-tuned'))
+  }
+
+  /** The large file without delay: the one-shot CAR's throughput, a bounded receiver */
+  large (dataset: DatasetInfo, scenario: Scenario): void {
+    const cm = this.find('large', scenario, 'car-mirror')
+    if (cm.cell == null) {
+      return
+    }
+    const failed = failures(cm.cell)
+    const failedNote = failed > 0 ? `; ${failed} of ${cm.cell.runs.length} CAR Mirror runs FAILED` : ''
+    if (!warm(scenario)) {
+      const car = this.find('large', scenario, 'one-shot-car')
+      const throughput = (s?: CellSummary): number | undefined => s?.ms == null ? undefined : dataset.new.bytes / 1024 / 1024 / (s.ms / 1000)
+      const r = ratio(throughput(cm.s), throughput(car.s))
+      this.add(`large ${scenario} at ${cm.cell.delayMs} ms: throughput ≥ 0.9x the one-shot CAR`, `${fixed(throughput(cm.s), 1)} vs ${fixed(throughput(car.s), 1)} MiB/s = ${fixed(r)}x${failedNote}`, r == null ? undefined : r >= 0.9 && failed === 0)
+    }
+    const rss = cm.s?.receiverPeakRss
+    if (rss != null) {
+      this.add(`large ${scenario}: CAR Mirror receiver peak RSS < 256 MiB`, `${mib(rss)} MiB (of which ${mib(cm.s?.receiverDeltaRss)} MiB grown during the run)${failedNote}`, rss < 256 * 1024 * 1024)
+    }
+  }
+}
+
+function checkTargets (cells: Cell[], datasets: Map<DatasetName, DatasetInfo>): TargetCheck[] {
+  const checker = new TargetChecker(cells)
+  checker.cold('cold-pull')
+  checker.cold('cold-push')
+  for (const dataset of datasets.values()) {
+    if (dataset.name === 'large') {
+      for (const scenario of SCENARIOS) {
+        checker.large(dataset, scenario)
+      }
+    } else {
+      checker.warm(dataset, 'warm-pull')
+      checker.warm(dataset, 'warm-push')
+    }
+  }
+  return checker.checks
+}
+
+// ---------------------------------------------------------------------------
+// main
+
+/** The worker processes of one dataset: created on demand, warmed up, replaced when they die */
+class WorkerPool {
+  private readonly work: string
+  private readonly warmUpWith?: DatasetInfo
+  private pair?: WorkerPair
+
+  constructor (work: string, warmUpWith?: DatasetInfo) {
+    this.work = work
+    this.warmUpWith = warmUpWith
+  }
+
+  async get (): Promise<WorkerPair> {
+    if (this.pair != null && (!this.pair.server.alive || !this.pair.client.alive)) {
+      await this.drop()
+    }
+    if (this.pair == null) {
+      this.pair = { server: new Worker('server'), client: new Worker('client') }
+      if (this.warmUpWith != null) {
+        await warmUp(this.pair, this.work, this.warmUpWith)
+      }
+    }
+    return this.pair
+  }
+
+  async drop (): Promise<void> {
+    const pair = this.pair
+    this.pair = undefined
+    if (pair != null) {
+      await Promise.all([pair.server.stop(), pair.client.stop()])
+    }
+  }
+}
+
+function failedRun (err: Error): RunRecord {
+  return { status: 'error', error: err.message, ms: 0, bytesToReceiver: 0, bytesToSender: 0, newBlocks: 0, newBytes: 0, receiverPeakRss: 0, receiverBaselineRss: 0, receiverPeakHeap: 0, senderPeakRss: 0 }
+}
+
+function runsFor (method: MethodName): number {
+  if (method === 'bitswap-pins') {
+    return settings.pinsRuns
+  }
+  return method === 'bitswap-tuned' ? settings.tunedRuns : settings.runs
+}
+
+function budgetFor (method: MethodName, large: boolean): number {
+  if (method === 'bitswap-pins') {
+    return settings.pinsBudgetMs
+  }
+  return large ? settings.largeBudgetMs : settings.budgetMs
+}
+
+/** All runs of one cell; it stops at the first DNF */
+async function runCell (pool: WorkerPool, work: string, dataset: DatasetInfo, scenario: Scenario, method: MethodName, fresh: boolean): Promise<Cell> {
+  const large = dataset.name === 'large'
+  const delay = large ? largeDelayMs : delayMs
+  const runs = runsFor(method)
+  const cell: Cell = { dataset: dataset.name, scenario, method, delayMs: delay, budgetMs: budgetFor(method, large), runs: [], skipped: 0 }
+  for (let i = 0; i < runs; i++) {
+    let record: RunRecord
+    try {
+      record = await runOnce(await pool.get(), work, dataset, scenario, method, delay, cell.budgetMs, fresh)
+    } catch (err) {
+      record = failedRun(err as Error)
+      await pool.drop()
+    }
+    cell.runs.push(record)
+    if (fresh) {
+      // a fresh process per run makes the large file's peak RSS that run's own
+      await pool.drop()
+    }
+    const note = record.status === 'ok' ? '' : ` ${record.status.toUpperCase()}${record.error != null ? ': ' + record.error.split('\n')[0].slice(0, 120) : ''}`
+    process.stderr.write(`${dataset.name} ${scenario} ${METHOD_LABELS[method]} run ${i + 1}/${runs}: ${msText(record.ms)}, → receiver ${kib(record.bytesToReceiver)}, → sender ${kib(record.bytesToSender)}${note}\n`)
+    if (record.status === 'dnf') {
+      cell.skipped = runs - i - 1
+      break
+    }
+  }
+  return cell
+}
+
+function targetLine (t: TargetCheck): string {
+  let verdict = '?'
+  if (t.met != null) {
+    verdict = t.met ? 'met' : 'MISSED'
+  }
+  return `- ${verdict}: ${t.target}: ${t.measured}`
+}
+
+const script = process.env.npm_lifecycle_event
+const command = `${script != null ? `npm run ${script} → ` : ''}node ${relative(process.cwd(), fileURLToPath(import.meta.url))} ${process.argv.slice(2).join(' ')}`.trim()
+/** The commit measured, and whether src/ had uncommitted changes */
+function sourceVersion (): string {
+  try {
+    const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim()
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { encoding: 'utf8' }).trim().length > 0
+    return `${commit}${dirty ? ' with uncommitted changes in src/' : ''}`
+  } catch {
+    return 'unknown (not a git checkout)'
+  }
+}
+
+const source = sourceVersion()
+const cpus = os.cpus()
+const machine = {
+  cpu: cpus[0]?.model ?? 'unknown',
+  cores: cpus.length,
+  memoryGiB: Math.round(os.totalmem() / 1024 ** 3),
+  node: process.version,
+  platform: `${os.platform()} ${os.release()} ${os.arch()}`
+}
+console.info('# CAR Mirror benchmark\n')
+console.info(`- command: \`${command}\` (${mode} mode, in ${process.cwd()})`)
+console.info(`- source: ${source}`)
+console.info(`- machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.platform}, Node ${machine.node}`)
+console.info(`- shaper: ${delayMs} ms one-way (${largeDelayMs} ms for the large file), ${rateBytesPerSecond == null ? 'no bandwidth cap' : `${args.rate} Mbit/s cap`}, window ${windowBytes ?? 4 * 1024 * 1024} bytes each way`)
+console.info(`- runs per cell: ${settings.runs} (tuned Bitswap: ${settings.tunedRuns}, Bitswap pins.add: ${settings.pinsRuns}; a cell stops at its first DNF); budgets: ${msText(settings.budgetMs)} per run, ${msText(settings.pinsBudgetMs)} for pins.add, ${msText(settings.largeBudgetMs)} for the large file`)
+console.info(`- started ${new Date().toISOString()}\n`)
+
+const started = performance.now()
+const startedAt = new Date().toISOString()
+const check: SelfCheckResult = await selfCheck(delayMs)
+console.info(`shaper self-check: echo RTT ${check.echoRttMs.toFixed(1)} ms at ${delayMs} ms one-way (expected ≈ ${2 * delayMs}), capped echo ${(check.bulkBytesPerSecond / 1024 / 1024).toFixed(2)} MiB/s (expected ≈ ${(check.expectedBytesPerSecond / 1024 / 1024).toFixed(2)}), backpressure after ${(check.backpressureAcceptedBytes / 1024 / 1024).toFixed(1)} MiB: ${check.ok ? 'ok' : 'FAILED'}\n`)
+
+const work = await mkdtemp(join(os.tmpdir(), 'car-mirror-bench-'))
+const datasets = new Map<DatasetName, DatasetInfo>()
+const cells: Cell[] = []
+
+/** Writes the JSON results; called after each dataset, so a long run that dies keeps what it measured */
+async function saveResults (complete: boolean): Promise<TargetCheck[]> {
+  const targets = checkTargets(cells, datasets)
+  await mkdir(dirname(outFile), { recursive: true })
+  await writeFile(outFile, JSON.stringify({
+    command,
+    source,
+    mode,
+    complete,
+    machine,
+    settings: { ...settings, delayMs, largeDelayMs, rateBytesPerSecond, windowBytes },
+    startedAt,
+    totalSeconds: (performance.now() - started) / 1000,
+    shaperSelfCheck: check,
+    datasets: [...datasets.values()].map(d => ({ ...d, oldDir: undefined, bothDir: undefined })),
+    cells: cells.map(cell => ({ ...cell, summary: summarize(cell) })),
+    targets
+  }, null, 2) + '\n')
+  return targets
+}
+
+try {
+  console.info('| dataset | what | old version | new version | new blocks (not in old) | update | built in |')
+  console.info('| --- | --- | ---: | ---: | ---: | --- | ---: |')
+  for (const name of datasetNames) {
+    const info = await buildDataset(name, { mode, workDir: work, realTree: args['real-tree'], largeBytes: args['large-mb'] == null ? undefined : Number(args['large-mb']) * 1024 * 1024 })
+    datasets.set(name, info)
+    console.info(`| ${name} | ${info.description} | ${info.old.blocks} blocks, ${kib(info.old.bytes)} | ${info.new.blocks} blocks, ${kib(info.new.bytes)} | ${info.added.blocks} blocks, ${kib(info.added.bytes)} | ${info.update} | ${msText(info.buildMs)} |`)
+  }
+  console.info('')
+
+  // warm-ups move the smallest tree (the large file would take seconds each time)
+  const trees = [...datasets.values()].filter(d => d.name !== 'large').sort((a, b) => a.new.blocks - b.new.blocks)
+  for (const dataset of datasets.values()) {
+    const fresh = dataset.name === 'large' && settings.freshLargeWorkers
+    const pool = new WorkerPool(work, fresh ? undefined : trees[0] ?? dataset)
+    for (const scenario of scenarios) {
+      for (const method of methods.filter(m => applicable(scenario, m))) {
+        cells.push(await runCell(pool, work, dataset, scenario, method, fresh))
+      }
+    }
+    await pool.drop()
+    await saveResults(false)
+  }
+
+  console.info(markdownTable(cells, datasets))
+  console.info(`\nwire bytes are counted by the shaper (everything on the connection: framing, noise, yamux, Bitswap want lists); new blocks = blocks the receiver stored that it did not hold / blocks in the DAG; peak RSS sampled every 10 ms in each worker process${settings.freshLargeWorkers ? ' (the large file: a fresh process per run, its lifetime peak)' : ' (workers are reused across runs in quick mode: RSS is indicative)'}.`)
+  const targets = await saveResults(true)
+  console.info('\n## Targets\n')
+  for (const t of targets) {
+    console.info(targetLine(t))
+  }
+  console.info(`\nfinished in ${((performance.now() - started) / 1000).toFixed(0)} s; JSON: ${relative(process.cwd(), outFile)}`)
+} finally {
+  if (args.keep) {
+    console.info(`work folder kept: ${work}`)
+  } else {
+    await rm(work, { recursive: true, force: true })
+  }
+}

@@ -1,0 +1,218 @@
+/**
+ * The benchmark's nodes and the transfer methods they run: CAR Mirror
+ * streaming pull and push (`helia.carMirror.pull/push`); Bitswap as a Helia
+ * user gets it, `helia.pins.add(root)` on the receiver (Helia's depth-first
+ * walker, one block at a time); a tuned Bitswap client, a breadth-first walk
+ * keeping 32 `helia.blockstore.get` calls in flight with links read by
+ * `LinkReader`; and a one-shot CAR of the whole DAG over one stream
+ * (./one-shot-car.ts).
+ *
+ * Every node is Helia light with libp2p over WebSockets (noise, yamux),
+ * identify, Bitswap and CAR Mirror (pushes allowed), offline otherwise.
+ */
+
+import { withBitswap } from '@helia/bitswap'
+import { withLibp2pLight } from '@helia/libp2p'
+import { identify } from '@libp2p/identify'
+import { noise } from '@libp2p/noise'
+import { webSockets } from '@libp2p/websockets'
+import { yamux } from '@libp2p/yamux'
+import { multiaddr } from '@multiformats/multiaddr'
+import { MemoryDatastore } from 'datastore-core/memory'
+import { createHeliaLight } from 'helia'
+import { CID } from 'multiformats/cid'
+import { LinkReader, readBlock, withCarMirror } from '../src/index.ts'
+import { handleOneShotCar, pullCar, pushCar } from './one-shot-car.ts'
+import type { HeliaWithCarMirror, TransferStats } from '../src/index.ts'
+import type { Helia } from '@helia/interface'
+import type { HeliaWithLibp2p } from '@helia/libp2p'
+import type { Identify } from '@libp2p/identify'
+import type { Blockstore } from 'interface-blockstore'
+
+export type BenchNode = Helia & HeliaWithLibp2p<{ identify: Identify }> & HeliaWithCarMirror
+
+export const BITSWAP_PROTOCOL = '/ipfs/bitswap/1.2.0'
+
+/** The methods compared, in table order */
+export type MethodName = 'car-mirror' | 'car-mirror-no-hint' | 'one-shot-car' | 'bitswap-tuned' | 'bitswap-pins'
+export const METHOD_NAMES: MethodName[] = ['car-mirror', 'car-mirror-no-hint', 'one-shot-car', 'bitswap-tuned', 'bitswap-pins']
+
+export const METHOD_LABELS: Record<MethodName, string> = {
+  'car-mirror': 'CAR Mirror',
+  'car-mirror-no-hint': 'CAR Mirror, no hint',
+  'one-shot-car': 'one-shot CAR',
+  'bitswap-tuned': 'Bitswap, tuned (32 gets)',
+  'bitswap-pins': 'Bitswap, pins.add'
+}
+
+/** One transfer, run on the node that drives it */
+export type Action =
+  | { kind: 'cm-pull' | 'cm-push', addr: string, root: string, hints: string[] }
+  | { kind: 'car-pull' | 'car-push', addr: string, root: string }
+  | { kind: 'bitswap-pins', root: string }
+  | { kind: 'bitswap-tuned', root: string, concurrency: number }
+
+/** What the driving node saw (JSON-safe) */
+export interface ActionResult {
+  ms: number
+  /** Blocks that crossed the wire, when the method knows */
+  blocks?: number
+  blockBytes?: number
+  /** Blocks that reached the receiver although it held them, when the method knows */
+  duplicates?: number
+  /** CAR Mirror: the client's round trips */
+  roundTrips?: number
+  /** CAR Mirror: Bloom bytes in status frames */
+  bloomBytes?: number
+  /** CAR Mirror: its own count of bytes written and read on its stream */
+  streamBytesSent?: number
+  streamBytesReceived?: number
+}
+
+export interface BenchNodeOptions {
+  blockstore: Blockstore
+  /** Listen on 127.0.0.1 (the server); a client does not listen, so nothing dials it except through the shaper */
+  listen: boolean
+}
+
+export async function createBenchNode (options: BenchNodeOptions): Promise<BenchNode> {
+  const helia = withCarMirror(withBitswap(withLibp2pLight(createHeliaLight({
+    blockstore: options.blockstore,
+    datastore: new MemoryDatastore()
+  }), {
+    addresses: { listen: options.listen ? ['/ip4/127.0.0.1/tcp/0/ws'] : [] },
+    transports: [webSockets()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    services: { identify: identify() },
+    connectionGater: { denyDialMultiaddr: () => false }
+  })), { allowPush: () => true })
+  await helia.start()
+  await handleOneShotCar(helia)
+  return helia as unknown as BenchNode
+}
+
+function statsResult (stats: TransferStats, pushing: boolean): Omit<ActionResult, 'ms'> {
+  return {
+    blocks: pushing ? stats.blocksSent : stats.blocksReceived,
+    blockBytes: pushing ? stats.blockBytesSent : stats.blockBytesReceived,
+    duplicates: stats.duplicateBlocks,
+    roundTrips: stats.roundTrips,
+    bloomBytes: stats.bloomBytes,
+    streamBytesSent: stats.bytesSent,
+    streamBytesReceived: stats.bytesReceived
+  }
+}
+
+/**
+ * Fetches a DAG with Bitswap the fast way: a breadth-first walk that keeps
+ * `concurrency` blockstore reads in flight (each a Bitswap want when the
+ * block is missing), reading links with LinkReader.
+ */
+export async function tunedBitswapFetch (node: BenchNode, root: CID, concurrency: number, signal: AbortSignal): Promise<number> {
+  const walk = new ConcurrentWalk(node, concurrency, signal)
+  return walk.run(root)
+}
+
+/** A breadth-first walk with a fixed number of block reads in flight */
+class ConcurrentWalk {
+  private readonly node: BenchNode
+  private readonly concurrency: number
+  private readonly signal: AbortSignal
+  private readonly linkReader: LinkReader
+  private readonly seen = new Set<string>()
+  private readonly queue: CID[] = []
+  private head = 0
+  private inFlight = 0
+  private blocks = 0
+  private failed = false
+  private resolve: () => void = () => {}
+  private reject: (err: Error) => void = () => {}
+
+  constructor (node: BenchNode, concurrency: number, signal: AbortSignal) {
+    this.node = node
+    this.concurrency = concurrency
+    this.signal = signal
+    this.linkReader = new LinkReader({ loadCodec: node.getCodec })
+  }
+
+  async run (root: CID): Promise<number> {
+    this.seen.add(root.toString())
+    this.queue.push(root)
+    await new Promise<void>((resolve, reject) => {
+      this.resolve = resolve
+      this.reject = reject
+      this.pump()
+    })
+    return this.blocks
+  }
+
+  private pump (): void {
+    while (!this.failed && this.inFlight < this.concurrency && this.head < this.queue.length) {
+      this.start(this.queue[this.head++])
+    }
+  }
+
+  private start (cid: CID): void {
+    this.inFlight++
+    this.fetch(cid).then(() => {
+      this.inFlight--
+      if (this.inFlight === 0 && this.head === this.queue.length) {
+        this.resolve()
+      } else {
+        this.pump()
+      }
+    }, (err: Error) => {
+      this.failed = true
+      this.reject(err)
+    })
+  }
+
+  private async fetch (cid: CID): Promise<void> {
+    const bytes = await readBlock(this.node.blockstore, cid, { signal: this.signal })
+    this.blocks++
+    for (const link of await this.linkReader.links(cid, bytes)) {
+      const key = link.toString()
+      if (!this.seen.has(key)) {
+        this.seen.add(key)
+        this.queue.push(link)
+      }
+    }
+  }
+}
+
+/** Runs one transfer on the node that drives it; the signal ends it (a DNF) */
+export async function runAction (node: BenchNode, action: Action, signal: AbortSignal): Promise<ActionResult> {
+  const root = CID.parse(action.root)
+  const started = performance.now()
+  switch (action.kind) {
+    case 'cm-pull': {
+      const stats = await node.carMirror.pull(multiaddr(action.addr), root, { hints: action.hints.map(h => CID.parse(h)), signal })
+      return { ms: performance.now() - started, ...statsResult(stats, false) }
+    }
+    case 'cm-push': {
+      const stats = await node.carMirror.push(multiaddr(action.addr), root, { hints: action.hints.map(h => CID.parse(h)), signal })
+      return { ms: performance.now() - started, ...statsResult(stats, true) }
+    }
+    case 'car-pull': {
+      const car = await pullCar(node, multiaddr(action.addr), root, { signal })
+      return { ms: performance.now() - started, blocks: car.blocks, blockBytes: car.blockBytes, duplicates: car.duplicates }
+    }
+    case 'car-push': {
+      const car = await pushCar(node, multiaddr(action.addr), root, { signal })
+      return { ms: performance.now() - started, blocks: car.blocks, blockBytes: car.blockBytes }
+    }
+    case 'bitswap-pins': {
+      for await (const pinned of node.pins.add(root, { signal })) {
+        void pinned
+      }
+      return { ms: performance.now() - started }
+    }
+    case 'bitswap-tuned': {
+      await tunedBitswapFetch(node, root, action.concurrency, signal)
+      return { ms: performance.now() - started }
+    }
+    default:
+      throw new Error(`unknown action ${JSON.stringify(action)}`)
+  }
+}
