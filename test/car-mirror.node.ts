@@ -1,6 +1,8 @@
 import { unixfs } from '@helia/unixfs'
 import { expect } from 'aegir/chai'
 import { MemoryBlockstore } from 'blockstore-core/memory'
+import all from 'it-all'
+import { concat } from 'uint8arrays/concat'
 import { BlocksNotAvailableError, ReceiverSession, SessionRefusedError, bloomItem } from '../src/index.ts'
 import { cborBlock, keys, rawBlock } from './fixtures/dag.ts'
 import { TREE_V1, TREE_V2, addLargeFile, addTree, allBlocks, cborDag, dagBlocks, difference, fileContent, heldOf, holdsExactly, putBlocks, pseudoRandomBytes, totalBytes, verifiesSha256 } from './fixtures/dags.ts'
@@ -42,17 +44,7 @@ async function expectMirrored (node: TestNode, roots: CID | CID[], expected: Map
 
 /** Reads a whole file from a UnixFS tree in the node's own store */
 async function readFile (node: TestNode, root: CID, path: string): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = []
-  for await (const chunk of unixfs(node).cat(root, { path, offline: true })) {
-    chunks.push(chunk)
-  }
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0))
-  let offset = 0
-  for (const chunk of chunks) {
-    out.set(chunk, offset)
-    offset += chunk.byteLength
-  }
-  return out
+  return concat(await all(unixfs(node).cat(root, { path, offline: true })))
 }
 
 /** The CID of a directory entry reached by `path` from `root` */

@@ -10,6 +10,7 @@ import { expect } from 'aegir/chai'
 import fc from 'fast-check'
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
+import { concat } from 'uint8arrays/concat'
 import { DEFAULT_MAX_BLOCK_SIZE, DEFAULT_MAX_BLOOM_BYTES, DEFAULT_MAX_BLOOM_HASH_COUNT, DEFAULT_MAX_CIDS_PER_MESSAGE } from '../../src/constants.ts'
 import { BloomFilter } from '../../src/core/bloom/bloom-filter.ts'
 import { decodeMessage, encodeMessage } from '../../src/core/messages.ts'
@@ -120,16 +121,6 @@ const arbMutation: fc.Arbitrary<Mutation> = fc.oneof(
 )
 
 // ---- helpers ----------------------------------------------------------------
-
-function concat (parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0))
-  let offset = 0
-  for (const part of parts) {
-    out.set(part, offset)
-    offset += part.byteLength
-  }
-  return out
-}
 
 function body (message: Message): Uint8Array {
   return concat(encodeMessage(message))

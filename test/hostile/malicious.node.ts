@@ -13,6 +13,7 @@ import fc from 'fast-check'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import * as Digest from 'multiformats/hashes/digest'
+import { concat as concatParts } from 'uint8arrays/concat'
 import { maxFrameSize } from '../../src/core/messages.ts'
 import { encodeMessage, DEFAULT_MAX_CIDS_PER_MESSAGE, DEFAULT_MAX_ROOTS, DEFAULT_MAX_UNREQUESTED_BLOCKS, HashMismatchError, LimitExceededError, ProtocolError, SessionClosedError } from '../../src/index.ts'
 import { encodeLength } from '../../src/transport/framed-stream.ts'
@@ -51,16 +52,6 @@ function randomCids (count: number, salt: string): CID[] {
 
 function pullOf (root: CID, wants: CID[] = [], bloom?: BloomFilter): PullMessage {
   return { type: 'pull', roots: [root], wants, bloom }
-}
-
-function concatParts (parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0))
-  let offset = 0
-  for (const part of parts) {
-    out.set(part, offset)
-    offset += part.byteLength
-  }
-  return out
 }
 
 function blocksOf (messages: Message[]): Array<Extract<Message, { type: 'block' }>> {

@@ -9,6 +9,7 @@ import {
   defaultFalsePositiveRate
 } from '../../../src/core/bloom/bloom-filter.ts'
 import { xxh3Reference } from '../../../src/core/bloom/xxh3.ts'
+import { randomSource } from '../../fixtures/random.ts'
 
 /** The items of deterministic-bloom's doctests: 32-bit little-endian integers. */
 function u32 (value: number): Uint8Array {
@@ -19,18 +20,6 @@ function u32 (value: number): Uint8Array {
 
 function toHex (bytes: Uint8Array): string {
   return [...bytes].map(byte => byte.toString(16).padStart(2, '0')).join('')
-}
-
-/** A small deterministic PRNG (mulberry32). */
-function randomSource (seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6D2B79F5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
 }
 
 /** Random bytes shaped like a CIDv1 with a sha2-256 multihash (36 bytes). */
