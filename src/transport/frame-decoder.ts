@@ -5,10 +5,11 @@ import { LimitExceededError, ProtocolError } from '../errors.ts'
 const MAX_LENGTH_BYTES = 9
 
 /**
- * Splits a byte stream into frames: an unsigned LEB128 length, then that many
- * bytes. Feed it chunks as they arrive; it yields every complete frame,
- * empty ones included (the message decoder rejects those), and never
- * buffers more than one frame plus the chunk it is given.
+ * Splits a byte stream into frames: an unsigned LEB128 length in its
+ * shortest form, then that many bytes. Feed it chunks as they arrive; it
+ * yields every complete frame, empty ones included (the message decoder
+ * rejects those), and never buffers more than one frame plus the chunk it is
+ * given.
  *
  * @example
  *
@@ -28,7 +29,7 @@ export class FrameDecoder {
   }
 
   /**
-   * @throws {ProtocolError} for a length prefix longer than 9 bytes
+   * @throws {ProtocolError} for a length prefix longer than 9 bytes or not minimal (ending in a 0x00 byte after others)
    * @throws {LimitExceededError} for a frame longer than the limit
    */
   * push (chunk: Uint8Array | Uint8ArrayList): Generator<Uint8ArrayList, void, undefined> {
@@ -62,6 +63,10 @@ export class FrameDecoder {
         throw new LimitExceededError(`A frame of at least ${length} bytes is over the limit of ${this.maxLength}`)
       }
       if ((byte & 0x80) === 0) {
+        if (i > 0 && byte === 0) {
+          // a padded varint (such as 80 00 for 0): one length, two encodings
+          throw new ProtocolError('A frame length prefix is not a minimal varint')
+        }
         return { length, bytes: i + 1 }
       }
       scale *= 128
