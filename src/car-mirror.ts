@@ -1,27 +1,41 @@
 import { logger as defaultLogger } from '@libp2p/logger'
 import { CustomProgressEvent } from 'progress-events'
-import { DEFAULT_COLD_CALL_BYTES, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_PUSH_BYTES, DEFAULT_MAX_ROOTS, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PEER, RESUME_MEMORY_MS, DEFAULT_MAX_INBOUND_STREAMS, DEFAULT_MAX_OUTBOUND_STREAMS, DEFAULT_READ_AHEAD, PROTOCOL_ID } from './constants.ts'
+import { DEFAULT_COLD_CALL_BYTES, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_PUSH_BYTES, DEFAULT_MAX_ROOTS, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PEER, RESUME_MEMORY_MS, DEFAULT_MAX_INBOUND_STREAMS, DEFAULT_MAX_OUTBOUND_STREAMS, DEFAULT_READ_AHEAD, PROTOCOL_ID, DEFAULT_MAX_SESSIONS_PER_ADDRESS, DEFAULT_STALL_TIMEOUT, DEFAULT_EVICT_AFTER, DEFAULT_BUFFERED_BYTES_BUDGET, DEFAULT_BLOOM_BYTES_BUDGET, DEFAULT_QUEUED_WANTS_BUDGET, DEFAULT_READ_AHEAD_BYTES_BUDGET, DEFAULT_PENDING_WANTS_BUDGET, DEFAULT_INDEXED_CIDS_BUDGET, DEFAULT_LOCAL_WALKS, DEFAULT_MAX_WANTS, DEFAULT_MAX_LINKS_PER_BLOCK, DEFAULT_MAX_CHECK_BLOCKS, DEFAULT_MAX_HINT_BLOCKS, DEFAULT_MAX_EXPLORE_BLOCKS, MAX_SENT_BLOOM_BYTES } from './constants.ts'
+import { Budget } from './core/budget.ts'
 import { LinkReader } from './core/links.ts'
-import { bloomOf } from './core/messages.ts'
-import { ReceiverSession } from './core/receiver.ts'
+import { cappedBloom, ReceiverSession } from './core/receiver.ts'
 import { SenderSession } from './core/sender.ts'
 import { BlockVerifier } from './core/verify.ts'
 import { walkHeldCids } from './core/walk.ts'
-import { LimitExceededError, ProtocolError, SessionRefusedError } from './errors.ts'
+import { LimitExceededError, ProtocolError, SessionRefusedError, SessionTimeoutError } from './errors.ts'
 import { FramedStream } from './transport/framed-stream.ts'
 import { failSession, runReceiver, runSender } from './transport/run-session.ts'
 import type { BloomFilter } from './core/bloom/bloom-filter.ts'
 import type { Message, MessageLimits } from './core/messages.ts'
 import type { ReceiverStep } from './core/receiver.ts'
-import type { CarMirror, CarMirrorComponents, CarMirrorInit, PeerTarget, TransferOptions, TransferStats } from './index.ts'
+import type { BudgetName, CarMirror, CarMirrorComponents, CarMirrorInit, CarMirrorStats, PeerTarget, TransferOptions, TransferStats } from './index.ts'
 import type { RunOptions } from './transport/run-session.ts'
 import type { Connection, Logger, PeerId, Stream } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
 import type { CID } from 'multiformats/cid'
+
+/** One inbound session, as the node-wide bookkeeping sees it */
+interface InboundSession {
+  controller: AbortController
+  peer: string
+  address: string
+  /** When the session last moved forward (ms since the epoch) */
+  lastProgress: number
+}
+
+/** What a client remembers of a push that broke off after the server accepted it */
+const RESUMABLE_FAILURES = new Set(['SessionClosedError', 'SessionTimeoutError', 'StreamResetError', 'AbortError'])
 
 /**
  * The CAR Mirror service behind `createCarMirror`, `withCarMirror` and the
  * `carMirror` mixin: serves pulls (and allowed pushes) on the libp2p
- * protocol, and runs pulls and pushes as a client.
+ * protocol, and runs pulls and pushes as a client. Everything peers can
+ * make it hold is charged to node-wide budgets.
  */
 export class DefaultCarMirror implements CarMirror {
   readonly protocol: string
@@ -31,11 +45,12 @@ export class DefaultCarMirror implements CarMirror {
   private readonly linkReader: LinkReader
   private readonly verifier: BlockVerifier
   private readonly limits: MessageLimits
-  private readonly sessions = new Set<AbortController>()
-  private readonly inboundByPeer = new Map<string, number>()
-  private inboundCount = 0
-  /** Pushes that failed after dialling, by peer and roots, until when they are remembered */
+  private readonly budgets: Record<BudgetName, Budget>
+  private readonly outbound = new Set<AbortController>()
+  private readonly inbound = new Set<InboundSession>()
+  /** Pushes that broke off after the server accepted them, by peer and roots, until when they are remembered */
   private readonly interruptedPushes = new Map<string, number>()
+  private stallTimer?: ReturnType<typeof setInterval>
   private started = false
 
   constructor (components: CarMirrorComponents, init: CarMirrorInit = {}) {
@@ -51,10 +66,29 @@ export class DefaultCarMirror implements CarMirror {
       maxBloomHashCount: init.maxBloomHashCount,
       maxCidsPerMessage: init.maxCidsPerMessage
     }
+    const budgets = init.budgets ?? {}
+    this.budgets = {
+      sessions: new Budget('sessions', init.maxSessions ?? DEFAULT_MAX_SESSIONS),
+      bufferedBytes: new Budget('bufferedBytes', budgets.bufferedBytes ?? DEFAULT_BUFFERED_BYTES_BUDGET),
+      bloomBytes: new Budget('bloomBytes', budgets.bloomBytes ?? DEFAULT_BLOOM_BYTES_BUDGET),
+      queuedWants: new Budget('queuedWants', budgets.queuedWants ?? DEFAULT_QUEUED_WANTS_BUDGET),
+      readAheadBytes: new Budget('readAheadBytes', budgets.readAheadBytes ?? DEFAULT_READ_AHEAD_BYTES_BUDGET),
+      pendingWants: new Budget('pendingWants', budgets.pendingWants ?? DEFAULT_PENDING_WANTS_BUDGET),
+      indexedCids: new Budget('indexedCids', budgets.indexedCids ?? DEFAULT_INDEXED_CIDS_BUDGET),
+      localWalks: new Budget('localWalks', budgets.localWalks ?? DEFAULT_LOCAL_WALKS)
+    }
   }
 
   get activeSessions (): { inbound: number, outbound: number } {
-    return { inbound: this.inboundCount, outbound: this.sessions.size - this.inboundCount }
+    return { inbound: this.inbound.size, outbound: this.outbound.size }
+  }
+
+  stats (): CarMirrorStats {
+    const budgets = {} as CarMirrorStats['budgets']
+    for (const [name, budget] of Object.entries(this.budgets) as Array<[BudgetName, Budget]>) {
+      budgets[name] = { used: name === 'sessions' ? this.inbound.size : budget.used, limit: budget.limit }
+    }
+    return { sessions: this.activeSessions, budgets }
   }
 
   async start (): Promise<void> {
@@ -67,6 +101,8 @@ export class DefaultCarMirror implements CarMirror {
       maxInboundStreams: this.init.maxInboundStreams ?? DEFAULT_MAX_INBOUND_STREAMS,
       maxOutboundStreams: this.init.maxOutboundStreams ?? DEFAULT_MAX_OUTBOUND_STREAMS
     })
+    const stallTimeout = this.init.stallTimeout ?? DEFAULT_STALL_TIMEOUT
+    this.stallTimer = setInterval(() => { this.endStalledSessions(stallTimeout) }, Math.max(100, Math.min(stallTimeout / 4, 5000)))
     this.started = true
   }
 
@@ -75,8 +111,12 @@ export class DefaultCarMirror implements CarMirror {
       return
     }
     this.started = false
-    for (const controller of this.sessions) {
+    clearInterval(this.stallTimer)
+    for (const controller of this.outbound) {
       controller.abort(new Error('CAR Mirror is stopping'))
+    }
+    for (const session of this.inbound) {
+      session.controller.abort(new Error('CAR Mirror is stopping'))
     }
     try {
       await this.components.libp2p.unhandle(this.protocol)
@@ -89,16 +129,20 @@ export class DefaultCarMirror implements CarMirror {
     const rootList = Array.isArray(roots) ? roots : [roots]
     return this.session(options, async (signal, stats) => {
       const receiver = await ReceiverSession.create(this.receiverInit(rootList, options.hints), { signal })
-      if (receiver.complete) {
-        this.log('pull of %s: already complete locally', rootList[0])
-        return
-      }
-      const request = await receiver.pullRequest({ signal })
-      const { framed } = await this.open(peer, signal)
       try {
-        await runReceiver(framed, receiver, { signal, first: [request], ...this.progress(options, stats) })
+        if (receiver.complete) {
+          this.log('pull of %s: already complete locally', rootList[0])
+          return
+        }
+        const request = await receiver.pullRequest({ signal })
+        const { framed } = await this.open(peer, signal)
+        try {
+          await runReceiver(framed, receiver, { signal, first: [request], maxCidsPerMessage: this.init.maxCidsPerMessage, ...this.progress(options, stats) })
+        } finally {
+          this.collect(stats, framed, undefined, receiver)
+        }
       } finally {
-        this.collect(stats, framed, undefined, receiver)
+        receiver.close()
       }
     }, rootList)
   }
@@ -108,23 +152,29 @@ export class DefaultCarMirror implements CarMirror {
     return this.session(options, async (signal, stats) => {
       const bloom = await this.hintBloom(options.hints ?? [], signal)
       const { framed, remotePeer } = await this.open(peer, signal)
-      // a push that broke off recently resumes without a cold call: the
-      // server's first status says what it already holds
+      // a push that broke off after the server accepted it resumes: nothing
+      // goes out before the server's first status says what it holds
       const resumeKey = `${remotePeer}/${rootList.join(',')}`
       const resuming = (this.interruptedPushes.get(resumeKey) ?? 0) > Date.now()
       const sender = new SenderSession({
         ...this.senderInit(rootList),
         bloom,
-        coldCallBytes: resuming ? 0 : this.init.coldCallBytes ?? DEFAULT_COLD_CALL_BYTES
+        awaitFirstStatus: resuming,
+        coldCallBytes: this.init.coldCallBytes ?? DEFAULT_COLD_CALL_BYTES
       })
       try {
-        await runSender(framed, sender, { signal, first: [{ type: 'push', roots: rootList, hints: options.hints ?? [] }], ...this.progress(options, stats) })
+        await runSender(framed, sender, { signal, first: [{ type: 'push', roots: rootList, hints: options.hints ?? [] }], maxCidsPerMessage: this.init.maxCidsPerMessage, ...this.progress(options, stats) })
         this.interruptedPushes.delete(resumeKey)
       } catch (err) {
         this.forgetOldInterruptions()
-        this.interruptedPushes.set(resumeKey, Date.now() + RESUME_MEMORY_MS)
+        if (sender.counters.statusesReceived > 0 && RESUMABLE_FAILURES.has((err as Error).name)) {
+          this.interruptedPushes.set(resumeKey, Date.now() + RESUME_MEMORY_MS)
+        } else {
+          this.interruptedPushes.delete(resumeKey)
+        }
         throw err
       } finally {
+        sender.close()
         this.collect(stats, framed, sender, undefined)
       }
     }, rootList)
@@ -148,22 +198,79 @@ export class DefaultCarMirror implements CarMirror {
     for await (const cid of walkHeldCids(this.components.blockstore, hints, { signal, offline: true, linkReader: this.linkReader, onMissing: () => {} })) {
       held.push(cid)
     }
-    return held.length === 0 ? undefined : bloomOf(held)
+    return held.length === 0 ? undefined : cappedBloom(held, MAX_SENT_BLOOM_BYTES)
+  }
+
+  /** Ends inbound sessions that made no progress for `stallTimeout` ms, whatever frames their peers send */
+  private endStalledSessions (stallTimeout: number): void {
+    const now = Date.now()
+    for (const session of this.inbound) {
+      if (now - session.lastProgress > stallTimeout) {
+        session.controller.abort(new SessionTimeoutError(`No progress for ${now - session.lastProgress} ms`))
+      }
+    }
+  }
+
+  /**
+   * Makes room for a new session from `peer` at `address`: when the node,
+   * the address or the peer has no slot left, the session in that group that
+   * has gone longest without progress is evicted, if it has been stalled for
+   * a while. Returns false when no slot can be had.
+   */
+  private admit (peer: string, address: string): boolean {
+    const groups: Array<{ limit: number, member(session: InboundSession): boolean }> = [
+      { limit: this.init.maxSessionsPerPeer ?? DEFAULT_MAX_SESSIONS_PER_PEER, member: session => session.peer === peer },
+      { limit: this.init.maxSessionsPerAddress ?? DEFAULT_MAX_SESSIONS_PER_ADDRESS, member: session => session.address === address },
+      { limit: this.budgets.sessions.limit, member: () => true }
+    ]
+    const evictAfter = this.init.evictAfter ?? DEFAULT_EVICT_AFTER
+    for (const { limit, member } of groups) {
+      let count = 0
+      let stalest: InboundSession | undefined
+      for (const session of this.inbound) {
+        if (member(session)) {
+          count++
+          if (stalest == null || session.lastProgress < stalest.lastProgress) {
+            stalest = session
+          }
+        }
+      }
+      if (count < limit) {
+        continue
+      }
+      if (stalest == null || Date.now() - stalest.lastProgress < evictAfter) {
+        return false
+      }
+      this.log('evicting a session from %s without progress for %d ms', stalest.peer, Date.now() - stalest.lastProgress)
+      stalest.controller.abort(new LimitExceededError('Evicted: the node needed the slot and this session made no progress'))
+      this.inbound.delete(stalest)
+    }
+    return true
   }
 
   /** Answers one inbound session */
   private async serve (stream: Stream, connection: Connection): Promise<void> {
-    const controller = new AbortController()
-    const signal = controller.signal
-    const framed = new FramedStream(stream, { limits: this.limits, idleTimeout: this.init.idleTimeout ?? DEFAULT_IDLE_TIMEOUT })
     const peer = connection.remotePeer
-    const peerKey = peer.toString()
-    const peerSessions = this.inboundByPeer.get(peerKey) ?? 0
-    this.sessions.add(controller)
-    this.inboundByPeer.set(peerKey, peerSessions + 1)
-    this.inboundCount++
+    const session: InboundSession = {
+      controller: new AbortController(),
+      peer: peer.toString(),
+      address: addressOf(connection.remoteAddr, peer),
+      lastProgress: Date.now()
+    }
+    const signal = session.controller.signal
+    const touch = (): void => { session.lastProgress = Date.now() }
+    const framed = new FramedStream(stream, { limits: this.limits, idleTimeout: this.init.idleTimeout ?? DEFAULT_IDLE_TIMEOUT, bufferBudget: this.budgets.bufferedBytes })
+    let sender: SenderSession | undefined
+    let receiver: ReceiverSession | undefined
+    const admitted = this.admit(session.peer, session.address)
+    if (admitted) {
+      this.inbound.add(session)
+    }
+    // an evicted or stalled session ends with its reason, as an error frame
+    const onAbort = (): void => { framed.interrupt(signal.reason) }
+    signal.addEventListener('abort', onAbort, { once: true })
     try {
-      if (this.inboundCount > (this.init.maxSessions ?? DEFAULT_MAX_SESSIONS) || peerSessions >= (this.init.maxSessionsPerPeer ?? DEFAULT_MAX_SESSIONS_PER_PEER)) {
+      if (!admitted) {
         this.log('refusing a session from %p: too many sessions', peer)
         await this.refuse(framed, 'too many sessions')
         return
@@ -178,8 +285,8 @@ export class DefaultCarMirror implements CarMirror {
           return
         }
         this.log('serving pull of %s to %p', first.roots[0], peer)
-        const sender = new SenderSession({ ...this.senderInit(first.roots), request: first })
-        await runSender(framed, sender, { signal })
+        sender = new SenderSession({ ...this.senderInit(first.roots), request: first, onProgress: touch })
+        await runSender(framed, sender, { signal, maxCidsPerMessage: this.init.maxCidsPerMessage })
       } else if (first.type === 'push') {
         if (!await this.allowed(this.init.allowPush, peer, first.roots, false)) {
           await this.refuse(framed, 'pushes are not allowed from this peer')
@@ -187,26 +294,32 @@ export class DefaultCarMirror implements CarMirror {
         }
         this.log('accepting push of %s from %p', first.roots[0], peer)
         const maxStoredBytes = await this.pushQuota(peer, first.roots)
-        const receiver = await ReceiverSession.create({ ...this.receiverInit(first.roots, first.hints), smallStoreBlocks: 0, maxStoredBytes, announceRoots: true }, { signal })
+        framed.keepAliveWhile(() => true)
+        receiver = await ReceiverSession.create({
+          ...this.receiverInit(first.roots, first.hints),
+          smallStoreBlocks: 0,
+          maxStoredBytes,
+          announceRoots: true,
+          maxHintBlocks: this.init.maxHintBlocks ?? DEFAULT_MAX_HINT_BLOCKS,
+          walkBudget: this.budgets.localWalks,
+          onProgress: touch
+        }, { signal })
         const greeting = await receiver.pushGreeting({ signal })
-        await runReceiver(framed, receiver, { signal, first: [greeting] })
+        await runReceiver(framed, receiver, { signal, first: [greeting], maxCidsPerMessage: this.init.maxCidsPerMessage })
       } else {
         throw new ProtocolError(`A session cannot start with a ${first.type} message`)
       }
     } catch (err) {
-      this.log.error('inbound session from %p failed - %e', peer, err)
+      this.log('inbound session from %p failed - %e', peer, err)
       // errors before the session ran (a bad first frame, too many roots) still get an error frame
       await failSession(framed, err as Error)
     } finally {
-      controller.abort()
-      this.sessions.delete(controller)
-      this.inboundCount--
-      const left = (this.inboundByPeer.get(peerKey) ?? 1) - 1
-      if (left === 0) {
-        this.inboundByPeer.delete(peerKey)
-      } else {
-        this.inboundByPeer.set(peerKey, left)
-      }
+      signal.removeEventListener('abort', onAbort)
+      session.controller.abort()
+      this.inbound.delete(session)
+      sender?.close()
+      receiver?.close()
+      framed.releaseFrames()
     }
   }
 
@@ -245,13 +358,13 @@ export class DefaultCarMirror implements CarMirror {
   private async open (peer: PeerTarget, signal: AbortSignal): Promise<{ framed: FramedStream, remotePeer: PeerId }> {
     const connection = await this.components.libp2p.dial(peer, { signal })
     const stream = await connection.newStream(this.protocol, { signal })
-    return { framed: new FramedStream(stream, { limits: this.limits, idleTimeout: this.init.idleTimeout ?? DEFAULT_IDLE_TIMEOUT }), remotePeer: connection.remotePeer }
+    return { framed: new FramedStream(stream, { limits: this.limits, idleTimeout: this.init.idleTimeout ?? DEFAULT_IDLE_TIMEOUT, bufferBudget: this.budgets.bufferedBytes }), remotePeer: connection.remotePeer }
   }
 
   private async session (options: TransferOptions, run: (signal: AbortSignal, stats: TransferStats) => Promise<void>, roots: CID[]): Promise<TransferStats> {
     const controller = new AbortController()
     const signal = options.signal == null ? controller.signal : AbortSignal.any([options.signal, controller.signal])
-    this.sessions.add(controller)
+    this.outbound.add(controller)
     const started = Date.now()
     const stats: TransferStats = {
       roots,
@@ -272,7 +385,7 @@ export class DefaultCarMirror implements CarMirror {
       return stats
     } finally {
       stats.durationMs = Date.now() - started
-      this.sessions.delete(controller)
+      this.outbound.delete(controller)
     }
   }
 
@@ -333,7 +446,10 @@ export class DefaultCarMirror implements CarMirror {
       roots,
       linkReader: this.linkReader,
       readAhead: this.init.readAhead ?? DEFAULT_READ_AHEAD,
-      maxBlockSize: this.init.maxBlockSize
+      maxBlockSize: this.init.maxBlockSize,
+      maxCidsPerMessage: this.init.maxCidsPerMessage,
+      maxCheckBlocks: this.init.maxCheckBlocks ?? DEFAULT_MAX_CHECK_BLOCKS,
+      budgets: this.budgets
     }
   }
 
@@ -347,7 +463,17 @@ export class DefaultCarMirror implements CarMirror {
       smallStoreBlocks: this.init.smallStoreBlocks,
       maxCidsPerMessage: this.init.maxCidsPerMessage,
       maxUnrequestedBlocks: this.init.maxUnrequestedBlocks,
-      maxStragglerRounds: this.init.maxStragglerRounds
+      maxStragglerRounds: this.init.maxStragglerRounds,
+      maxWants: this.init.maxWants ?? DEFAULT_MAX_WANTS,
+      wantBudget: this.budgets.pendingWants,
+      maxLinksPerBlock: this.init.maxLinksPerBlock ?? DEFAULT_MAX_LINKS_PER_BLOCK,
+      maxExploreBlocks: this.init.maxExploreBlocks ?? DEFAULT_MAX_EXPLORE_BLOCKS
     }
   }
+}
+
+/** The remote IP address of a connection (what session slots are counted by besides the peer id), else the peer id */
+function addressOf (remoteAddr: Multiaddr, peer: PeerId): string {
+  const ip = remoteAddr.getComponents().find(component => component.name === 'ip4' || component.name === 'ip6')
+  return ip?.value ?? peer.toString()
 }

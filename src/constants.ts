@@ -4,8 +4,15 @@ export const PROTOCOL_ID = '/car-mirror/stream/1.0.0'
 /** Largest block accepted or sent (bytes): 2 MiB, above the usual 1 MiB chunk limit */
 export const DEFAULT_MAX_BLOCK_SIZE = 2 * 1024 * 1024
 
-/** Largest Bloom filter accepted (bytes); a store of a million CIDs needs 4 MiB */
-export const DEFAULT_MAX_BLOOM_BYTES = 8 * 1024 * 1024
+/**
+ * Largest Bloom filter accepted (bytes): the minimum every peer must accept
+ * (PROTOCOL.md §6). It holds about 200,000 CIDs at the usual false positive
+ * rate; receivers with more raise the rate rather than send a larger one.
+ */
+export const DEFAULT_MAX_BLOOM_BYTES = 1024 * 1024
+
+/** Largest Bloom filter a receiver sends (bytes): the minimum every peer must accept */
+export const MAX_SENT_BLOOM_BYTES = 1024 * 1024
 
 /** Most hash functions a received Bloom filter may ask for (rs-car-mirror uses at most about 50) */
 export const DEFAULT_MAX_BLOOM_HASH_COUNT = 64
@@ -38,14 +45,68 @@ export const DEFAULT_COLD_CALL_BYTES = 1024 * 1024
 /** Most roots one session may name */
 export const DEFAULT_MAX_ROOTS = 1000
 
-/** Most wants a sender keeps queued from status frames */
-export const DEFAULT_MAX_QUEUED_WANTS = 100_000
+/** Most wants a sender keeps queued from status frames before it stops reading: one message's worth */
+export const DEFAULT_MAX_QUEUED_WANTS = 10_000
+
+/** Most blocks a receiver keeps track of as missing at the sender before it gives up */
+export const DEFAULT_MAX_MISSING = 10_000
 
 /** Most concurrent sessions a node serves, in total */
 export const DEFAULT_MAX_SESSIONS = 256
 
 /** Most concurrent sessions a node serves for one peer */
 export const DEFAULT_MAX_SESSIONS_PER_PEER = 32
+
+/** Most concurrent sessions a node serves for one remote IP address (peer ids cost nothing) */
+export const DEFAULT_MAX_SESSIONS_PER_ADDRESS = 128
+
+/**
+ * A session that makes no progress (no block stored or sent, no new wants)
+ * for this long is ended, whatever frames its peer sends (ms)
+ */
+export const DEFAULT_STALL_TIMEOUT = 120_000
+
+/** When session slots run out, a session without progress for at least this long may be evicted to make room (ms) */
+export const DEFAULT_EVICT_AFTER = 1000
+
+/** Node-wide: bytes of received frames waiting to be handled; streams pause above it */
+export const DEFAULT_BUFFERED_BYTES_BUDGET = 64 * 1024 * 1024
+
+/** Node-wide: bytes of Bloom filters that senders hold */
+export const DEFAULT_BLOOM_BYTES_BUDGET = 64 * 1024 * 1024
+
+/** Node-wide: wants queued at senders */
+export const DEFAULT_QUEUED_WANTS_BUDGET = 200_000
+
+/** Node-wide: bytes of blocks senders read ahead of their streams */
+export const DEFAULT_READ_AHEAD_BYTES_BUDGET = 64 * 1024 * 1024
+
+/** Node-wide: wants pending at receivers */
+export const DEFAULT_PENDING_WANTS_BUDGET = 500_000
+
+/** Per session: wants pending at a receiver */
+export const DEFAULT_MAX_WANTS = 100_000
+
+/** Node-wide: CIDs indexed by senders to check that wants lie in the DAG */
+export const DEFAULT_INDEXED_CIDS_BUDGET = 1_000_000
+
+/** Node-wide: local walks (want checks, hint walks) running at once */
+export const DEFAULT_LOCAL_WALKS = 2
+
+/** Per session: blocks a sender reads to check wants */
+export const DEFAULT_MAX_CHECK_BLOCKS = 1_000_000
+
+/** Per session: blocks a push server reads under the hints */
+export const DEFAULT_MAX_HINT_BLOCKS = 100_000
+
+/** Per session: held blocks a receiver walks to find what it holds */
+export const DEFAULT_MAX_EXPLORE_BLOCKS = 1_000_000
+
+/** Most links of one received block */
+export const DEFAULT_MAX_LINKS_PER_BLOCK = 10_000
+
+/** Push quota bytes charged for each link a pushed block adds to the wants */
+export const PUSH_QUOTA_BYTES_PER_LINK = 64
 
 /** Most block bytes one push session may write into the store, unless `pushQuota` says otherwise (1 GiB) */
 export const DEFAULT_MAX_PUSH_BYTES = 1024 * 1024 * 1024

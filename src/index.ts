@@ -125,6 +125,31 @@ export interface CarMirrorInit {
   maxSessions?: number
   /** Most sessions served at once for one peer; default DEFAULT_MAX_SESSIONS_PER_PEER */
   maxSessionsPerPeer?: number
+  /** Most sessions served at once for one remote IP address; default DEFAULT_MAX_SESSIONS_PER_ADDRESS */
+  maxSessionsPerAddress?: number
+  /**
+   * An inbound session that makes no progress (no block sent or stored, no
+   * new wants) for this long is ended, whatever frames its peer sends, ms;
+   * default DEFAULT_STALL_TIMEOUT
+   */
+  stallTimeout?: number
+  /**
+   * When session slots run out, the session without progress for longest is
+   * evicted if that has lasted this long, ms; default DEFAULT_EVICT_AFTER
+   */
+  evictAfter?: number
+  /** Node-wide budgets; see {@link BudgetInit} */
+  budgets?: BudgetInit
+  /** Most blocks a sender reads to check that wants lie in the DAG; default DEFAULT_MAX_CHECK_BLOCKS */
+  maxCheckBlocks?: number
+  /** Most blocks a push server walks under a push's hints; default DEFAULT_MAX_HINT_BLOCKS */
+  maxHintBlocks?: number
+  /** Most held blocks a receiver walks to find what it holds; default DEFAULT_MAX_EXPLORE_BLOCKS */
+  maxExploreBlocks?: number
+  /** Most wants a receiver keeps at once in one session; default DEFAULT_MAX_WANTS */
+  maxWants?: number
+  /** Most links one received block may have; default DEFAULT_MAX_LINKS_PER_BLOCK */
+  maxLinksPerBlock?: number
   /** Most received blocks a session tolerates that it never asked for; default DEFAULT_MAX_UNREQUESTED_BLOCKS */
   maxUnrequestedBlocks?: number
   /** Most straggler rounds a session runs before it gives up; default DEFAULT_MAX_STRAGGLER_ROUNDS */
@@ -157,6 +182,37 @@ export interface CarMirrorInit {
   loadHasher?: LoadHasher
 }
 
+/**
+ * Node-wide budgets: what all sessions together may make the node hold.
+ * A session that would go over waits (its stream stops being read) or ends
+ * with a `limit` error.
+ */
+export interface BudgetInit {
+  /** Bytes of received frames waiting to be handled; streams pause above it. Default DEFAULT_BUFFERED_BYTES_BUDGET (64 MiB) */
+  bufferedBytes?: number
+  /** Bytes of Bloom filters that senders hold; default DEFAULT_BLOOM_BYTES_BUDGET (64 MiB) */
+  bloomBytes?: number
+  /** Wants queued at senders; default DEFAULT_QUEUED_WANTS_BUDGET (200,000) */
+  queuedWants?: number
+  /** Bytes of blocks read ahead of streams; default DEFAULT_READ_AHEAD_BYTES_BUDGET (64 MiB) */
+  readAheadBytes?: number
+  /** Wants pending at receivers; default DEFAULT_PENDING_WANTS_BUDGET (500,000) */
+  pendingWants?: number
+  /** CIDs indexed to check wants; default DEFAULT_INDEXED_CIDS_BUDGET (1,000,000) */
+  indexedCids?: number
+  /** Local walks (want checks, hint walks) at once; default DEFAULT_LOCAL_WALKS (2) */
+  localWalks?: number
+}
+
+/** The names of the node-wide budgets, plus `sessions` (inbound session slots) */
+export type BudgetName = keyof BudgetInit | 'sessions'
+
+/** What the node holds now, against its budgets */
+export interface CarMirrorStats {
+  sessions: { inbound: number, outbound: number }
+  budgets: Record<BudgetName, { used: number, limit: number }>
+}
+
 /** What CAR Mirror needs from its host: a libp2p node and a blockstore */
 export interface CarMirrorComponents {
   libp2p: Pick<Libp2p, 'handle' | 'unhandle' | 'dial'>
@@ -173,6 +229,18 @@ export interface CarMirror {
 
   /** Sessions running now: served for other peers (inbound) and started here (outbound) */
   readonly activeSessions: { inbound: number, outbound: number }
+
+  /**
+   * Sessions and the use of every node-wide budget now
+   *
+   * @example
+   *
+   * ```ts
+   * const { budgets } = helia.carMirror.stats()
+   * console.info(budgets.bloomBytes.used, budgets.bloomBytes.limit)
+   * ```
+   */
+  stats(): CarMirrorStats
 
   /** Starts serving the protocol */
   start(): Promise<void>
@@ -276,6 +344,7 @@ export function withCarMirror<H extends Helia> (helia: H, init: CarMirrorInit = 
   return helia as H & HeliaWithCarMirror
 }
 
+export { DEFAULT_MAX_SESSIONS_PER_ADDRESS, DEFAULT_STALL_TIMEOUT, DEFAULT_EVICT_AFTER, DEFAULT_BUFFERED_BYTES_BUDGET, DEFAULT_BLOOM_BYTES_BUDGET, DEFAULT_QUEUED_WANTS_BUDGET, DEFAULT_READ_AHEAD_BYTES_BUDGET, DEFAULT_PENDING_WANTS_BUDGET, DEFAULT_INDEXED_CIDS_BUDGET, DEFAULT_LOCAL_WALKS, DEFAULT_MAX_CHECK_BLOCKS, DEFAULT_MAX_HINT_BLOCKS, DEFAULT_MAX_EXPLORE_BLOCKS, DEFAULT_MAX_WANTS, DEFAULT_MAX_LINKS_PER_BLOCK, DEFAULT_MAX_MISSING, MAX_SENT_BLOOM_BYTES } from './constants.ts'
 export { PROTOCOL_ID, DEFAULT_MAX_BLOCK_SIZE, DEFAULT_MAX_BLOOM_BYTES, DEFAULT_MAX_BLOOM_HASH_COUNT, DEFAULT_MAX_CIDS_PER_MESSAGE, DEFAULT_SMALL_STORE_BLOCKS, DEFAULT_IDLE_TIMEOUT, DEFAULT_READ_AHEAD, DEFAULT_COLD_CALL_BYTES, DEFAULT_MAX_ROOTS, DEFAULT_MAX_QUEUED_WANTS, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PEER, DEFAULT_MAX_PUSH_BYTES, DEFAULT_MAX_UNREQUESTED_BLOCKS, DEFAULT_MAX_STRAGGLER_ROUNDS } from './constants.ts'
 export { encodeMessage, decodeMessage, bloomItem } from './core/messages.ts'
 export type { Message, MessageLimits, ErrorCode } from './core/messages.ts'

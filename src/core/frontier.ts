@@ -1,9 +1,12 @@
 import * as raw from 'multiformats/codecs/raw'
-import { BlockstoreError } from '../errors.ts'
+import { DEFAULT_MAX_MISSING } from '../constants.ts'
+import { BlocksNotAvailableError, BlockstoreError, LimitExceededError } from '../errors.ts'
 import { hasBlock, readBlock } from './blocks.ts'
+import { Yielder } from './budget.ts'
 import { LinkReader } from './links.ts'
 import { BlockVerifier } from './verify.ts'
 import type { BlockReadOptions, BlockSink } from './blocks.ts'
+import type { Budget } from './budget.ts'
 import type { CID } from 'multiformats/cid'
 
 /** What became of a block handed to {@link ReceiverFrontier.receive} */
@@ -22,6 +25,17 @@ export interface ReceiverFrontierInit {
   verifier?: BlockVerifier
   /** Blockstore writes that may overlap with receiving more blocks; default 16 */
   maxPendingWrites?: number
+  /** Most wants at once; default no limit */
+  maxWants?: number
+  /** Node-wide count of wants, charged as wants are added */
+  wantBudget?: Budget
+  /** Most links one received block may have; default no limit */
+  maxLinksPerBlock?: number
+  /** Most held blocks the session may walk locally; default no limit */
+  maxExploreBlocks?: number
+  /** Most blocks the sender may report missing before the session gives up; default DEFAULT_MAX_MISSING */
+  maxMissing?: number
+  yielder?: Yielder
 }
 
 /**
@@ -49,7 +63,12 @@ export class ReceiverFrontier {
   private readonly linkReader: LinkReader
   private readonly verifier: BlockVerifier
   private readonly wanted = new Map<string, CID>()
+  private readonly unavailable = new Map<string, CID>()
   private readonly holding = new Map<string, CID>()
+  private readonly init: ReceiverFrontierInit
+  private readonly yielder: Yielder
+  private explored = 0
+  private charged = 0
   private readonly foundInStore: CID[] = []
   private busy = false
   private readonly maxPendingWrites: number
@@ -57,6 +76,8 @@ export class ReceiverFrontier {
   private writeError?: Error
 
   private constructor (init: ReceiverFrontierInit) {
+    this.init = init
+    this.yielder = init.yielder ?? new Yielder()
     this.blockstore = init.blockstore
     this.linkReader = init.linkReader ?? new LinkReader()
     this.verifier = init.verifier ?? new BlockVerifier()
@@ -75,7 +96,39 @@ export class ReceiverFrontier {
 
   /** True when every block reachable from the roots is held */
   get complete (): boolean {
-    return this.wanted.size === 0
+    return this.wanted.size === 0 && this.unavailable.size === 0
+  }
+
+  /** The blocks the sender said it cannot send, still missing */
+  missing (): CID[] {
+    return [...this.unavailable.values()]
+  }
+
+  /**
+   * Takes the sender's word that it cannot send `cids`: those that are wanted
+   * stop being wants (they are not asked for again); others are ignored.
+   *
+   * @throws {BlocksNotAvailableError} when more blocks are missing than the session keeps track of
+   */
+  markUnavailable (cids: CID[]): void {
+    for (const cid of cids) {
+      const key = cid.toString()
+      if (this.wanted.has(key)) {
+        this.unwant(key)
+        this.unavailable.set(key, cid)
+      }
+    }
+    const max = this.init.maxMissing ?? DEFAULT_MAX_MISSING
+    if (this.unavailable.size > max) {
+      const missing = this.missing()
+      throw new BlocksNotAvailableError(`The sender does not hold ${missing.length} or more blocks, including ${missing[0]}`, missing.slice(0, max))
+    }
+  }
+
+  /** Gives back what the session holds of the node-wide want budget; call when the session ends */
+  release (): void {
+    this.init.wantBudget?.release(this.charged)
+    this.charged = 0
   }
 
   /** How many subgraph roots are wanted */
@@ -140,8 +193,12 @@ export class ReceiverFrontier {
       this.throwWriteError()
       await this.verifier.verify(cid, bytes)
       const links = await this.linkReader.links(cid, bytes)
+      const maxLinks = this.init.maxLinksPerBlock ?? Infinity
+      if (links.length > maxLinks) {
+        throw new LimitExceededError(`Block ${cid} has ${links.length} links, more than the limit of ${maxLinks}`)
+      }
       this.write(cid, bytes)
-      this.wanted.delete(key)
+      this.unwant(key)
       this.holding.set(key, cid)
       await this.explore(links, options)
       if (this.writes.length >= this.maxPendingWrites) {
@@ -194,13 +251,17 @@ export class ReceiverFrontier {
       while ((cid = stack.pop()) != null) {
         options.signal?.throwIfAborted()
         const key = cid.toString()
-        if (this.holding.has(key) || this.wanted.has(key)) {
+        if (this.holding.has(key) || this.wanted.has(key) || this.unavailable.has(key)) {
           continue
         }
 
+        await this.yielder.maybeYield(options.signal)
         if (!await hasBlock(this.blockstore, cid, options)) {
-          this.wanted.set(key, cid)
+          this.want(key, cid)
           continue
+        }
+        if (++this.explored > (this.init.maxExploreBlocks ?? Infinity)) {
+          throw new LimitExceededError(`Finding what the store holds would walk more than ${this.init.maxExploreBlocks} blocks`)
         }
 
         // raw blocks have no links: knowing the store holds one is enough
@@ -216,11 +277,28 @@ export class ReceiverFrontier {
     } catch (err) {
       // keep the frontier honest: what was not explored is still wanted
       for (const unexplored of [cid, ...stack]) {
-        if (unexplored != null && !this.holding.has(unexplored.toString())) {
+        if (unexplored != null && !this.holding.has(unexplored.toString()) && !this.wanted.has(unexplored.toString())) {
           this.wanted.set(unexplored.toString(), unexplored)
         }
       }
       throw err
+    }
+  }
+
+  private want (key: string, cid: CID): void {
+    const max = this.init.maxWants ?? Infinity
+    if (this.wanted.size >= max) {
+      throw new LimitExceededError(`The session would want more than ${max} blocks at once`)
+    }
+    this.init.wantBudget?.charge(1)
+    this.charged++
+    this.wanted.set(key, cid)
+  }
+
+  private unwant (key: string): void {
+    if (this.wanted.delete(key) && this.charged > 0) {
+      this.charged--
+      this.init.wantBudget?.release(1)
     }
   }
 }

@@ -1,18 +1,20 @@
-import { DEFAULT_MAX_CIDS_PER_MESSAGE, DEFAULT_MAX_STRAGGLER_ROUNDS, DEFAULT_MAX_UNREQUESTED_BLOCKS, DEFAULT_SMALL_STORE_BLOCKS } from '../constants.ts'
+import { DEFAULT_MAX_CIDS_PER_MESSAGE, DEFAULT_MAX_STRAGGLER_ROUNDS, DEFAULT_MAX_UNREQUESTED_BLOCKS, DEFAULT_SMALL_STORE_BLOCKS, MAX_SENT_BLOOM_BYTES, PUSH_QUOTA_BYTES_PER_LINK } from '../constants.ts'
 import { BlocksNotAvailableError, LimitExceededError, ProtocolError, RemoteError, SessionRefusedError } from '../errors.ts'
+import { BloomFilter } from './bloom/bloom-filter.ts'
+import { Yielder } from './budget.ts'
 import { ReceiverFrontier } from './frontier.ts'
-import { bloomOf } from './messages.ts'
+import { bloomItem } from './messages.ts'
 import { walkHeldCids } from './walk.ts'
 import type { BlockSink } from './blocks.ts'
-import type { BloomFilter } from './bloom/bloom-filter.ts'
-import type { ReceiveOutcome } from './frontier.ts'
+import type { Budget } from './budget.ts'
+import type { ReceiveOutcome, ReceiverFrontierInit } from './frontier.ts'
 import type { LinkReader } from './links.ts'
 import type { Message, PullMessage, StatusMessage } from './messages.ts'
 import type { BlockVerifier } from './verify.ts'
 import type { Blockstore } from 'interface-blockstore'
 import type { CID } from 'multiformats/cid'
 
-export interface ReceiverSessionInit {
+export interface ReceiverSessionInit extends Pick<ReceiverFrontierInit, 'maxWants' | 'wantBudget' | 'maxLinksPerBlock' | 'maxExploreBlocks' | 'maxMissing'> {
   /** Where held blocks are found and received blocks written */
   blockstore: BlockSink & Partial<Pick<Blockstore, 'getAll'>>
   /** The roots of the DAG to receive */
@@ -29,8 +31,18 @@ export interface ReceiverSessionInit {
   smallStoreBlocks?: number
   /** Most CIDs listed in one status frame; default DEFAULT_MAX_CIDS_PER_MESSAGE */
   maxCidsPerMessage?: number
-  /** Most block bytes this session may write to the store; default no limit */
+  /**
+   * Most bytes this session may write to the store; each link of a stored
+   * block counts PUSH_QUOTA_BYTES_PER_LINK bytes too (it becomes a want).
+   * Default no limit
+   */
   maxStoredBytes?: number
+  /** Most blocks walked under the hints; default no limit */
+  maxHintBlocks?: number
+  /** Node-wide concurrency of local walks; a hint walk holds one unit */
+  walkBudget?: Budget
+  /** Called when the session moves forward: a block is stored */
+  onProgress?(): void
   /** Most blocks tolerated that the session never asked for; default DEFAULT_MAX_UNREQUESTED_BLOCKS */
   maxUnrequestedBlocks?: number
   /** Most straggler rounds; default DEFAULT_MAX_STRAGGLER_ROUNDS */
@@ -99,13 +111,18 @@ export class ReceiverSession {
 
   /** Builds the session's frontier from what the blockstore holds under the roots */
   static async create (init: ReceiverSessionInit, options: { signal?: AbortSignal } = {}): Promise<ReceiverSession> {
-    const frontier = await ReceiverFrontier.create(init.roots, init, { ...options, offline: true })
+    const frontier = await ReceiverFrontier.create(init.roots, { ...init, yielder: new Yielder() }, { ...options, offline: true })
     return new ReceiverSession(init, frontier)
   }
 
   /** True when the receiver holds every block reachable from the roots */
   get complete (): boolean {
     return this.frontier.complete
+  }
+
+  /** Gives back what the session holds of node-wide budgets; call once when the session ends */
+  close (): void {
+    this.frontier.release()
   }
 
   /**
@@ -126,17 +143,19 @@ export class ReceiverSession {
 
   /**
    * A push server's first status, sent before any block arrives: a Bloom of
-   * what it holds under the roots and the hints (no Bloom when it holds
-   * nothing there). It opens the pushing client's window.
+   * what it holds under the roots and the hints, or a cleared Bloom when it
+   * holds nothing there (so a client's hint Bloom that was wrong is dropped at
+   * once). It opens the pushing client's window.
    */
   async pushGreeting (options: { signal?: AbortSignal } = {}): Promise<StatusMessage> {
     await this.hinted(options)
-    return this.rootsStatus() ?? this.bloomStatus() ?? this.emptyStatus()
+    return this.rootsStatus() ?? this.bloomStatus(true) ?? this.emptyStatus(null)
   }
 
-  private emptyStatus (): StatusMessage {
+  /** A status with no wants: `null` clears the sender's Bloom, undefined leaves it */
+  private emptyStatus (bloom?: null): StatusMessage {
     this.counters.statusesSent++
-    return { type: 'status', wants: [] }
+    return bloom === null ? { type: 'status', wants: [], bloom } : { type: 'status', wants: [] }
   }
 
   /**
@@ -148,7 +167,7 @@ export class ReceiverSession {
       return undefined
     }
     this.rootsAnnounced = true
-    const status = this.bloomStatus(true) ?? this.emptyStatus()
+    const status = this.bloomStatus(true) ?? this.emptyStatus(null)
     status.rootsHeld = true
     return status
   }
@@ -170,6 +189,9 @@ export class ReceiverSession {
         return { replies: await this.afterIdle(message.statuses) }
       case 'sync':
         return { replies: this.afterSync(message.statuses) }
+      case 'missing':
+        this.frontier.markUnavailable(message.cids)
+        return { replies: [] }
       case 'error':
         throw remoteError(message.code, message.message, message.cids)
       default:
@@ -182,11 +204,18 @@ export class ReceiverSession {
     if (this.frontier.isWanted(cid) && this.counters.bytesStored + bytes.byteLength > maxStoredBytes) {
       throw new LimitExceededError(`The session may store at most ${maxStoredBytes} bytes`)
     }
+    const wantsBefore = this.frontier.wantCount
     const outcome = await this.frontier.receive(cid, bytes, { ...options, offline: true })
     this.counters.blocksReceived++
     this.counters.blockBytesReceived += bytes.byteLength
     if (outcome === 'stored') {
-      this.counters.bytesStored += bytes.byteLength
+      // each new want costs quota too, so links cannot be pushed for free
+      const newWants = Math.max(0, this.frontier.wantCount - wantsBefore + 1)
+      this.counters.bytesStored += bytes.byteLength + newWants * PUSH_QUOTA_BYTES_PER_LINK
+      if (this.counters.bytesStored > maxStoredBytes) {
+        throw new LimitExceededError(`The session may store at most ${maxStoredBytes} bytes (links counted)`)
+      }
+      this.init.onProgress?.()
     } else if (outcome === 'duplicate') {
       this.counters.duplicateBlocks++
       // an honest sender sends each block at most once, plus wants it is asked for again
@@ -225,6 +254,12 @@ export class ReceiverSession {
     if (statusesSeen > this.counters.statusesSent) {
       throw new ProtocolError(`The sender claims to have read ${statusesSeen} status frames; ${this.counters.statusesSent} were sent`)
     }
+    if (this.frontier.wantCount === 0) {
+      // everything the sender has is here; what is left it does not hold
+      await this.frontier.settle()
+      const missing = this.frontier.missing()
+      throw new BlocksNotAvailableError(`The sender does not hold ${missing.length} block(s), including ${missing[0]}`, missing)
+    }
     // every want asked for in the last round must have arrived by now
     const ignored = this.lastAsked.find(cid => this.frontier.isWanted(cid))
     if (ignored != null) {
@@ -244,10 +279,11 @@ export class ReceiverSession {
     if (statusesSeen > this.counters.statusesSent) {
       throw new ProtocolError(`The sender claims to have read ${statusesSeen} status frames; ${this.counters.statusesSent} were sent`)
     }
-    return [this.bloomStatus(true) ?? this.emptyStatus()]
+    return [this.bloomStatus(true) ?? this.emptyStatus(null)]
   }
 
-  private doneOnce (): Message[] {
+  /** The done frame, unless it was written already: to send once the receiver is complete */
+  doneOnce (): Message[] {
     if (this.doneSent) {
       return []
     }
@@ -275,7 +311,7 @@ export class ReceiverSession {
     if (items.length === 0) {
       return undefined
     }
-    const bloom = bloomOf(items)
+    const bloom = cappedBloom(items, MAX_SENT_BLOOM_BYTES)
     this.counters.bloomBytesSent += bloom.bytes.byteLength
     return bloom
   }
@@ -300,9 +336,19 @@ export class ReceiverSession {
   private async hinted (options: { signal?: AbortSignal }): Promise<CID[]> {
     const hints = this.init.hints ?? []
     if (hints.length > 0 && this.hintedHeld.length === 0) {
-      for await (const cid of walkHeldCids(this.init.blockstore, hints, { ...options, offline: true, linkReader: this.init.linkReader, onMissing: () => {} })) {
-        this.hintedHeld.push(cid)
+      const walk = async (): Promise<void> => {
+        try {
+          for await (const cid of walkHeldCids(this.init.blockstore, hints, { ...options, offline: true, linkReader: this.init.linkReader, onMissing: () => {}, maxBlocks: this.init.maxHintBlocks })) {
+            this.hintedHeld.push(cid)
+          }
+        } catch (err) {
+          // hints only save bytes: a hinted DAG too large to walk is used as far as it was walked
+          if ((err as Error).name !== LimitExceededError.name) {
+            throw err
+          }
+        }
       }
+      await (this.init.walkBudget?.run(walk, options.signal) ?? walk())
     }
     return this.hintedHeld
   }
@@ -312,14 +358,44 @@ export class ReceiverSession {
   }
 }
 
+/**
+ * A Bloom holding `cids`, sized the rs-car-mirror way for their number but
+ * never larger than `maxBytes`: past that the false positive rate rises
+ * instead (PROTOCOL.md §6)
+ */
+export function cappedBloom (cids: CID[], maxBytes: number): BloomFilter {
+  let bloom = BloomFilter.forCapacity(cids.length)
+  if (bloom.bytes.byteLength > maxBytes) {
+    const hashCount = Math.max(1, Math.round(maxBytes * 8 / cids.length * Math.LN2))
+    bloom = new BloomFilter(new Uint8Array(maxBytes), hashCount)
+  }
+  for (const cid of cids) {
+    bloom.add(bloomItem(cid))
+  }
+  return bloom
+}
+
+/** Errors made from the remote peer's error frames: they are not echoed back */
+const remoteErrors = new WeakSet<Error>()
+
+/** True for an error made by {@link remoteError} */
+export function isRemoteError (err: Error): boolean {
+  return remoteErrors.has(err)
+}
+
 /** The typed error for an error frame from the remote peer */
 export function remoteError (code: string, message: string, cids: CID[]): Error {
+  let err: Error
   switch (code) {
     case 'not-found':
-      return new BlocksNotAvailableError(`The remote peer does not hold every block: ${message}`, cids)
+      err = new BlocksNotAvailableError(`The remote peer does not hold every block: ${message}`, cids)
+      break
     case 'refused':
-      return new SessionRefusedError(`The remote peer refused the session: ${message}`)
+      err = new SessionRefusedError(`The remote peer refused the session: ${message}`)
+      break
     default:
-      return new RemoteError(`The remote peer ended the session (${code}): ${message}`, code)
+      err = new RemoteError(`The remote peer ended the session (${code}): ${message}`, code)
   }
+  remoteErrors.add(err)
+  return err
 }

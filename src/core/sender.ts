@@ -1,14 +1,31 @@
 import * as raw from 'multiformats/codecs/raw'
-import { DEFAULT_MAX_QUEUED_WANTS } from '../constants.ts'
-import { BlocksNotAvailableError, LimitExceededError, ProtocolError } from '../errors.ts'
+import { DEFAULT_MAX_CIDS_PER_MESSAGE } from '../constants.ts'
+import { LimitExceededError, ProtocolError } from '../errors.ts'
+import { Yielder } from './budget.ts'
+import { LinkReader } from './links.ts'
+import { DagMembership } from './membership.ts'
 import { bloomItem } from './messages.ts'
 import { Wakeup } from './signal.ts'
 import { walkDag } from './walk.ts'
 import type { BlockSource } from './blocks.ts'
 import type { BloomFilter } from './bloom/bloom-filter.ts'
-import type { LinkReader } from './links.ts'
+import type { Budget } from './budget.ts'
 import type { Message, PullMessage } from './messages.ts'
 import type { CID } from 'multiformats/cid'
+
+/** Node-wide budgets a sender charges (all optional: a session alone needs none) */
+export interface SenderBudgets {
+  /** Wants queued from status frames, node-wide */
+  queuedWants?: Budget
+  /** Bytes of blocks read ahead of the stream, node-wide */
+  readAheadBytes?: Budget
+  /** CIDs indexed to check wants, node-wide */
+  indexedCids?: Budget
+  /** Concurrent local walks that check wants, node-wide */
+  localWalks?: Budget
+  /** Bytes of Bloom filters held, node-wide */
+  bloomBytes?: Budget
+}
 
 export interface SenderSessionInit {
   /** Where the DAG's blocks are read from (reads pass `offline: true`) */
@@ -30,16 +47,31 @@ export interface SenderSessionInit {
   linkReader?: LinkReader
   /** Block reads kept in flight ahead of the stream */
   readAhead?: number
+  /** Bytes of blocks read ahead of the stream, at most; default 1 MiB */
+  maxReadAheadBytes?: number
   /** Blocks larger than this are not sent; the session fails instead */
   maxBlockSize?: number
   /**
    * Block bytes that may be sent before the receiver's status saying it
    * holds the roots (and what it holds under them): the cold call of a push.
-   * After that status there is no limit. Default: no limit
+   * The roots and wanted blocks are always sent. After that status there is
+   * no limit. Default: no limit
    */
   coldCallBytes?: number
-  /** Most wants queued from status frames; default DEFAULT_MAX_QUEUED_WANTS */
+  /**
+   * Send no block before the receiver's first status: a push resuming one
+   * that broke off, whose server's first Bloom covers what already arrived
+   */
+  awaitFirstStatus?: boolean
+  /** Most wants queued from status frames before the session stops reading; default DEFAULT_MAX_CIDS_PER_MESSAGE */
   maxQueuedWants?: number
+  /** Most CIDs in one `missing` message; default DEFAULT_MAX_CIDS_PER_MESSAGE */
+  maxCidsPerMessage?: number
+  /** Most blocks one session may read to check wants; default no limit */
+  maxCheckBlocks?: number
+  budgets?: SenderBudgets
+  /** Called when the session moves forward: a block goes out or new wants arrive */
+  onProgress?(): void
 }
 
 /** What a sender has done so far */
@@ -58,19 +90,19 @@ export interface SenderCounters {
   syncs: number
 }
 
-/** Most missing CIDs named in one error frame */
-const MAX_REPORTED_MISSING = 256
+/** Default bytes of blocks a session reads ahead of the stream */
+const DEFAULT_MAX_READ_AHEAD_BYTES = 1024 * 1024
 
 /**
  * The sending side of a CAR Mirror session, free of any transport. Feed it
  * the receiver's messages with `receive`; take the messages to send from
- * `messages()`: a CAR header, then blocks, with an `idle` frame each time it
- * has sent all it was asked for.
+ * `messages()`: a CAR header, then blocks, with a `missing` frame for blocks
+ * it cannot send and an `idle` frame each time it has sent all it was asked for.
  *
- * Every wanted CID is sent; below them, blocks in the receiver's Bloom (and
- * everything only reachable through them) are skipped, as are blocks this
- * session already sent. A newer Bloom from a status frame applies from the
- * next block on.
+ * Every wanted CID in the roots' DAG is sent; below them, blocks in the
+ * receiver's Bloom (and everything only reachable through them) are skipped,
+ * as are blocks this session already sent. A newer Bloom from a status frame
+ * applies from the next block on.
  *
  * @example
  *
@@ -87,27 +119,43 @@ export class SenderSession {
   private readonly init: SenderSessionInit
   private bloom?: BloomFilter
   private readonly sent = new Set<string>()
-  /** CIDs known to be in the DAG under the roots: the roots and every link read */
-  private readonly known = new Set<string>()
-  private knownComplete = false
+  /** What is known to lie in the DAG under the roots */
+  private readonly membership: DagMembership
   private queued: CID[]
+  private readonly queuedKeys = new Set<string>()
   private finished = false
   /** Set once the receiver said it holds the roots: the cold call is over */
   private rootsAcknowledged = false
   /** Status frames with a Bloom: the receiver is finding blocks it holds */
   private bloomsReceived = 0
   private readonly wakeup = new Wakeup()
+  /** Notified when the queue is taken: a reader waiting for room may go on */
+  private readonly room = new Wakeup()
+  private readonly yielder = new Yielder()
+  private waitingForPeer = false
+  private closed = false
+  /** Set when a root is not in the local store: the receiver can never hold every root, so no `rh` will come */
+  private rootMissing = false
 
   constructor (init: SenderSessionInit) {
     this.init = init
     this.roots = init.roots
-    this.bloom = init.request?.bloom ?? init.bloom
+    this.membership = new DagMembership({
+      blockstore: init.blockstore,
+      roots: init.roots,
+      linkReader: init.linkReader,
+      maxBlocks: init.maxCheckBlocks,
+      indexBudget: init.budgets?.indexedCids,
+      walkBudget: init.budgets?.localWalks,
+      yielder: this.yielder
+    })
+    this.setBloom(init.request?.bloom ?? init.bloom)
     const wants = init.request?.wants ?? []
-    this.queued = wants.length > 0 ? [...wants] : [...init.roots]
-    this.counters.statusesReceived = init.request != null ? 1 : 0
-    for (const root of init.roots) {
-      this.known.add(root.toString())
+    this.queued = []
+    for (const want of wants.length > 0 ? wants : init.roots) {
+      this.enqueue(want)
     }
+    this.counters.statusesReceived = init.request != null ? 1 : 0
   }
 
   /** True once the receiver said it is done */
@@ -115,27 +163,64 @@ export class SenderSession {
     return this.finished
   }
 
+  /** True while the session works locally (reads or walks its store) rather than waiting for the receiver */
+  get busy (): boolean {
+    return !this.waitingForPeer && !this.finished && !this.closed
+  }
+
+  /** True while as many wants are queued as the session takes: stop reading until they are taken */
+  get wantsFull (): boolean {
+    return this.queued.length >= this.maxQueuedWants || this.init.budgets?.queuedWants?.exhausted === true
+  }
+
+  /** Waits until the session takes more wants (the runner stops reading meanwhile) */
+  async roomForWants (signal?: AbortSignal): Promise<void> {
+    // a sender waiting for the receiver's word must go on reading, or both would wait forever
+    while (!this.closed && !this.finished && !this.waitingForPeer) {
+      if (this.queued.length >= this.maxQueuedWants) {
+        await this.room.wait(signal)
+      } else if (this.init.budgets?.queuedWants?.exhausted === true) {
+        // the node's queue is full: go on once some session takes its wants, or this one waits for the peer
+        this.init.budgets.queuedWants.whenAvailable(signal).then(() => { this.room.notify() }, () => {})
+        await this.room.wait(signal)
+      } else {
+        return
+      }
+    }
+  }
+
   /**
    * Takes a message from the receiver: a status (new wants, maybe a newer
-   * Bloom) or done. An error message throws the matching error.
+   * Bloom) or done. Returns how many new wants it queued.
+   *
+   * @throws {ProtocolError} for a message a sender does not expect, or an identity CID as a want
+   * @throws {LimitExceededError} when a Bloom goes over the node's Bloom budget
    */
-  receive (message: Message): void {
+  receive (message: Message): number {
+    let added = 0
     switch (message.type) {
       case 'status':
         this.counters.statusesReceived++
-        if (message.bloom != null) {
-          this.bloom = message.bloom
+        if (message.bloom !== undefined) {
+          this.setBloom(message.bloom ?? undefined)
+          if (message.bloom != null) {
+            this.bloomsReceived++
+          }
         }
         if (message.rootsHeld === true) {
           this.rootsAcknowledged = true
         }
-        if (message.bloom != null) {
-          this.bloomsReceived++
+        for (const want of message.wants) {
+          if (LinkReader.inlineBytes(want) != null) {
+            throw new ProtocolError(`Want ${want} is an identity CID: its data is in the CID`)
+          }
+          if (this.enqueue(want)) {
+            added++
+          }
         }
-        if (this.queued.length + message.wants.length > (this.init.maxQueuedWants ?? DEFAULT_MAX_QUEUED_WANTS)) {
-          throw new LimitExceededError(`The receiver asked for more than ${this.init.maxQueuedWants ?? DEFAULT_MAX_QUEUED_WANTS} blocks at once`)
+        if (added > 0) {
+          this.init.onProgress?.()
         }
-        this.queued.push(...message.wants)
         break
       case 'done':
         this.finished = true
@@ -145,13 +230,28 @@ export class SenderSession {
         throw new ProtocolError(`A sender does not expect a ${message.type} message`)
     }
     this.wakeup.notify()
+    return added
+  }
+
+  /** Gives back what the session holds of the node-wide budgets; call once when the session ends */
+  close (): void {
+    if (this.closed) {
+      return
+    }
+    this.closed = true
+    this.setBloom(undefined)
+    this.init.budgets?.queuedWants?.release(this.queued.length)
+    this.queued = []
+    this.queuedKeys.clear()
+    this.membership.release()
+    this.wakeup.notify()
+    this.room.notify()
   }
 
   /**
-   * The messages to send, in order, until the receiver is done. Ends without
-   * an error when the receiver sends done.
-   *
-   * @throws {BlocksNotAvailableError} after sending what it can, when blocks are missing locally
+   * The messages to send, in order, until the receiver is done. Blocks it
+   * does not hold, or that lie outside the roots' DAG, are named in
+   * `missing` frames; the receiver decides how the session ends.
    */
   async * messages (options: { signal?: AbortSignal } = {}): AsyncGenerator<Message, void, undefined> {
     yield { type: 'header', roots: this.roots }
@@ -160,79 +260,83 @@ export class SenderSession {
     // arrives while idle (a Bloom update) is acknowledged by another idle,
     // so the receiver knows nothing is in flight
     let acknowledged = -1
-    while (!this.finished) {
+    while (!this.finished && !this.closed) {
       if (this.queued.length === 0) {
         if (acknowledged !== this.counters.statusesReceived) {
           acknowledged = this.counters.statusesReceived
           this.counters.idles++
           yield { type: 'idle', statuses: acknowledged }
         }
-        await this.wakeup.wait(options.signal)
+        await this.waitForPeer(options.signal)
         continue
       }
 
-      const missing: CID[] = []
-      const wants = await this.inDag(this.queued, missing, options.signal)
+      // take the queue before checking it: statuses that arrive meanwhile start a new queue
+      const batch = this.queued
       this.queued = []
+      this.queuedKeys.clear()
+      this.init.budgets?.queuedWants?.release(batch.length)
+      this.room.notify()
+      const { inside, outside } = await this.membership.split(batch, options)
       this.counters.passes++
-      yield * this.pass(wants, missing, options.signal)
+      const missing = [...outside]
+      yield * this.pass(inside, missing, options.signal)
 
       if (missing.length > 0 && !this.finished) {
-        const named = missing.slice(0, MAX_REPORTED_MISSING)
-        yield { type: 'error', code: 'not-found', message: `The sender does not hold ${missing.length} block(s), including ${named[0]}`, cids: named }
-        throw new BlocksNotAvailableError(`Missing ${missing.length} block(s) locally, including ${named[0]}`, named)
+        const unique = [...new Map(missing.map(cid => [cid.toString(), cid])).values()]
+        for (let i = 0; i < unique.length; i += this.maxCids) {
+          yield { type: 'missing', cids: unique.slice(i, i + this.maxCids) }
+        }
       }
     }
   }
 
-  /**
-   * The wants that are in the DAG under the session's roots; the others go
-   * to `missing`, so a receiver cannot read blocks outside what it was
-   * allowed to pull. Unknown wants trigger one walk of the DAG's interior
-   * blocks (raw leaves are not read) to learn every CID in it.
-   */
-  private async inDag (wants: CID[], missing: CID[], signal?: AbortSignal): Promise<CID[]> {
-    const unknown = new Set(wants.map(cid => cid.toString()).filter(key => !this.known.has(key)))
-    if (!this.knownComplete && unknown.size > 0) {
-      const walk = walkDag(this.init.blockstore, this.roots, {
-        skip: cid => cid.code === raw.code,
-        onMissing: () => {},
-        onLinks: this.learnLinks,
-        linkReader: this.init.linkReader,
-        readAhead: this.init.readAhead,
-        offline: true,
-        signal
-      })
-      this.knownComplete = true
-      for await (const block of walk) {
-        for (const link of block.links) {
-          unknown.delete(link.toString())
-        }
-        if (unknown.size === 0) {
-          this.knownComplete = false
-          break
-        }
-      }
-    }
-    for (const key of [...unknown]) {
-      if (this.known.has(key)) {
-        unknown.delete(key)
-      }
-    }
-    missing.push(...wants.filter(cid => unknown.has(cid.toString())))
-    return wants.filter(cid => !unknown.has(cid.toString()))
+  private get maxCids (): number {
+    return this.init.maxCidsPerMessage ?? DEFAULT_MAX_CIDS_PER_MESSAGE
   }
 
-  private readonly learnLinks = (_: CID, links: CID[]): void => {
-    for (const link of links) {
-      this.known.add(link.toString())
+  private get maxQueuedWants (): number {
+    return this.init.maxQueuedWants ?? this.maxCids
+  }
+
+  private enqueue (cid: CID): boolean {
+    const key = cid.toString()
+    if (this.queuedKeys.has(key)) {
+      return false
+    }
+    this.queuedKeys.add(key)
+    this.queued.push(cid)
+    this.init.budgets?.queuedWants?.force(1)
+    return true
+  }
+
+  /** Replaces the Bloom in use, keeping the node-wide Bloom budget exact */
+  private setBloom (bloom: BloomFilter | undefined): void {
+    const budget = this.init.budgets?.bloomBytes
+    if (this.bloom != null) {
+      budget?.release(this.bloom.bytes.byteLength)
+      this.bloom = undefined
+    }
+    if (bloom != null) {
+      budget?.charge(bloom.bytes.byteLength)
+      this.bloom = bloom
+    }
+  }
+
+  private async waitForPeer (signal?: AbortSignal): Promise<void> {
+    this.waitingForPeer = true
+    this.room.notify()
+    try {
+      await this.wakeup.wait(signal)
+    } finally {
+      this.waitingForPeer = false
     }
   }
 
   private async * pass (wants: CID[], missing: CID[], signal?: AbortSignal): AsyncGenerator<Message, void, undefined> {
     const mustSend = new Set(wants.map(cid => cid.toString()))
     const skip = (cid: CID): boolean => {
-      if (this.finished) {
+      if (this.finished || this.closed) {
         return true
       }
       const key = cid.toString()
@@ -253,13 +357,13 @@ export class SenderSession {
       return false
     }
 
-    yield * this.send(wants, skipOrDefer, mustSend, missing, signal)
+    yield * this.send(wants, skipOrDefer, skip, mustSend, missing, signal)
     if (leaves.size === 0 || this.finished) {
       return
     }
     // a push first waits for the receiver to say what it holds under the roots
-    while (!this.rootsAcknowledged && (this.init.coldCallBytes ?? Infinity) !== Infinity && !this.finished) {
-      await this.wakeup.wait(signal)
+    while (!this.rootsAcknowledged && !this.rootMissing && (this.init.coldCallBytes ?? Infinity) !== Infinity && !this.finished) {
+      await this.waitForPeer(signal)
     }
     if (this.bloomsReceived > 0 && !this.finished) {
       // the receiver has been finding blocks it holds: ask for its whole Bloom before the leaves go out
@@ -267,34 +371,61 @@ export class SenderSession {
       this.counters.syncs++
       yield { type: 'sync', statuses: seen }
       while (this.counters.statusesReceived === seen && !this.finished) {
-        await this.wakeup.wait(signal)
+        await this.waitForPeer(signal)
       }
     }
-    yield * this.send([...leaves.values()], skip, mustSend, missing, signal)
+    yield * this.send([...leaves.values()], skip, skip, mustSend, missing, signal)
   }
 
-  private async * send (roots: CID[], skip: (cid: CID) => boolean, mustSend: Set<string>, missing: CID[], signal?: AbortSignal): AsyncGenerator<Message, void, undefined> {
+  /**
+   * Whether a block that was read may go out now: a push's cold call waits
+   * for the receiver's word before it sends more than its window (the roots
+   * and wanted blocks always go), and a block the receiver turned out to hold
+   * meanwhile is dropped with everything below it
+   */
+  private async admit (cid: CID, size: number, mustSend: Set<string>, skip: (cid: CID) => boolean, signal?: AbortSignal): Promise<boolean> {
+    while (this.init.awaitFirstStatus === true && this.counters.statusesReceived === 0 && !this.finished) {
+      await this.waitForPeer(signal)
+    }
+    if (mustSend.has(cid.toString())) {
+      return !this.finished
+    }
+    const window = this.init.coldCallBytes ?? Infinity
+    if (this.rootMissing && !this.rootsAcknowledged && window !== Infinity) {
+      // the receiver can never hold every root: it asks for what it wants from the roots it got
+      return false
+    }
+    let waited = false
+    while (!this.rootsAcknowledged && !this.rootMissing && this.counters.blockBytesSent + size > window && !this.finished) {
+      waited = true
+      await this.waitForPeer(signal)
+    }
+    if (!waited && this.init.awaitFirstStatus !== true) {
+      // nothing changed since the walk asked skip() just before reading it
+      return true
+    }
+    return !skip(cid)
+  }
+
+  private async * send (roots: CID[], walkSkip: (cid: CID) => boolean, skip: (cid: CID) => boolean, mustSend: Set<string>, missing: CID[], signal?: AbortSignal): AsyncGenerator<Message, void, undefined> {
     const maxBlockSize = this.init.maxBlockSize ?? Infinity
-    const coldCallBytes = this.init.coldCallBytes ?? Infinity
     for await (const block of walkDag(this.init.blockstore, roots, {
-      skip,
-      onMissing: cid => { missing.push(cid) },
-      onLinks: this.learnLinks,
+      skip: walkSkip,
+      admit: async (cid, _, size) => this.admit(cid, size, mustSend, skip, signal),
+      onMissing: cid => {
+        missing.push(cid)
+        this.rootMissing ||= this.roots.some(root => root.equals(cid))
+      },
+      onLinks: (cid, links) => { this.membership.learn(cid, links) },
       linkReader: this.init.linkReader,
       readAhead: this.init.readAhead,
+      maxReadAheadBytes: this.init.maxReadAheadBytes ?? DEFAULT_MAX_READ_AHEAD_BYTES,
+      readAheadBudget: this.init.budgets?.readAheadBytes,
+      yielder: this.yielder,
       offline: true,
       signal
     })) {
-      if (!this.rootsAcknowledged && this.counters.blockBytesSent >= coldCallBytes) {
-        while (!this.rootsAcknowledged && !this.finished) {
-          await this.wakeup.wait(signal)
-        }
-        // the block in hand was chosen before the receiver's Bloom came in
-        if (skip(block.cid)) {
-          continue
-        }
-      }
-      if (this.finished) {
+      if (this.finished || this.closed) {
         return
       }
       if (block.bytes.byteLength > maxBlockSize) {
@@ -305,6 +436,7 @@ export class SenderSession {
       this.sent.add(key)
       this.counters.blocksSent++
       this.counters.blockBytesSent += block.bytes.byteLength
+      this.init.onProgress?.()
       yield { type: 'block', cid: block.cid, bytes: block.bytes }
     }
   }

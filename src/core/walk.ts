@@ -1,8 +1,10 @@
 import * as raw from 'multiformats/codecs/raw'
-import { BlockNotFoundError } from '../errors.ts'
+import { BlockNotFoundError, LimitExceededError } from '../errors.ts'
 import { hasBlock, readBlock } from './blocks.ts'
+import { Yielder } from './budget.ts'
 import { LinkReader } from './links.ts'
 import type { BlockReadOptions, BlockSource } from './blocks.ts'
+import type { Budget } from './budget.ts'
 import type { CID } from 'multiformats/cid'
 
 /** One block reached by a walk */
@@ -43,12 +45,38 @@ export interface WalkOptions extends BlockReadOptions {
 
   /** Called with the links of every block read, identity blocks included */
   onLinks?(cid: CID, links: CID[]): void
+
+  /**
+   * Asked once a block has been read, before its links are queued: returning
+   * false drops the block and everything below it that is not reachable
+   * another way. It may wait (a sender waiting for the receiver's Bloom).
+   */
+  admit?(cid: CID, depth: number, size: number): boolean | Promise<boolean>
+
+  /**
+   * Stop reading ahead while this many bytes of blocks that were read ahead
+   * wait for the consumer; default no limit
+   */
+  maxReadAheadBytes?: number
+
+  /** A node-wide budget that read-ahead bytes are charged to; no read ahead starts while it is used up */
+  readAheadBudget?: Budget
+
+  /** Most blocks the walk reads before it fails with LimitExceededError; default no limit */
+  maxBlocks?: number
+
+  /** Gives the event loop a turn during long walks; default a new Yielder (10 ms slices) */
+  yielder?: Yielder
 }
 
 interface Pending {
   cid: CID
   depth: number
   read?: Promise<Uint8Array | undefined>
+  /** Bytes charged to the read-ahead budgets once the read finished */
+  charged?: number
+  /** Set once the walk took or dropped the item: a read finishing later charges nothing */
+  settled?: boolean
 }
 
 /**
@@ -102,6 +130,11 @@ async function * walk (store: BlockSource, roots: CID[], options: WalkOptions, l
   const order = options.order ?? 'breadth-first'
   const readAhead = Math.max(1, options.readAhead ?? 8)
   const linkReader = options.linkReader ?? new LinkReader()
+  const yielder = options.yielder ?? new Yielder()
+  const maxReadAheadBytes = options.maxReadAheadBytes ?? Infinity
+  const maxBlocks = options.maxBlocks ?? Infinity
+  let readAheadBytes = 0
+  let blocksRead = 0
   const seen = new Set<string>()
   // breadth-first takes from the front of `next` (at `head`), preorder from the back
   const next: Pending[] = []
@@ -124,7 +157,15 @@ async function * walk (store: BlockSource, roots: CID[], options: WalkOptions, l
   }
 
   const read = (item: Pending): Promise<Uint8Array | undefined> => {
-    item.read ??= (leafCheck && item.cid.code === raw.code ? hasLeaf(store, item.cid, options) : readBlock(store, item.cid, options)).catch(err => {
+    item.read ??= (leafCheck && item.cid.code === raw.code ? hasLeaf(store, item.cid, options) : readBlock(store, item.cid, options)).then(bytes => {
+      // until the walk takes it, a block read ahead is held here
+      if (item.settled !== true) {
+        item.charged = bytes.byteLength
+        readAheadBytes += item.charged
+        options.readAheadBudget?.force(item.charged)
+      }
+      return bytes
+    }, err => {
       if ((err as Error).name === BlockNotFoundError.name && options.onMissing != null) {
         return undefined
       }
@@ -133,14 +174,33 @@ async function * walk (store: BlockSource, roots: CID[], options: WalkOptions, l
     return item.read
   }
 
+  const uncharge = (item: Pending): void => {
+    item.settled = true
+    if (item.charged != null) {
+      readAheadBytes -= item.charged
+      options.readAheadBudget?.release(item.charged)
+      item.charged = undefined
+    }
+  }
+
   const startReads = (): void => {
     const count = Math.min(readAhead, next.length - head)
     for (let i = 0; i < count; i++) {
+      if (i > 0 && (readAheadBytes >= maxReadAheadBytes || options.readAheadBudget?.exhausted === true)) {
+        return
+      }
       const item = order === 'preorder' ? next[next.length - 1 - i] : next[head + i]
       if (item.read == null && options.skip?.(item.cid, item.depth) !== true) {
         // a failed read ahead is reported when the walk reaches the block
         read(item).catch(() => {})
       }
+    }
+  }
+
+  // blocks read ahead that the walk never takes (it ended early) give their bytes back
+  const releaseAll = (): void => {
+    for (let i = head; i < next.length; i++) {
+      uncharge(next[i])
     }
   }
 
@@ -158,34 +218,48 @@ async function * walk (store: BlockSource, roots: CID[], options: WalkOptions, l
     return item
   }
 
-  while (next.length > head) {
-    options.signal?.throwIfAborted()
-    const item = take()
-    if (order === 'preorder') {
-      const key = item.cid.toString()
-      if (seen.has(key)) {
+  try {
+    while (next.length > head) {
+      options.signal?.throwIfAborted()
+      await yielder.maybeYield(options.signal)
+      const item = take()
+      if (order === 'preorder') {
+        const key = item.cid.toString()
+        if (seen.has(key)) {
+          uncharge(item)
+          continue
+        }
+        seen.add(key)
+      }
+
+      if (options.skip?.(item.cid, item.depth) === true) {
+        uncharge(item)
         continue
       }
-      seen.add(key)
-    }
 
-    if (options.skip?.(item.cid, item.depth) === true) {
-      continue
-    }
+      startReads()
+      const bytes = await read(item)
+      uncharge(item)
+      if (bytes == null) {
+        options.onMissing?.(item.cid, item.depth)
+        continue
+      }
+      if (++blocksRead > maxBlocks) {
+        throw new LimitExceededError(`The walk read more than ${maxBlocks} blocks`)
+      }
+      if (options.admit != null && !await options.admit(item.cid, item.depth, bytes.byteLength)) {
+        continue
+      }
 
-    startReads()
-    const bytes = await read(item)
-    if (bytes == null) {
-      options.onMissing?.(item.cid, item.depth)
-      continue
-    }
+      const links = await linkReader.links(item.cid, bytes)
+      options.onLinks?.(item.cid, links)
+      enqueue(links, item.depth + 1)
 
-    const links = await linkReader.links(item.cid, bytes)
-    options.onLinks?.(item.cid, links)
-    enqueue(links, item.depth + 1)
-
-    if (LinkReader.inlineBytes(item.cid) == null) {
-      yield { cid: item.cid, bytes, links, depth: item.depth }
+      if (LinkReader.inlineBytes(item.cid) == null) {
+        yield { cid: item.cid, bytes, links, depth: item.depth }
+      }
     }
+  } finally {
+    releaseAll()
   }
 }

@@ -3,6 +3,7 @@ import { decodeMessage, encodeMessage, maxFrameSize } from '../core/messages.ts'
 import { Wakeup } from '../core/signal.ts'
 import { SessionClosedError, SessionTimeoutError } from '../errors.ts'
 import { FrameDecoder } from './frame-decoder.ts'
+import type { Budget } from '../core/budget.ts'
 import type { Message, MessageLimits } from '../core/messages.ts'
 import type { AbortOptions, Stream } from '@libp2p/interface'
 
@@ -10,8 +11,13 @@ export interface FramedStreamInit {
   limits?: MessageLimits
   /** Decoded-but-unread bytes above which the stream is paused; default the larger of 8 MiB and one frame of the largest size */
   highWaterMark?: number
-  /** Abort the stream after this long (ms) with no frame read or written; default: never */
+  /**
+   * Abort the stream after this long (ms) with no frame read or written,
+   * unless the local side is busy (see `keepAliveWhile`); default: never
+   */
   idleTimeout?: number
+  /** Node-wide bytes of received frames not yet handled: every stream pauses while it is used up */
+  bufferBudget?: Budget
 }
 
 /** Block frames are batched until this many bytes are waiting */
@@ -67,6 +73,17 @@ export class FramedStream {
   private readonly idleTimeout: number
   private idleTimer?: ReturnType<typeof setTimeout>
   private lastActivity = Date.now()
+  private lastWrite = Date.now()
+  private busy: () => boolean = () => false
+  /** Set while a write waits for the peer to read: that is not local work */
+  private draining = false
+  private keepaliveTimer?: ReturnType<typeof setInterval>
+  private readonly bufferBudget?: Budget
+  private waitingForBudget = false
+  private discarding = false
+  private endedResolve?: () => void
+  /** Resolves once the remote peer closed its end or the stream closed */
+  readonly remoteEnded: Promise<void>
 
   constructor (stream: Stream, init: FramedStreamInit = {}) {
     this.stream = stream
@@ -74,6 +91,8 @@ export class FramedStream {
     const maxFrame = maxFrameSize(this.limits)
     this.highWaterMark = init.highWaterMark ?? Math.max(8 * 1024 * 1024, maxFrame)
     this.idleTimeout = init.idleTimeout ?? 0
+    this.bufferBudget = init.bufferBudget
+    this.remoteEnded = new Promise(resolve => { this.endedResolve = resolve })
     this.armIdleTimer()
     this.decoder = new FrameDecoder(maxFrame)
     // a paused yamux stream still takes in up to its window (which grows to
@@ -83,7 +102,7 @@ export class FramedStream {
 
     stream.addEventListener('message', (event) => {
       this.bytesRead += event.data.byteLength
-      if (this.interruption != null) {
+      if (this.interruption != null || this.discarding) {
         // a bad frame was seen: nothing after it is read
         return
       }
@@ -93,6 +112,7 @@ export class FramedStream {
           this.lastActivity = Date.now()
           this.frames.push(frame)
           this.queuedBytes += frame.byteLength
+          this.bufferBudget?.force(frame.byteLength)
         }
       } catch (err) {
         // stop reading, and let the session answer with an error frame
@@ -104,33 +124,63 @@ export class FramedStream {
         this.paused = true
         stream.pause()
       }
+      this.waitForBudget()
       this.wakeup.notify()
     })
     stream.addEventListener('remoteCloseWrite', () => {
       this.ended = true
+      this.endedResolve?.()
       this.wakeup.notify()
     })
     stream.addEventListener('close', (event) => {
       clearTimeout(this.idleTimer)
+      clearInterval(this.keepaliveTimer)
       this.ended = true
+      this.endedResolve?.()
       if (event.error != null) {
         this.fail(event.error)
+        this.releaseFrames()
       }
       this.wakeup.notify()
     })
   }
 
-  /** The messages the remote peer sends, until it closes its end */
+  /**
+   * Writes a keepalive frame while `busy()` says the local side works on its
+   * own (walks its store) and nothing else was written for a quarter of the
+   * idle timeout, so the remote peer does not time the session out; the
+   * local idle timer does not fire while busy either
+   */
+  keepAliveWhile (busy: () => boolean): void {
+    this.busy = busy
+    clearInterval(this.keepaliveTimer)
+    this.keepaliveTimer = undefined
+    if (this.idleTimeout <= 0) {
+      return
+    }
+    const every = Math.max(1, Math.floor(this.idleTimeout / 4))
+    this.keepaliveTimer = setInterval(() => {
+      if (this.working() && Date.now() - this.lastWrite >= every && this.stream.writeStatus === 'writable' && this.outgoing.byteLength === 0) {
+        this.write({ type: 'keepalive' }).catch(() => {})
+      }
+    }, every)
+  }
+
+  /** The messages the remote peer sends, until it closes its end; keepalive frames are left out */
   async * messages (options: AbortOptions = {}): AsyncGenerator<Message, void, undefined> {
     while (true) {
       const frame = this.frames.shift()
       if (frame != null) {
         this.queuedBytes -= frame.byteLength
-        if (this.paused && this.queuedBytes < this.highWaterMark / 2) {
+        this.bufferBudget?.release(frame.byteLength)
+        if (this.paused && this.queuedBytes < this.highWaterMark / 2 && !this.waitingForBudget) {
           this.paused = false
           this.stream.resume()
         }
-        yield decodeMessage(frame.subarray(), this.limits)
+        const message = decodeMessage(frame.subarray(), this.limits)
+        if (message.type !== 'keepalive') {
+          yield message
+        }
         continue
       }
       const failure = this.failure ?? this.interruption
@@ -158,6 +208,7 @@ export class FramedStream {
     this.outgoing.append(prefix, ...parts)
     this.bytesWritten += prefix.byteLength + length
     this.lastActivity = Date.now()
+    this.lastWrite = this.lastActivity
     // small block frames are sent together (fewer muxer and encryption
     // frames); control frames and full batches go out at once
     if (message.type !== 'block' || this.outgoing.byteLength >= WRITE_BATCH) {
@@ -180,7 +231,12 @@ export class FramedStream {
     const batch = this.outgoing
     this.outgoing = new Uint8ArrayList()
     if (!this.stream.send(batch)) {
-      await this.stream.onDrain(options)
+      this.draining = true
+      try {
+        await this.stream.onDrain(options)
+      } finally {
+        this.draining = false
+      }
       this.lastActivity = Date.now()
     }
   }
@@ -208,16 +264,17 @@ export class FramedStream {
    * after an error frame, so a reset does not overtake it
    */
   async remoteEnd (ms: number): Promise<void> {
-    const until = Date.now() + ms
-    while (!this.ended && Date.now() < until) {
-      await Promise.race([this.wakeup.wait(), new Promise(resolve => setTimeout(resolve, Math.max(1, until - Date.now())))])
-    }
+    let timer: ReturnType<typeof setTimeout> | undefined
+    await Promise.race([this.remoteEnded, new Promise(resolve => { timer = setTimeout(resolve, ms) })])
+    clearTimeout(timer)
   }
 
   /** Ends the stream at once with an error */
   abort (err: Error): void {
     clearTimeout(this.idleTimer)
     clearTimeout(this.flushTimer)
+    clearInterval(this.keepaliveTimer)
+    this.releaseFrames()
     this.fail(err)
     this.stream.abort(err)
   }
@@ -227,6 +284,9 @@ export class FramedStream {
       return
     }
     this.idleTimer = setTimeout(() => {
+      if (this.working()) {
+        this.lastActivity = Date.now()
+      }
       const idle = Date.now() - this.lastActivity
       if (idle < this.idleTimeout) {
         this.armIdleTimer(this.idleTimeout - idle)
@@ -234,6 +294,56 @@ export class FramedStream {
       }
       this.abort(new SessionTimeoutError(`No frame read or written for ${idle} ms`))
     }, delay)
+  }
+
+  /** True while the local side works on its own, not waiting for the peer to read or write */
+  private working (): boolean {
+    return !this.draining && this.busy()
+  }
+
+  /**
+   * Pauses the stream while the node-wide buffer budget is used up, and
+   * resumes it once other streams have handled enough of their frames
+   */
+  private waitForBudget (): void {
+    const budget = this.bufferBudget
+    if (budget == null || this.waitingForBudget || budget.used <= budget.limit) {
+      return
+    }
+    this.waitingForBudget = true
+    if (!this.paused) {
+      this.paused = true
+      this.stream.pause()
+    }
+    budget.whenAvailable().then(() => {
+      this.waitingForBudget = false
+      if (this.paused && this.queuedBytes < this.highWaterMark / 2 && !this.ended) {
+        this.paused = false
+        this.stream.resume()
+      }
+    }, () => {})
+  }
+
+  /**
+   * Reads and drops whatever the remote peer still sends (a receiver that
+   * said done), so a sender blocked on a full stream can finish and close
+   */
+  discardIncoming (): void {
+    this.discarding = true
+    this.releaseFrames()
+    if (this.paused) {
+      this.paused = false
+      this.stream.resume()
+    }
+  }
+
+  /** Gives the buffer budget back for frames that will never be read: call when the session is over */
+  releaseFrames (): void {
+    if (this.queuedBytes > 0) {
+      this.bufferBudget?.release(this.queuedBytes)
+    }
+    this.frames.length = 0
+    this.queuedBytes = 0
   }
 
   private fail (err: Error): void {

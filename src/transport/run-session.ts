@@ -1,4 +1,4 @@
-import { remoteError } from '../core/receiver.ts'
+import { isRemoteError, remoteError } from '../core/receiver.ts'
 import { HashMismatchError, InvalidBlockError, LimitExceededError, ProtocolError, SessionClosedError, SessionRefusedError, SessionTimeoutError, UnknownCodecError, UnsupportedHashError, BlocksNotAvailableError } from '../errors.ts'
 import type { FramedStream } from './framed-stream.ts'
 import type { ErrorCode, Message } from '../core/messages.ts'
@@ -15,7 +15,12 @@ export interface RunOptions extends AbortOptions {
   onReceived?(message: Message): void
   /** Called after a received message was handled by a receiver */
   onReceiverStep?(step: ReceiverStep): void
+  /** Most CIDs named in an error frame; default 10,000 */
+  maxCidsPerMessage?: number
 }
+
+/** How long a receiver that said done waits for the sender to close, before it resets the stream (ms) */
+const DONE_GRACE_MS = 5000
 
 /**
  * Runs a sender session over a framed stream: writes its messages while
@@ -23,7 +28,8 @@ export interface RunOptions extends AbortOptions {
  * directions run at once (full duplex).
  */
 export async function runSender (framed: FramedStream, sender: SenderSession, options: RunOptions = {}): Promise<void> {
-  await guard(framed, options, async () => {
+  framed.keepAliveWhile(() => sender.busy)
+  await guard(framed, 'sender', options, async () => {
     const writing = (async () => {
       for (const message of options.first ?? []) {
         await write(framed, message, options)
@@ -43,6 +49,11 @@ export async function runSender (framed: FramedStream, sender: SenderSession, op
           throw remoteError(message.code, message.message, message.cids)
         }
         sender.receive(message)
+        if (sender.done) {
+          break
+        }
+        // a receiver that asks for more than the session takes waits: nothing more is read meanwhile
+        await Promise.race([sender.roomForWants(options.signal), framed.remoteEnded])
       }
     } catch (err) {
       writing.catch(() => {})
@@ -53,7 +64,8 @@ export async function runSender (framed: FramedStream, sender: SenderSession, op
       writing.catch(() => {})
       throw new SessionClosedError('The receiver closed the stream before it said it was done')
     }
-    await writing
+    // the receiver holds everything: a write cut off now (it reset the stream) changes nothing
+    await writing.catch(() => {})
   })
 }
 
@@ -63,34 +75,45 @@ export async function runSender (framed: FramedStream, sender: SenderSession, op
  * sender has closed its end.
  */
 export async function runReceiver (framed: FramedStream, receiver: ReceiverSession, options: RunOptions = {}): Promise<void> {
-  await guard(framed, options, async () => {
+  let receiving = false
+  framed.keepAliveWhile(() => receiving)
+  await guard(framed, 'receiver', options, async () => {
     for (const message of options.first ?? []) {
       await write(framed, message, options)
     }
-    if (receiver.complete) {
-      await write(framed, { type: 'done', duplicates: 0 }, options)
-      await framed.closeWrite(options)
-    }
 
-    for await (const message of framed.messages(options)) {
-      options.onReceived?.(message)
-      if (receiver.complete) {
-        // blocks still in flight when we said done: count them, store nothing
-        continue
-      }
-      const step = await receiver.receive(message, options)
-      options.onReceiverStep?.(step)
-      for (const reply of step.replies) {
-        await write(framed, reply, options)
-      }
-      if (receiver.complete) {
-        await framed.closeWrite(options)
+    if (!receiver.complete) {
+      for await (const message of framed.messages(options)) {
+        options.onReceived?.(message)
+        receiving = true
+        let step
+        try {
+          step = await receiver.receive(message, options)
+        } finally {
+          receiving = false
+        }
+        options.onReceiverStep?.(step)
+        for (const reply of step.replies) {
+          await write(framed, reply, options)
+        }
+        if (receiver.complete) {
+          break
+        }
       }
     }
 
     if (!receiver.complete) {
       throw new SessionClosedError(`The sender closed the stream with ${receiver.frontier.wantCount} subgraph(s) still missing`)
     }
+    for (const done of receiver.doneOnce()) {
+      await write(framed, done, options)
+    }
+    // done: what the sender still sends is dropped unread until it closes its end, or is cut off after a grace
+    framed.discardIncoming()
+    await framed.closeWrite(options)
+    void framed.remoteEnd(DONE_GRACE_MS).then(() => {
+      framed.abort(new SessionClosedError('The session is over'))
+    })
   })
 }
 
@@ -100,14 +123,19 @@ async function write (framed: FramedStream, message: Message, options: RunOption
 }
 
 /** On failure: tell the remote peer why, then reset the stream */
-async function guard (framed: FramedStream, options: AbortOptions, run: () => Promise<void>): Promise<void> {
+async function guard (framed: FramedStream, role: Role, options: RunOptions, run: () => Promise<void>): Promise<void> {
   try {
     await run()
   } catch (err) {
-    await failSession(framed, err as Error)
+    await failSession(framed, err as Error, errorCode(err as Error, role), options.maxCidsPerMessage)
     throw err
+  } finally {
+    framed.keepAliveWhile(() => false)
   }
 }
+
+/** Which side of the session failed: a sender's own blocks that cannot be decoded are its own fault */
+export type Role = 'sender' | 'receiver'
 
 /** How long a failing side waits for the peer to close after its error frame, before it resets the stream (ms) */
 const ERROR_GRACE_MS = 250
@@ -118,12 +146,11 @@ const ERROR_GRACE_MS = 250
  * reset or silence, or the sender already wrote one), closes the writable
  * end, gives the peer a moment to read it, then resets the stream.
  */
-export async function failSession (framed: FramedStream, error: Error, code: ErrorCode | undefined = errorCode(error)): Promise<void> {
+export async function failSession (framed: FramedStream, error: Error, code: ErrorCode | undefined = errorCode(error, 'receiver'), maxCids = 10_000): Promise<void> {
   if (code != null && framed.stream.writeStatus === 'writable') {
     try {
-      if (error.name !== BlocksNotAvailableError.name) {
-        await framed.write({ type: 'error', code, message: error.message.slice(0, 512), cids: [] }, { signal: AbortSignal.timeout(1000) })
-      }
+      const cids = error instanceof BlocksNotAvailableError ? error.cids.slice(0, maxCids) : []
+      await framed.write({ type: 'error', code, message: error.message.slice(0, 512), cids }, { signal: AbortSignal.timeout(1000) })
       await framed.closeWrite({ signal: AbortSignal.timeout(1000) })
       await framed.remoteEnd(ERROR_GRACE_MS)
     } catch {
@@ -134,12 +161,17 @@ export async function failSession (framed: FramedStream, error: Error, code: Err
 }
 
 /** The error code to send for a local failure; undefined for failures the remote peer reported or caused by closing */
-function errorCode (err: Error): ErrorCode | undefined {
+function errorCode (err: Error, role: Role): ErrorCode | undefined {
+  if (isRemoteError(err)) {
+    return undefined
+  }
   switch (err.name) {
-    case HashMismatchError.name:
-    case UnsupportedHashError.name:
     case UnknownCodecError.name:
     case InvalidBlockError.name:
+      // a sender that cannot read its own blocks is at fault itself
+      return role === 'sender' ? 'internal' : 'verification'
+    case HashMismatchError.name:
+    case UnsupportedHashError.name:
       return 'verification'
     case LimitExceededError.name:
       return 'limit'
