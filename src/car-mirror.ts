@@ -3,6 +3,7 @@ import { CustomProgressEvent } from 'progress-events'
 import { DEFAULT_COLD_CALL_BYTES, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_PUSH_BYTES, DEFAULT_MAX_ROOTS, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PEER, RESUME_MEMORY_MS, DEFAULT_MAX_INBOUND_STREAMS, DEFAULT_MAX_OUTBOUND_STREAMS, DEFAULT_READ_AHEAD, PROTOCOL_ID, DEFAULT_MAX_SESSIONS_PER_ADDRESS, DEFAULT_STALL_TIMEOUT, DEFAULT_EVICT_AFTER, DEFAULT_BUFFERED_BYTES_BUDGET, DEFAULT_BLOOM_BYTES_BUDGET, DEFAULT_QUEUED_WANTS_BUDGET, DEFAULT_READ_AHEAD_BYTES_BUDGET, DEFAULT_PENDING_WANTS_BUDGET, DEFAULT_INDEXED_CIDS_BUDGET, DEFAULT_LOCAL_WALKS, DEFAULT_MAX_WANTS, DEFAULT_MAX_LINKS_PER_BLOCK, DEFAULT_MAX_CHECK_BLOCKS, DEFAULT_MAX_HINT_BLOCKS, DEFAULT_MAX_EXPLORE_BLOCKS, MAX_SENT_BLOOM_BYTES } from './constants.ts'
 import { Budget } from './core/budget.ts'
 import { LinkReader } from './core/links.ts'
+import { checkFirstMessageSize } from './core/messages.ts'
 import { cappedBloom, ReceiverSession } from './core/receiver.ts'
 import { SenderSession } from './core/sender.ts'
 import { BlockVerifier } from './core/verify.ts'
@@ -100,6 +101,17 @@ export class DefaultCarMirror implements CarMirror {
     }, {
       maxInboundStreams: this.init.maxInboundStreams ?? DEFAULT_MAX_INBOUND_STREAMS,
       maxOutboundStreams: this.init.maxOutboundStreams ?? DEFAULT_MAX_OUTBOUND_STREAMS
+    })
+    // with a metrics component, the budgets' use is scraped like libp2p's own metrics
+    this.components.libp2p.metrics?.registerMetricGroup('helia_car_mirror_budgets', {
+      label: 'budget',
+      help: 'Use of the CAR Mirror node-wide budgets',
+      calculate: () => Object.fromEntries(Object.entries(this.stats().budgets).map(([name, { used }]) => [name, used]))
+    })
+    this.components.libp2p.metrics?.registerMetricGroup('helia_car_mirror_sessions', {
+      label: 'direction',
+      help: 'CAR Mirror sessions running now',
+      calculate: () => ({ ...this.activeSessions })
     })
     const stallTimeout = this.init.stallTimeout ?? DEFAULT_STALL_TIMEOUT
     this.stallTimer = setInterval(() => { this.endStalledSessions(stallTimeout) }, Math.max(100, Math.min(stallTimeout / 4, 5000)))
@@ -335,6 +347,8 @@ export class DefaultCarMirror implements CarMirror {
     if (first.done === true) {
       throw new ProtocolError('The stream closed before the first message')
     }
+    // apart from its Bloom, a first message is small: lists of roots, wants and hints
+    checkFirstMessageSize(framed.lastFrameSize, first.value, this.limits)
     return first.value
   }
 

@@ -33,7 +33,7 @@ import type { ReceiveOutcome } from './core/frontier.ts'
 import type { BlockDecoder, LoadCodec } from './core/links.ts'
 import type { LoadHasher } from './core/verify.ts'
 import type { Helia, HeliaMixin } from '@helia/interface'
-import type { AbortOptions, ComponentLogger, Libp2p, PeerId } from '@libp2p/interface'
+import type { AbortOptions, ComponentLogger, Libp2p, Metrics, PeerId } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Blockstore } from 'interface-blockstore'
 import type { CID } from 'multiformats/cid'
@@ -215,7 +215,7 @@ export interface CarMirrorStats {
 
 /** What CAR Mirror needs from its host: a libp2p node and a blockstore */
 export interface CarMirrorComponents {
-  libp2p: Pick<Libp2p, 'handle' | 'unhandle' | 'dial'>
+  libp2p: Pick<Libp2p, 'handle' | 'unhandle' | 'dial'> & { metrics?: Metrics }
   blockstore: Blockstore
   logger?: ComponentLogger
   getCodec?: LoadCodec

@@ -3,6 +3,7 @@
 // Node only; browser and worker runs use test/browser.ts instead.
 import './protocol-doc.node.ts'
 import './car-mirror.node.ts'
+import './budgets.node.ts'
 import './core/bloom/xxh3-native.node.ts'
 import './hostile/faults.node.ts'
 import './hostile/load.node.ts'

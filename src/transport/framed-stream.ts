@@ -58,6 +58,8 @@ export class FramedStream {
   bytesRead = 0
   /** Bytes written to the stream, length prefixes included */
   bytesWritten = 0
+  /** Body size of the last frame `messages()` yielded */
+  lastFrameSize = 0
   private readonly limits: MessageLimits
   private readonly decoder: FrameDecoder
   private readonly frames: Uint8ArrayList[] = []
@@ -178,6 +180,7 @@ export class FramedStream {
           this.stream.resume()
         }
         const message = decodeMessage(frame.subarray(), this.limits)
+        this.lastFrameSize = frame.byteLength
         if (message.type !== 'keepalive') {
           yield message
         }

@@ -1,0 +1,116 @@
+/**
+ * Node-wide budgets (issue 9) at test scale: every budget is given back when
+ * sessions end, stalled sessions are ended and evicted to make room for
+ * honest ones, and the budgets show up as libp2p metrics. The attack suite
+ * (test/hostile/attacks) proves the bounds against a server in its own process.
+ */
+import { prometheusMetrics } from '@libp2p/prometheus-metrics'
+import { expect } from 'aegir/chai'
+import { register } from 'prom-client'
+import { identityCborBlock } from './fixtures/dag.ts'
+import { TREE_V1, addTree, cborDag, putBlocks } from './fixtures/dags.ts'
+import { createTestNode } from './fixtures/nodes.ts'
+import { eventually, openFramed, readUntilEnd } from './hostile/helpers.ts'
+import type { CarMirrorStats } from '../src/index.ts'
+import type { TestNode } from './fixtures/nodes.ts'
+import type { FramedStream } from '../src/transport/framed-stream.ts'
+
+function expectAllReturned (stats: CarMirrorStats): void {
+  for (const [name, { used }] of Object.entries(stats.budgets)) {
+    expect(used, `budget ${name}`).to.equal(0)
+  }
+}
+
+describe('node-wide budgets', () => {
+  const nodes: TestNode[] = []
+
+  afterEach(async () => {
+    await Promise.all(nodes.splice(0).map(async node => node.stop()))
+  })
+
+  async function node (options: Parameters<typeof createTestNode>[0] = {}): Promise<TestNode> {
+    const created = await createTestNode({ idleTimeout: 5000, ...options })
+    nodes.push(created)
+    return created
+  }
+
+  /** A raw pull of an identity root: nothing to send, so the session makes no progress after its header */
+  async function stalledSession (from: TestNode, to: TestNode): Promise<FramedStream> {
+    const framed = await openFramed(from, to)
+    await framed.write({ type: 'pull', roots: [identityCborBlock({ stalled: Math.random() }).cid], wants: [] })
+    await readUntilEnd(framed, 2000, m => m.type === 'idle')
+    return framed
+  }
+
+  it('gives every budget back once pulls, pushes and failed sessions end', async () => {
+    const server = await node({ allowPush: () => true })
+    const client = await node()
+    const root = await addTree(server, TREE_V1)
+    const dag = await cborDag('budgets')
+    await putBlocks(client.blockstore, dag.stored)
+    await client.carMirror.pull(server.libp2p.getMultiaddrs(), root)
+    await client.carMirror.push(server.libp2p.getMultiaddrs(), dag.root)
+    // a want outside the DAG: answered with missing, then the client ends the session
+    const framed = await openFramed(client, server)
+    await framed.write({ type: 'pull', roots: [root], wants: [dag.root] })
+    await readUntilEnd(framed, 2000, m => m.type === 'idle')
+    framed.abort(new Error('test over'))
+
+    expect(await eventually(() => server.carMirror.stats().sessions.inbound === 0)).to.be.true()
+    expectAllReturned(server.carMirror.stats())
+    expectAllReturned(client.carMirror.stats())
+    expect(server.carMirror.stats().budgets.sessions.limit).to.equal(256)
+  })
+
+  it('ends a session that makes no progress, however many statuses its peer sends', async () => {
+    const server = await node({ stallTimeout: 800 })
+    const client = await node()
+    const framed = await stalledSession(client, server)
+    const started = Date.now()
+    // empty statuses are frames, not progress
+    const keepBusy = setInterval(() => { framed.write({ type: 'status', wants: [] }).catch(() => {}) }, 100)
+    try {
+      expect(await eventually(() => server.carMirror.stats().sessions.inbound === 0, 5000)).to.be.true()
+    } finally {
+      clearInterval(keepBusy)
+    }
+    expect(Date.now() - started).to.be.below(4000)
+  })
+
+  it('evicts the longest-stalled session when the slots run out, so an honest pull is served', async () => {
+    const server = await node({ maxSessions: 3, evictAfter: 200 })
+    const attacker = await node()
+    const honest = await node()
+    const root = await addTree(server, TREE_V1)
+    await Promise.all([1, 2, 3].map(async () => stalledSession(attacker, server)))
+    expect(server.carMirror.stats().sessions.inbound).to.equal(3)
+    await new Promise(resolve => setTimeout(resolve, 300))
+    const stats = await honest.carMirror.pull(server.libp2p.getMultiaddrs(), root)
+    expect(stats.blocksReceived).to.be.above(0)
+  })
+
+  it('counts sessions per remote address, whatever the peer ids', async () => {
+    const server = await node({ maxSessionsPerAddress: 2, evictAfter: 60_000 })
+    const root = await addTree(server, TREE_V1)
+    const a = await node()
+    const b = await node()
+    await stalledSession(a, server)
+    await stalledSession(b, server)
+    // a third peer id from 127.0.0.1: no slot and nobody stalled long enough to evict
+    const c = await node()
+    const framed = await openFramed(c, server)
+    await framed.write({ type: 'pull', roots: [root], wants: [] })
+    const reading = await readUntilEnd(framed, 2000)
+    expect(reading.messages.filter(m => m.type === 'error').map(m => m.type === 'error' ? m.code : '')).to.deep.equal(['refused'])
+  })
+
+  it('publishes budgets and sessions as libp2p metrics', async () => {
+    register.clear()
+    const server = await node({ metrics: prometheusMetrics() })
+    const client = await node()
+    await stalledSession(client, server)
+    const text = await register.metrics()
+    expect(text).to.match(/helia_car_mirror_budgets\{budget="bloomBytes"\} 0/)
+    expect(text).to.match(/helia_car_mirror_sessions\{direction="inbound"\} 1/)
+  })
+})
