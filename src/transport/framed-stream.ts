@@ -157,7 +157,7 @@ export class FramedStream {
     this.busy = busy
     clearInterval(this.keepaliveTimer)
     this.keepaliveTimer = undefined
-    if (this.idleTimeout <= 0) {
+    if (this.idleTimeout <= 0 || this.stream.status !== 'open') {
       return
     }
     const every = Math.max(1, Math.floor(this.idleTimeout / 4))
@@ -166,6 +166,13 @@ export class FramedStream {
         this.write({ type: 'keepalive' }).catch(() => {})
       }
     }, every)
+  }
+
+  /** Stops writing keepalive frames: the session is over */
+  stopKeepAlive (): void {
+    this.busy = () => false
+    clearInterval(this.keepaliveTimer)
+    this.keepaliveTimer = undefined
   }
 
   /** The messages the remote peer sends, until it closes its end; keepalive frames are left out */

@@ -130,7 +130,7 @@ async function guard (framed: FramedStream, role: Role, options: RunOptions, run
     await failSession(framed, err as Error, errorCode(err as Error, role), options.maxCidsPerMessage)
     throw err
   } finally {
-    framed.keepAliveWhile(() => false)
+    framed.stopKeepAlive()
   }
 }
 
