@@ -288,6 +288,9 @@ export class DefaultCarMirror implements CarMirror {
         return
       }
       const first = await this.firstMessage(framed, signal)
+      if ((first.type === 'pull' || first.type === 'push') && first.roots.length === 0) {
+        throw new ProtocolError(`A ${first.type} must name at least one root`)
+      }
       if ((first.type === 'pull' || first.type === 'push') && first.roots.length > (this.init.maxRoots ?? DEFAULT_MAX_ROOTS)) {
         throw new LimitExceededError(`A session may name at most ${this.init.maxRoots ?? DEFAULT_MAX_ROOTS} roots`)
       }

@@ -8,12 +8,12 @@ import { bloomItem, decodeMessage, encodeMessage } from '../src/core/messages.ts
 import { encodeLength } from '../src/transport/framed-stream.ts'
 import type { Message } from '../src/core/messages.ts'
 
-/** The frames in docs/PROTOCOL.md §7, by name: fenced blocks opened with ```frame NAME */
+/** The example frames in docs/PROTOCOL.md, by name: fenced blocks opened with ```frame NAME (letters, digits, `_` and `-`) */
 async function documentedFrames (): Promise<Map<string, Uint8Array>> {
   // aegir runs tests from the repository root
   const text = await readFile('docs/PROTOCOL.md', 'utf8')
   const frames = new Map<string, Uint8Array>()
-  for (const match of text.matchAll(/```frame (\w+)\n([0-9a-f ]+)\n```/g)) {
+  for (const match of text.matchAll(/```frame ([\w-]+)\n([0-9a-f ]+)\n```/g)) {
     frames.set(match[1], Uint8Array.from(match[2].trim().split(' '), byte => parseInt(byte, 16)))
   }
   return frames
@@ -50,8 +50,12 @@ describe('docs/PROTOCOL.md byte-level examples', () => {
       header: { type: 'header', roots: [cid] },
       block: { type: 'block', cid, bytes },
       status: { type: 'status', wants: [cid] },
+      'status-clear': { type: 'status', wants: [], bloom: null },
+      'status-bloom': { type: 'status', wants: [], bloom, rootsHeld: true },
       idle: { type: 'idle', statuses: 1 },
       sync: { type: 'sync', statuses: 1 },
+      missing: { type: 'missing', cids: [cid] },
+      keepalive: { type: 'keepalive' },
       done: { type: 'done', duplicates: 0 },
       error: { type: 'error', code: 'not-found', message: 'gone', cids: [cid] }
     }
@@ -72,11 +76,38 @@ describe('docs/PROTOCOL.md byte-level examples', () => {
     expect(decoded.type).to.equal(examples[name].type)
   }
 
-  for (const name of ['pull', 'push', 'header', 'block', 'status', 'idle', 'sync', 'done', 'error']) {
+  for (const name of ['pull', 'push', 'header', 'block', 'status', 'status-clear', 'status-bloom', 'idle', 'sync', 'missing', 'keepalive', 'done', 'error']) {
     it(`encodes the ${name} example byte for byte and decodes it back`, () => {
       checkExample(name)
     })
   }
+
+  it('decodes the three Bloom forms of a status (D1): absent = unchanged, empty = clear, non-empty = replace', () => {
+    const decoded = (name: string): Message => decodeMessage((frames.get(name) as Uint8Array).subarray(1))
+    expect(decoded('status')).to.not.have.property('bloom')
+    expect(decoded('status-clear')).to.have.property('bloom', null)
+    const replacing = decoded('status-bloom') as { bloom?: BloomFilter | null, rootsHeld?: boolean }
+    expect(replacing.bloom?.bytes).to.equalBytes(Uint8Array.of(0x56, 0xd9))
+    expect(replacing.bloom?.hashCount).to.equal(12)
+    expect(replacing.rootsHeld).to.equal(true)
+  })
+
+  it('rejects the frame bodies that PROTOCOL.md §9 lists as invalid', () => {
+    const bodies = [
+      Uint8Array.of(0xa2, 0x61, 0x74, 0x64, 0x69, 0x64, 0x6c, 0x65, 0x61, 0x6e, 0x01), // keys out of canonical order (C-1)
+      Uint8Array.of(0xa2, 0x61, 0x6e, 0x18, 0x01, 0x61, 0x74, 0x64, 0x69, 0x64, 0x6c, 0x65), // n: 1 in two bytes (C-1)
+      new Uint8Array(0) // an empty body (F-3)
+    ]
+    for (const body of bodies) {
+      expect(() => decodeMessage(body), Array.from(body, byte => byte.toString(16)).join(' ')).to.throw().with.property('name', 'ProtocolError')
+    }
+  })
+
+  it('has the known answer of PROTOCOL.md §5: item 01 02 03 in a 2-byte filter with 12 hashes is ab 5d', () => {
+    const bloom = new BloomFilter(new Uint8Array(2), 12)
+    bloom.add(Uint8Array.of(1, 2, 3))
+    expect(bloom.bytes).to.equalBytes(Uint8Array.of(0xab, 0x5d))
+  })
 
   it('documents the Bloom bits of the example', () => {
     const bloom = (examples.pull as { bloom: BloomFilter }).bloom

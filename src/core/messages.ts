@@ -248,17 +248,18 @@ export function checkFirstMessageSize (bodyLength: number, message: Message, lim
 
 /**
  * The most CBOR items (each map, array, tag, string, number or simple value
- * counts as one) a control frame may hold: `3 × maxCidsPerMessage + 64`.
- * A frame with more is rejected before it is decoded.
+ * counts as one) a control frame may hold: `4 × maxCidsPerMessage + 64`,
+ * enough for two full CID lists (a link is two items: its tag and its
+ * bytes). A frame with more is rejected before it is decoded.
  *
  * @example
  *
  * ```ts
- * maxControlItems({ maxCidsPerMessage: 10 }) // 94
+ * maxControlItems({ maxCidsPerMessage: 10 }) // 104
  * ```
  */
 export function maxControlItems (limits: MessageLimits = {}): number {
-  return 3 * (limits.maxCidsPerMessage ?? DEFAULT_MAX_CIDS_PER_MESSAGE) + 64
+  return 4 * (limits.maxCidsPerMessage ?? DEFAULT_MAX_CIDS_PER_MESSAGE) + 64
 }
 
 /**

@@ -102,6 +102,7 @@ export class ReceiverSession {
   private doneSent = false
   private lastAsked: CID[] = []
   private rootsAnnounced = false
+  private headerSeen = false
 
   private constructor (init: ReceiverSessionInit, frontier: ReceiverFrontier) {
     this.init = init
@@ -180,8 +181,12 @@ export class ReceiverSession {
    * @throws {ProtocolError} for a message a receiver does not expect
    */
   async receive (message: Message, options: { signal?: AbortSignal } = {}): Promise<ReceiverStep> {
+    if (message.type !== 'error' && !this.headerSeen && message.type !== 'header') {
+      throw new ProtocolError(`The sender's first frame must be a CAR header, not a ${message.type} frame`)
+    }
     switch (message.type) {
       case 'header':
+        this.checkHeader(message.roots)
         return { replies: [] }
       case 'block':
         return this.receiveBlock(message.cid, message.bytes, options)
@@ -196,6 +201,17 @@ export class ReceiverSession {
         throw remoteError(message.code, message.message, message.cids)
       default:
         throw new ProtocolError(`A receiver does not expect a ${message.type} message`)
+    }
+  }
+
+  /** The sender's CAR header comes once and lists exactly the session's roots, in order (PROTOCOL.md R-4) */
+  private checkHeader (roots: CID[]): void {
+    if (this.headerSeen) {
+      throw new ProtocolError('The sender wrote a second CAR header')
+    }
+    this.headerSeen = true
+    if (roots.length !== this.roots.length || roots.some((root, i) => !root.equals(this.roots[i]))) {
+      throw new ProtocolError('The CAR header does not list the session\'s roots')
     }
   }
 

@@ -853,17 +853,17 @@ describe('messages: wants, roots and blocks (D7)', () => {
 })
 
 describe('messages: CBOR item pre-scan (D7)', () => {
-  it('maxControlItems is 3 × maxCidsPerMessage + 64', () => {
-    expect(maxControlItems()).to.equal(3 * DEFAULT_MAX_CIDS_PER_MESSAGE + 64)
-    expect(maxControlItems({ maxCidsPerMessage: 5 })).to.equal(79)
+  it('maxControlItems is 4 × maxCidsPerMessage + 64', () => {
+    expect(maxControlItems()).to.equal(4 * DEFAULT_MAX_CIDS_PER_MESSAGE + 64)
+    expect(maxControlItems({ maxCidsPerMessage: 5 })).to.equal(84)
   })
 
   it('a control frame of exactly maxControlItems items decodes; one more item is a LimitExceededError', () => {
     const limits = { maxCidsPerMessage: 5 }
     // map + "t" + "keepalive" + 2 per unknown key
     const frame = (keys: number): Uint8Array => dagCbor.encode({ t: 'keepalive', ...Object.fromEntries(Array.from({ length: keys }, (_, i) => [`k${String(i).padStart(2, '0')}`, null])) })
-    expect(decodeMessage(frame(38), limits)).to.deep.equal({ type: 'keepalive' })
-    limitError(() => decodeMessage(frame(39), limits))
+    expect(decodeMessage(frame(40), limits)).to.deep.equal({ type: 'keepalive' })
+    limitError(() => decodeMessage(frame(41), limits))
     // a link counts two items (tag and bytes)
     const cids = Array.from({ length: 38 }, () => helloCid)
     expect(decodeMessage(dagCbor.encode({ t: 'missing', cs: cids }), { maxCidsPerMessage: 38 }).type).to.equal('missing')
@@ -874,6 +874,8 @@ describe('messages: CBOR item pre-scan (D7)', () => {
     expect(decodeMessage(dagCbor.encode({ t: 'status', sr: cids, bb: new Uint8Array(8), bk: 3 })).type).to.equal('status')
     // a pull naming 1,000 roots (the session limit) and 10,000 wants
     expect(decodeMessage(dagCbor.encode({ t: 'pull', rs: cids.slice(0, 1000), sr: cids })).type).to.equal('pull')
+    // two full lists, as PROTOCOL.md L-1 has every peer accept
+    expect(decodeMessage(dagCbor.encode({ t: 'pull', rs: cids, sr: cids })).type).to.equal('pull')
   })
 
   it('a ~9.5 MiB frame of empty maps under an unknown key is a LimitExceededError, found before decoding', () => {
