@@ -25,9 +25,14 @@ interface InboundSession {
   controller: AbortController
   peer: string
   address: string
-  /** When the session last moved forward (ms since the epoch) */
+  /** When the session last moved forward, or opened (ms since the epoch) */
   lastProgress: number
+  /** Whether it ever moved forward */
+  progressed: boolean
 }
+
+/** A session that never made progress may be evicted this long after it opened (ms) */
+const NEVER_PROGRESSED_GRACE_MS = 100
 
 /** What a client remembers of a push that broke off after the server accepted it */
 const RESUMABLE_FAILURES = new Set(['SessionClosedError', 'SessionTimeoutError', 'StreamResetError', 'AbortError'])
@@ -236,13 +241,17 @@ export class DefaultCarMirror implements CarMirror {
       { limit: this.budgets.sessions.limit, member: () => true }
     ]
     const evictAfter = this.init.evictAfter ?? DEFAULT_EVICT_AFTER
+    const now = Date.now()
+    // a session may be evicted once it has made no progress for evictAfter,
+    // or made none at all since it opened a moment ago (a slot holder that re-opens at once)
+    const evictable = (session: InboundSession): boolean => now - session.lastProgress >= evictAfter || (!session.progressed && now - session.lastProgress >= NEVER_PROGRESSED_GRACE_MS)
     for (const { limit, member } of groups) {
       let count = 0
       let stalest: InboundSession | undefined
       for (const session of this.inbound) {
         if (member(session)) {
           count++
-          if (stalest == null || session.lastProgress < stalest.lastProgress) {
+          if (evictable(session) && (stalest == null || session.lastProgress < stalest.lastProgress)) {
             stalest = session
           }
         }
@@ -250,10 +259,10 @@ export class DefaultCarMirror implements CarMirror {
       if (count < limit) {
         continue
       }
-      if (stalest == null || Date.now() - stalest.lastProgress < evictAfter) {
+      if (stalest == null) {
         return false
       }
-      this.log('evicting a session from %s without progress for %d ms', stalest.peer, Date.now() - stalest.lastProgress)
+      this.log('evicting a session from %s without progress for %d ms', stalest.peer, now - stalest.lastProgress)
       stalest.controller.abort(new LimitExceededError('Evicted: the node needed the slot and this session made no progress'))
       this.inbound.delete(stalest)
     }
@@ -267,10 +276,14 @@ export class DefaultCarMirror implements CarMirror {
       controller: new AbortController(),
       peer: peer.toString(),
       address: addressOf(connection.remoteAddr, peer),
-      lastProgress: Date.now()
+      lastProgress: Date.now(),
+      progressed: false
     }
     const signal = session.controller.signal
-    const touch = (): void => { session.lastProgress = Date.now() }
+    const touch = (): void => {
+      session.lastProgress = Date.now()
+      session.progressed = true
+    }
     const framed = new FramedStream(stream, { limits: this.limits, idleTimeout: this.init.idleTimeout ?? DEFAULT_IDLE_TIMEOUT, bufferBudget: this.budgets.bufferedBytes })
     let sender: SenderSession | undefined
     let receiver: ReceiverSession | undefined

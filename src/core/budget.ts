@@ -79,7 +79,7 @@ export class Budget {
   }
 
   /** Resolves at the next `release` */
-  private async nextRelease (signal?: AbortSignal): Promise<void> {
+  async nextRelease (signal?: AbortSignal): Promise<void> {
     signal?.throwIfAborted()
     await new Promise<void>((resolve, reject) => {
       const onAbort = (): void => {

@@ -1,3 +1,4 @@
+import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { BlockNotFoundError, LimitExceededError } from '../errors.ts'
 import { readBlock } from './blocks.ts'
@@ -5,7 +6,6 @@ import { Yielder } from './budget.ts'
 import { LinkReader } from './links.ts'
 import type { BlockReadOptions, BlockSource } from './blocks.ts'
 import type { Budget } from './budget.ts'
-import type { CID } from 'multiformats/cid'
 
 export interface DagMembershipInit {
   blockstore: BlockSource
@@ -42,8 +42,12 @@ export class DagMembership {
   private readonly known = new Set<string>()
   /** Interior blocks whose links have been read */
   private readonly expanded = new Set<string>()
-  /** Known interior blocks whose links have not been read yet, in breadth-first order */
-  private readonly pending: CID[] = []
+  /**
+   * Known interior blocks whose links have not been read yet, in
+   * breadth-first order, as strings: a CID decoded from a block is a view
+   * into it and would keep the whole block in memory
+   */
+  private readonly pending: string[] = []
   private pendingHead = 0
   private blocksRead = 0
   private indexed = 0
@@ -110,15 +114,15 @@ export class DagMembership {
     const maxBlocks = this.init.maxBlocks ?? Infinity
     while (unknown.size > 0 && this.pendingHead < this.pending.length) {
       await this.yielder.maybeYield(options.signal)
-      const cid = this.pending[this.pendingHead++]
+      const key = this.pending[this.pendingHead++]
       if (this.pendingHead > 1024 && this.pendingHead * 2 > this.pending.length) {
         this.pending.splice(0, this.pendingHead)
         this.pendingHead = 0
       }
-      const key = cid.toString()
       if (this.expanded.has(key)) {
         continue
       }
+      const cid = CID.parse(key)
       this.expanded.add(key)
       if (++this.blocksRead > maxBlocks) {
         throw new LimitExceededError(`Checking wants would read more than ${maxBlocks} blocks of the DAG`)
@@ -152,7 +156,7 @@ export class DagMembership {
     }
     this.known.add(key)
     if (cid.code !== raw.code) {
-      this.pending.push(cid)
+      this.pending.push(key)
     }
     return true
   }

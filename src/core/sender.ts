@@ -136,6 +136,8 @@ export class SenderSession {
   private closed = false
   /** Set when a root is not in the local store: the receiver can never hold every root, so no `rh` will come */
   private rootMissing = false
+  /** Room taken in the node's want queue for the next message */
+  private reserved = 0
 
   constructor (init: SenderSessionInit) {
     this.init = init
@@ -179,13 +181,20 @@ export class SenderSession {
     while (!this.closed && !this.finished && !this.waitingForPeer) {
       if (this.queued.length >= this.maxQueuedWants) {
         await this.room.wait(signal)
-      } else if (this.init.budgets?.queuedWants?.exhausted === true) {
-        // the node's queue is full: go on once some session takes its wants, or this one waits for the peer
-        this.init.budgets.queuedWants.whenAvailable(signal).then(() => { this.room.notify() }, () => {})
-        await this.room.wait(signal)
-      } else {
+        continue
+      }
+      const budget = this.init.budgets?.queuedWants
+      if (budget == null || this.reserved > 0) {
         return
       }
+      // room for a whole message is reserved in the node's queue before it is read
+      const room = Math.min(this.maxCids, budget.limit)
+      if (budget.tryTake(room)) {
+        this.reserved = room
+        return
+      }
+      budget.nextRelease(signal).then(() => { this.room.notify() }, () => {})
+      await this.room.wait(signal)
     }
   }
 
@@ -221,6 +230,7 @@ export class SenderSession {
         if (added > 0) {
           this.init.onProgress?.()
         }
+        this.releaseReservation()
         break
       case 'done':
         this.finished = true
@@ -239,6 +249,7 @@ export class SenderSession {
       return
     }
     this.closed = true
+    this.releaseReservation()
     this.setBloom(undefined)
     this.init.budgets?.queuedWants?.release(this.queued.length)
     this.queued = []
@@ -308,6 +319,13 @@ export class SenderSession {
     this.queued.push(cid)
     this.init.budgets?.queuedWants?.force(1)
     return true
+  }
+
+  private releaseReservation (): void {
+    if (this.reserved > 0) {
+      this.init.budgets?.queuedWants?.release(this.reserved)
+      this.reserved = 0
+    }
   }
 
   /** Replaces the Bloom in use, keeping the node-wide Bloom budget exact */

@@ -126,6 +126,9 @@ async function hasLeaf (store: BlockSource, cid: CID, options: BlockReadOptions)
   throw new BlockNotFoundError(`Block ${cid} is not in the blockstore`)
 }
 
+/** What a read in flight is charged before any block of the walk has been read (bytes) */
+const FIRST_SIZE_GUESS = 256 * 1024
+
 async function * walk (store: BlockSource, roots: CID[], options: WalkOptions, leafCheck: boolean): AsyncGenerator<WalkedBlock, void, undefined> {
   const order = options.order ?? 'breadth-first'
   const readAhead = Math.max(1, options.readAhead ?? 8)
@@ -156,16 +159,30 @@ async function * walk (store: BlockSource, roots: CID[], options: WalkOptions, l
     next.push(...(order === 'preorder' ? fresh.reverse() : fresh))
   }
 
+  // a read in flight is charged the size of the largest block seen so far
+  // (a guess until one is read), then its real size once it is read
+  let sizeGuess = FIRST_SIZE_GUESS
+  const charge = (item: Pending, bytes: number): void => {
+    uncharge(item)
+    item.settled = false
+    item.charged = bytes
+    readAheadBytes += bytes
+    options.readAheadBudget?.force(bytes)
+  }
+
   const read = (item: Pending): Promise<Uint8Array | undefined> => {
+    if (item.read == null) {
+      charge(item, sizeGuess)
+    }
     item.read ??= (leafCheck && item.cid.code === raw.code ? hasLeaf(store, item.cid, options) : readBlock(store, item.cid, options)).then(bytes => {
+      sizeGuess = Math.max(sizeGuess, bytes.byteLength)
       // until the walk takes it, a block read ahead is held here
       if (item.settled !== true) {
-        item.charged = bytes.byteLength
-        readAheadBytes += item.charged
-        options.readAheadBudget?.force(item.charged)
+        charge(item, bytes.byteLength)
       }
       return bytes
     }, err => {
+      uncharge(item)
       if ((err as Error).name === BlockNotFoundError.name && options.onMissing != null) {
         return undefined
       }
@@ -174,7 +191,7 @@ async function * walk (store: BlockSource, roots: CID[], options: WalkOptions, l
     return item.read
   }
 
-  const uncharge = (item: Pending): void => {
+  function uncharge (item: Pending): void {
     item.settled = true
     if (item.charged != null) {
       readAheadBytes -= item.charged
@@ -186,7 +203,8 @@ async function * walk (store: BlockSource, roots: CID[], options: WalkOptions, l
   const startReads = (): void => {
     const count = Math.min(readAhead, next.length - head)
     for (let i = 0; i < count; i++) {
-      if (i > 0 && (readAheadBytes >= maxReadAheadBytes || options.readAheadBudget?.exhausted === true)) {
+      const budget = options.readAheadBudget
+      if (i > 0 && (readAheadBytes + sizeGuess > maxReadAheadBytes || (budget != null && budget.used + sizeGuess > budget.limit))) {
         return
       }
       const item = order === 'preorder' ? next[next.length - 1 - i] : next[head + i]
