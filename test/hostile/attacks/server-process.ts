@@ -1,0 +1,121 @@
+/**
+ * The attacked server, in a process of its own (started by ./server.ts with
+ * `child_process.fork`): a Helia light node with CAR Mirror on
+ * /ip4/127.0.0.1/tcp/0/ws, with the library's defaults except where the
+ * config says (pushes allowed, pulls only for named peers). It seeds the
+ * DAGs the attacks need, tells its addresses over IPC, and answers
+ * `mark` / `report` / `cids` requests.
+ */
+
+import { mkdirSync } from 'node:fs'
+import { unixfs } from '@helia/unixfs'
+import { MemoryBlockstore } from 'blockstore-core/memory'
+import { FsBlockstore } from 'blockstore-fs'
+import { pseudoRandomBytes, putBlocks } from '../../fixtures/dags.ts'
+import { createTestNode } from '../../fixtures/nodes.ts'
+import { HEAVY_LINKS, honestDags, linkHeavyBlock, wideDag } from './dags.ts'
+import { Monitor } from './monitor.ts'
+import type { Request, Response, ServerConfig, ServerReady, ServerReport } from './server.ts'
+import type { CarMirrorInit } from '../../../src/index.ts'
+import type { Block } from '../../fixtures/dag.ts'
+import type { Blockstore } from 'interface-blockstore'
+
+const config = JSON.parse(process.argv[2]) as ServerConfig
+const send = (message: ServerReady | Response): void => {
+  process.send?.(message)
+}
+
+const monitor = new Monitor()
+const started = Date.now()
+
+let blockstore: Blockstore
+if (config.fileDir != null) {
+  mkdirSync(config.fileDir, { recursive: true })
+  const fs = new FsBlockstore(config.fileDir)
+  await fs.open()
+  blockstore = fs
+} else {
+  blockstore = new MemoryBlockstore()
+}
+
+const init: CarMirrorInit = {}
+if (config.allowPush === true) {
+  init.allowPush = () => true
+}
+if (config.pullers != null) {
+  const pullers = new Set(config.pullers)
+  init.allowPull = (peer) => pullers.has(peer.toString())
+}
+const node = await createTestNode({ blockstore, ...init })
+
+let wide: Block[] = []
+const roots: ServerReady['roots'] = {}
+await putBlocks(node.blockstore, (await honestDags(config.honestDags)).flat())
+if (config.wide === true) {
+  wide = await wideDag()
+  await putBlocks(node.blockstore, wide)
+  roots.wide = wide[0].cid.toString()
+}
+if (config.heavyRoot === true) {
+  const heavy = await linkHeavyBlock(HEAVY_LINKS, 'server-root')
+  await node.blockstore.put(heavy.cid, heavy.bytes)
+  roots.heavy = heavy.cid.toString()
+}
+if (config.fileBytes != null) {
+  // @helia/unixfs cuts 1 MiB chunks: a balanced tree of raw 1 MiB leaves
+  const cid = await unixfs(node).addBytes(pseudoRandomBytes(config.fileBytes, 0xf11e))
+  roots.file = cid.toString()
+}
+
+function stats (): unknown {
+  const mirror = node.carMirror as { stats?(): unknown }
+  if (typeof mirror.stats !== 'function') {
+    return undefined
+  }
+  try {
+    // plain data only: the report crosses the IPC channel
+    return JSON.parse(JSON.stringify(mirror.stats()))
+  } catch (err) {
+    return `stats() failed: ${(err as Error).message}`
+  }
+}
+
+async function answer (request: Request): Promise<unknown> {
+  switch (request.type) {
+    case 'mark':
+      await monitor.mark()
+      return null
+    case 'report': {
+      const report: ServerReport = { sessions: node.carMirror.activeSessions, stats: stats(), ...await monitor.report() }
+      return report
+    }
+    case 'cids':
+      return wide.slice(request.from, request.from + request.count).map(block => block.cid.bytes)
+    case 'stop':
+      monitor.stop()
+      await node.stop()
+      setTimeout(() => process.exit(0), 10).unref()
+      return null
+    default:
+      throw new Error(`unknown request ${(request as { type: string }).type}`)
+  }
+}
+
+process.on('message', (request: Request) => {
+  answer(request).then(
+    result => { send({ id: request.id, result }) },
+    (err: Error) => { send({ id: request.id, error: `${err.name}: ${err.message}` }) }
+  )
+})
+process.on('disconnect', () => {
+  // the test process went away: do not linger
+  process.exit(0)
+})
+
+send({
+  type: 'ready',
+  addrs: node.libp2p.getMultiaddrs().map(ma => ma.toString()),
+  peerId: node.libp2p.peerId.toString(),
+  roots,
+  seedMs: Date.now() - started
+})
