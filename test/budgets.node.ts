@@ -9,7 +9,7 @@ import { expect } from 'aegir/chai'
 import { register } from 'prom-client'
 import { identityCborBlock } from './fixtures/dag.ts'
 import { TREE_V1, addTree, cborDag, putBlocks } from './fixtures/dags.ts'
-import { createTestNode } from './fixtures/nodes.ts'
+import { testNodes } from './fixtures/nodes.ts'
 import { eventually, openFramed, readUntilEnd } from './hostile/helpers.ts'
 import type { CarMirrorStats } from '../src/index.ts'
 import type { TestNode } from './fixtures/nodes.ts'
@@ -22,17 +22,7 @@ function expectAllReturned (stats: CarMirrorStats): void {
 }
 
 describe('node-wide budgets', () => {
-  const nodes: TestNode[] = []
-
-  afterEach(async () => {
-    await Promise.all(nodes.splice(0).map(async node => node.stop()))
-  })
-
-  async function node (options: Parameters<typeof createTestNode>[0] = {}): Promise<TestNode> {
-    const created = await createTestNode({ idleTimeout: 5000, ...options })
-    nodes.push(created)
-    return created
-  }
+  const { node } = testNodes({ idleTimeout: 5000 })
 
   /** A raw pull of an identity root: nothing to send, so the session makes no progress after its header */
   async function stalledSession (from: TestNode, to: TestNode): Promise<FramedStream> {

@@ -6,13 +6,12 @@ import { concat } from 'uint8arrays/concat'
 import { BlocksNotAvailableError, ReceiverSession, SessionRefusedError, bloomItem } from '../src/index.ts'
 import { cborBlock, keys, rawBlock } from './fixtures/dag.ts'
 import { TREE_V1, TREE_V2, addLargeFile, addTree, allBlocks, cborDag, dagBlocks, difference, fileContent, heldOf, holdsExactly, putBlocks, pseudoRandomBytes, totalBytes, verifiesSha256 } from './fixtures/dags.ts'
-import { createTestNode } from './fixtures/nodes.ts'
+import { testNodes } from './fixtures/nodes.ts'
 import { rejection } from './fixtures/rejection.ts'
 import type { CarMirrorProgressEvents, TransferStats } from '../src/index.ts'
 import type { Block } from './fixtures/dag.ts'
 import type { TestNode, TestNodeOptions } from './fixtures/nodes.ts'
 import type { AbortOptions } from '@libp2p/interface'
-import type { Multiaddr } from '@multiformats/multiaddr'
 import type { CID } from 'multiformats/cid'
 
 const KiB = 1024
@@ -91,21 +90,7 @@ function expectStatsInvariants (stats: TransferStats): void {
 
 describe('CarMirror over libp2p', function () {
   this.timeout(120_000)
-  const nodes: TestNode[] = []
-
-  async function node (options: TestNodeOptions = {}): Promise<TestNode> {
-    const created = await createTestNode(options)
-    nodes.push(created)
-    return created
-  }
-
-  function addr (target: TestNode): Multiaddr[] {
-    return target.libp2p.getMultiaddrs()
-  }
-
-  afterEach(async () => {
-    await Promise.all(nodes.splice(0).map(async n => n.stop()))
-  })
+  const { node, addr } = testNodes()
 
   describe('pull', () => {
     it('pulls a UnixFS directory tree cold in one round trip', async () => {

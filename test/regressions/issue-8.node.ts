@@ -16,14 +16,13 @@ import { sha256 } from 'multiformats/hashes/sha2'
 import { BlocksNotAvailableError, BloomFilter, RemoteError, SessionRefusedError, bloomItem } from '../../src/index.ts'
 import { cborBlock, keys, rawBlock, utf8 } from '../fixtures/dag.ts'
 import { addLargeFile, cborDag, holdsExactly, pseudoRandomBytes, putBlocks, seedOf, totalBytes } from '../fixtures/dags.ts'
-import { createTestNode } from '../fixtures/nodes.ts'
+import { testNodes } from '../fixtures/nodes.ts'
 import { rejection } from '../fixtures/rejection.ts'
 import { KiB, bigTree, eventually, firstMessage, openFramed, readUntilEnd, scriptServer, sleep } from '../hostile/helpers.ts'
 import type { CarMirrorProgressEvents, Message } from '../../src/index.ts'
 import type { Block } from '../fixtures/dag.ts'
-import type { TestNode, TestNodeOptions } from '../fixtures/nodes.ts'
+import type { TestNode } from '../fixtures/nodes.ts'
 import type { AbortOptions, Stream } from '@libp2p/interface'
-import type { Multiaddr } from '@multiformats/multiaddr'
 
 /** Idle timeout of the nodes below: a session that hangs fails after this */
 const IDLE_MS = 2000
@@ -98,27 +97,13 @@ function missingIn (messages: Message[]): string[] {
 
 describe('regressions of issue 8', function () {
   this.timeout(30_000)
-  const nodes: TestNode[] = []
-
-  async function node (options: TestNodeOptions = {}): Promise<TestNode> {
-    const created = await createTestNode(options)
-    nodes.push(created)
-    return created
-  }
-
-  function addr (target: TestNode): Multiaddr[] {
-    return target.libp2p.getMultiaddrs()
-  }
+  const { node, addr } = testNodes()
 
   async function expectHeld (target: TestNode, blocks: Iterable<Block>): Promise<void> {
     for (const block of blocks) {
       expect(await holdsExactly(target.blockstore, block), `holds ${block.cid}`).to.be.true()
     }
   }
-
-  afterEach(async () => {
-    await Promise.all(nodes.splice(0).map(async n => n.stop()))
-  })
 
   describe('1. a failed push does not poison a retry', () => {
     it('retries promptly and succeeds once a server that refused the push allows it', async () => {
