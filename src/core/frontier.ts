@@ -9,6 +9,23 @@ import type { BlockReadOptions, BlockSink } from './blocks.ts'
 import type { Budget } from './budget.ts'
 import type { CID } from 'multiformats/cid'
 
+/** The dag-cbor codec, whose links are CBOR tag 42 */
+const DAG_CBOR_CODE = 0x71
+
+/**
+ * An upper bound on the links of a dag-cbor block: the times the bytes of
+ * tag 42 (`d8 2a`) appear, counted up to `stopAfter + 1`
+ */
+function countLinkTags (bytes: Uint8Array, stopAfter: number): number {
+  let count = 0
+  for (let i = bytes.indexOf(0xd8); i >= 0 && i < bytes.byteLength - 1; i = bytes.indexOf(0xd8, i + 1)) {
+    if (bytes[i + 1] === 0x2a && ++count > stopAfter) {
+      break
+    }
+  }
+  return count
+}
+
 /** What became of a block handed to {@link ReceiverFrontier.receive} */
 export type ReceiveOutcome =
   /** it was wanted and verified, and is being written to the blockstore (see `settle`) */
@@ -192,8 +209,12 @@ export class ReceiverFrontier {
       options.signal?.throwIfAborted()
       this.throwWriteError()
       await this.verifier.verify(cid, bytes)
-      const links = await this.linkReader.links(cid, bytes)
       const maxLinks = this.init.maxLinksPerBlock ?? Infinity
+      if (cid.code === DAG_CBOR_CODE && maxLinks !== Infinity && countLinkTags(bytes, maxLinks) > maxLinks) {
+        // decoding a link bomb takes longer than refusing it
+        throw new LimitExceededError(`Block ${cid} has more than ${maxLinks} links`)
+      }
+      const links = await this.linkReader.links(cid, bytes)
       if (links.length > maxLinks) {
         throw new LimitExceededError(`Block ${cid} has ${links.length} links, more than the limit of ${maxLinks}`)
       }

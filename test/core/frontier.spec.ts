@@ -188,6 +188,20 @@ describe('core/frontier', () => {
       store = new CountingBlockstore()
     })
 
+    it('refuses a block with more links than maxLinksPerBlock before storing it, and takes one at the limit', async () => {
+      const leaves = await Promise.all(Array.from({ length: 11 }, async (_, i) => rawBlock(`leaf ${i}`)))
+      const over = await cborBlock({ links: leaves.map(leaf => leaf.cid) })
+      const frontier = await ReceiverFrontier.create([over.cid], { blockstore: store, maxLinksPerBlock: 10 })
+      const err = await rejection(frontier.receive(over.cid, over.bytes))
+      expect(err.name).to.equal('LimitExceededError')
+      expect(await store.has(over.cid)).to.be.false()
+
+      const atLimit = await cborBlock({ links: leaves.slice(0, 10).map(leaf => leaf.cid) })
+      const fits = await ReceiverFrontier.create([atLimit.cid], { blockstore: store, maxLinksPerBlock: 10 })
+      expect(await fits.receive(atLimit.cid, atLimit.bytes)).to.equal('stored')
+      expect(fits.wantCount).to.equal(10)
+    })
+
     it('stores a wanted block and wants its missing children', async () => {
       const frontier = await ReceiverFrontier.create([dag.root.cid], { blockstore: store })
       expect(await frontier.receive(dag.root.cid, dag.root.bytes)).to.equal('stored')
