@@ -11,7 +11,7 @@
 // Run: npm run demo [-- /path/to/a/directory]
 import { cp, mkdtemp, readFile, rm, writeFile, appendFile, readdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { join, relative, resolve } from 'node:path'
 import { withBitswap } from '@helia/bitswap'
 import { withLibp2pLight } from '@helia/libp2p'
 import { globSource, unixfs } from '@helia/unixfs'
@@ -97,7 +97,7 @@ try {
 
   const v1 = await importDirectory(a, source)
   const v1Size = await dagSize(a, v1)
-  console.info(`A imported ${source}: ${v1} (${v1Size.blocks} blocks, ${(v1Size.bytes / 1024).toFixed(1)} KiB)`)
+  console.info(`A imported ${relative(process.cwd(), source)}: ${v1} (${v1Size.blocks} blocks, ${(v1Size.bytes / 1024).toFixed(1)} KiB)`)
 
   const coldPull = await b.carMirror.pull(a.libp2p.getMultiaddrs(), v1)
   row('cold pull of v1 (B from A)', 'CAR Mirror', coldPull, v1Size)
