@@ -347,7 +347,7 @@ export function withCarMirror<H extends Helia> (helia: H, init: CarMirrorInit = 
 export { DEFAULT_MAX_SESSIONS_PER_ADDRESS, DEFAULT_STALL_TIMEOUT, DEFAULT_EVICT_AFTER, DEFAULT_BUFFERED_BYTES_BUDGET, DEFAULT_BLOOM_BYTES_BUDGET, DEFAULT_QUEUED_WANTS_BUDGET, DEFAULT_READ_AHEAD_BYTES_BUDGET, DEFAULT_PENDING_WANTS_BUDGET, DEFAULT_INDEXED_CIDS_BUDGET, DEFAULT_LOCAL_WALKS, DEFAULT_MAX_CHECK_BLOCKS, DEFAULT_MAX_HINT_BLOCKS, DEFAULT_MAX_EXPLORE_BLOCKS, DEFAULT_MAX_WANTS, DEFAULT_MAX_LINKS_PER_BLOCK, DEFAULT_MAX_MISSING, MAX_SENT_BLOOM_BYTES } from './constants.ts'
 export { PROTOCOL_ID, DEFAULT_MAX_BLOCK_SIZE, DEFAULT_MAX_BLOOM_BYTES, DEFAULT_MAX_BLOOM_HASH_COUNT, DEFAULT_MAX_CIDS_PER_MESSAGE, DEFAULT_SMALL_STORE_BLOCKS, DEFAULT_IDLE_TIMEOUT, DEFAULT_READ_AHEAD, DEFAULT_COLD_CALL_BYTES, DEFAULT_MAX_ROOTS, DEFAULT_MAX_QUEUED_WANTS, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PEER, DEFAULT_MAX_PUSH_BYTES, DEFAULT_MAX_UNREQUESTED_BLOCKS, DEFAULT_MAX_STRAGGLER_ROUNDS } from './constants.ts'
 export { encodeMessage, decodeMessage, bloomItem } from './core/messages.ts'
-export type { Message, MessageLimits, ErrorCode } from './core/messages.ts'
+export type { Message, MessageLimits, ErrorCode, StatusMessage, PullMessage, PushMessage, MissingMessage, KeepaliveMessage } from './core/messages.ts'
 export { SenderSession } from './core/sender.ts'
 export { ReceiverSession } from './core/receiver.ts'
 export { BloomFilter, InvalidBloomError } from './core/bloom/bloom-filter.ts'
