@@ -3,8 +3,8 @@ import { CustomProgressEvent } from 'progress-events'
 import { DEFAULT_COLD_CALL_BYTES, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_PUSH_BYTES, DEFAULT_MAX_ROOTS, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PEER, RESUME_MEMORY_MS, DEFAULT_MAX_INBOUND_STREAMS, DEFAULT_MAX_OUTBOUND_STREAMS, DEFAULT_READ_AHEAD, PROTOCOL_ID, DEFAULT_MAX_SESSIONS_PER_ADDRESS, DEFAULT_STALL_TIMEOUT, DEFAULT_EVICT_AFTER, DEFAULT_BUFFERED_BYTES_BUDGET, DEFAULT_BLOOM_BYTES_BUDGET, DEFAULT_QUEUED_WANTS_BUDGET, DEFAULT_READ_AHEAD_BYTES_BUDGET, DEFAULT_PENDING_WANTS_BUDGET, DEFAULT_INDEXED_CIDS_BUDGET, DEFAULT_LOCAL_WALKS, DEFAULT_MAX_WANTS, DEFAULT_MAX_LINKS_PER_BLOCK, DEFAULT_MAX_CHECK_BLOCKS, DEFAULT_MAX_HINT_BLOCKS, DEFAULT_MAX_EXPLORE_BLOCKS, MAX_SENT_BLOOM_BYTES } from './constants.ts'
 import { Budget } from './core/budget.ts'
 import { LinkReader } from './core/links.ts'
-import { checkFirstMessageSize } from './core/messages.ts'
-import { cappedBloom, ReceiverSession } from './core/receiver.ts'
+import { bloomOf, checkFirstMessageSize } from './core/messages.ts'
+import { ReceiverSession } from './core/receiver.ts'
 import { SenderSession } from './core/sender.ts'
 import { BlockVerifier } from './core/verify.ts'
 import { walkHeldCids } from './core/walk.ts'
@@ -215,7 +215,7 @@ export class DefaultCarMirror implements CarMirror {
     for await (const cid of walkHeldCids(this.components.blockstore, hints, { signal, offline: true, linkReader: this.linkReader, onMissing: () => {} })) {
       held.push(cid)
     }
-    return held.length === 0 ? undefined : cappedBloom(held, MAX_SENT_BLOOM_BYTES)
+    return held.length === 0 ? undefined : bloomOf(held, MAX_SENT_BLOOM_BYTES)
   }
 
   /** Ends inbound sessions that made no progress for `stallTimeout` ms, whatever frames their peers send */

@@ -138,16 +138,21 @@ export function bloomItem (cid: CID): Uint8Array {
 
 /**
  * A Bloom filter holding `cids`, sized the rs-car-mirror way for their
- * number (see BloomFilter.forCapacity).
+ * number (see BloomFilter.forCapacity), but never larger than `maxBytes`:
+ * past that the false positive rate rises instead (PROTOCOL.md, limits).
  *
  * @example
  *
  * ```ts
- * const bloom = bloomOf([...frontier.held()])
+ * const bloom = bloomOf([...frontier.held()], MAX_SENT_BLOOM_BYTES)
  * ```
  */
-export function bloomOf (cids: CID[]): BloomFilter {
-  const bloom = BloomFilter.forCapacity(cids.length)
+export function bloomOf (cids: CID[], maxBytes: number = Infinity): BloomFilter {
+  let bloom = BloomFilter.forCapacity(cids.length)
+  if (bloom.bytes.byteLength > maxBytes) {
+    const hashCount = Math.max(1, Math.round(maxBytes * 8 / cids.length * Math.LN2))
+    bloom = new BloomFilter(new Uint8Array(maxBytes), hashCount)
+  }
   for (const cid of cids) {
     bloom.add(bloomItem(cid))
   }

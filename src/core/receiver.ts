@@ -1,11 +1,11 @@
 import { DEFAULT_MAX_CIDS_PER_MESSAGE, DEFAULT_MAX_STRAGGLER_ROUNDS, DEFAULT_MAX_UNREQUESTED_BLOCKS, DEFAULT_SMALL_STORE_BLOCKS, MAX_SENT_BLOOM_BYTES, PUSH_QUOTA_BYTES_PER_LINK } from '../constants.ts'
 import { BlocksNotAvailableError, LimitExceededError, ProtocolError, RemoteError, SessionRefusedError } from '../errors.ts'
-import { BloomFilter } from './bloom/bloom-filter.ts'
 import { Yielder } from './budget.ts'
 import { ReceiverFrontier } from './frontier.ts'
-import { bloomItem } from './messages.ts'
+import { bloomOf } from './messages.ts'
 import { walkHeldCids } from './walk.ts'
 import type { BlockSink } from './blocks.ts'
+import type { BloomFilter } from './bloom/bloom-filter.ts'
 import type { Budget } from './budget.ts'
 import type { ReceiveOutcome, ReceiverFrontierInit } from './frontier.ts'
 import type { LinkReader } from './links.ts'
@@ -327,7 +327,7 @@ export class ReceiverSession {
     if (items.length === 0) {
       return undefined
     }
-    const bloom = cappedBloom(items, MAX_SENT_BLOOM_BYTES)
+    const bloom = bloomOf(items, MAX_SENT_BLOOM_BYTES)
     this.counters.bloomBytesSent += bloom.bytes.byteLength
     return bloom
   }
@@ -372,23 +372,6 @@ export class ReceiverSession {
   private get maxCids (): number {
     return this.init.maxCidsPerMessage ?? DEFAULT_MAX_CIDS_PER_MESSAGE
   }
-}
-
-/**
- * A Bloom holding `cids`, sized the rs-car-mirror way for their number but
- * never larger than `maxBytes`: past that the false positive rate rises
- * instead (PROTOCOL.md §6)
- */
-export function cappedBloom (cids: CID[], maxBytes: number): BloomFilter {
-  let bloom = BloomFilter.forCapacity(cids.length)
-  if (bloom.bytes.byteLength > maxBytes) {
-    const hashCount = Math.max(1, Math.round(maxBytes * 8 / cids.length * Math.LN2))
-    bloom = new BloomFilter(new Uint8Array(maxBytes), hashCount)
-  }
-  for (const cid of cids) {
-    bloom.add(bloomItem(cid))
-  }
-  return bloom
 }
 
 /** Errors made from the remote peer's error frames: they are not echoed back */

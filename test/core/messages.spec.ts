@@ -13,7 +13,7 @@ import * as Digest from 'multiformats/hashes/digest'
 import { concat } from 'uint8arrays/concat'
 import { DEFAULT_MAX_BLOCK_SIZE, DEFAULT_MAX_BLOOM_BYTES, DEFAULT_MAX_BLOOM_HASH_COUNT, DEFAULT_MAX_CIDS_PER_MESSAGE } from '../../src/constants.ts'
 import { BloomFilter } from '../../src/core/bloom/bloom-filter.ts'
-import { checkFirstMessageSize, decodeMessage, encodeMessage, maxControlItems, maxFirstFrameSize, maxFirstMessageOverhead, maxFrameSize } from '../../src/core/messages.ts'
+import { bloomItem, bloomOf, checkFirstMessageSize, decodeMessage, encodeMessage, maxControlItems, maxFirstFrameSize, maxFirstMessageOverhead, maxFrameSize } from '../../src/core/messages.ts'
 import { LimitExceededError, ProtocolError } from '../../src/errors.ts'
 import type { ErrorCode, Message, MessageLimits } from '../../src/core/messages.ts'
 
@@ -937,5 +937,22 @@ describe('messages: first-frame limits (D8)', () => {
     expect(encoded.byteLength).to.be.above(maxFirstMessageOverhead(limits))
     limitError(() => { checkFirstMessageSize(encoded.byteLength, decoded, limits) })
     checkFirstMessageSize(body({ type: 'push', roots: [helloCid], hints: [helloCid] }).byteLength, decoded, limits)
+  })
+})
+
+describe('messages: bloomOf', () => {
+  const cids = Array.from({ length: 2000 }, (_, i) => CID.createV1(0x55, Digest.create(0x12, new Uint8Array(32).fill(i % 256).map((b, j) => j === 0 ? i >> 8 : b))))
+
+  it('sizes a Bloom the rs-car-mirror way when it fits, holding every CID', () => {
+    const bloom = bloomOf(cids)
+    expect(bloom.bytes.byteLength).to.equal(8 * 1024)
+    expect(cids.every(cid => bloom.has(bloomItem(cid)))).to.be.true()
+  })
+
+  it('caps a Bloom at maxBytes, still holding every CID (a higher false positive rate instead of a larger filter)', () => {
+    const bloom = bloomOf(cids, 1024)
+    expect(bloom.bytes.byteLength).to.equal(1024)
+    expect(bloom.hashCount).to.equal(Math.round(1024 * 8 / cids.length * Math.LN2))
+    expect(cids.every(cid => bloom.has(bloomItem(cid)))).to.be.true()
   })
 })
