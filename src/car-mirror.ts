@@ -51,7 +51,8 @@ export class DefaultCarMirror implements CarMirror {
   private readonly linkReader: LinkReader
   private readonly verifier: BlockVerifier
   private readonly limits: MessageLimits
-  private readonly budgets: Record<BudgetName, Budget>
+  private readonly budgets: Record<Exclude<BudgetName, 'sessions'>, Budget>
+  private readonly maxSessions: number
   private readonly outbound = new Set<AbortController>()
   private readonly inbound = new Set<InboundSession>()
   /** Pushes that broke off after the server accepted them, by peer and roots, until when they are remembered */
@@ -73,8 +74,8 @@ export class DefaultCarMirror implements CarMirror {
       maxCidsPerMessage: init.maxCidsPerMessage
     }
     const budgets = init.budgets ?? {}
+    this.maxSessions = init.maxSessions ?? DEFAULT_MAX_SESSIONS
     this.budgets = {
-      sessions: new Budget('sessions', init.maxSessions ?? DEFAULT_MAX_SESSIONS),
       bufferedBytes: new Budget('bufferedBytes', budgets.bufferedBytes ?? DEFAULT_BUFFERED_BYTES_BUDGET),
       bloomBytes: new Budget('bloomBytes', budgets.bloomBytes ?? DEFAULT_BLOOM_BYTES_BUDGET),
       queuedWants: new Budget('queuedWants', budgets.queuedWants ?? DEFAULT_QUEUED_WANTS_BUDGET),
@@ -90,9 +91,9 @@ export class DefaultCarMirror implements CarMirror {
   }
 
   stats (): CarMirrorStats {
-    const budgets = {} as CarMirrorStats['budgets']
-    for (const [name, budget] of Object.entries(this.budgets) as Array<[BudgetName, Budget]>) {
-      budgets[name] = { used: name === 'sessions' ? this.inbound.size : budget.used, limit: budget.limit }
+    const budgets = { sessions: { used: this.inbound.size, limit: this.maxSessions } } as CarMirrorStats['budgets']
+    for (const [name, budget] of Object.entries(this.budgets) as Array<[Exclude<BudgetName, 'sessions'>, Budget]>) {
+      budgets[name] = { used: budget.used, limit: budget.limit }
     }
     return { sessions: this.activeSessions, budgets }
   }
@@ -238,7 +239,7 @@ export class DefaultCarMirror implements CarMirror {
     const groups: Array<{ limit: number, member(session: InboundSession): boolean }> = [
       { limit: this.init.maxSessionsPerPeer ?? DEFAULT_MAX_SESSIONS_PER_PEER, member: session => session.peer === peer },
       { limit: this.init.maxSessionsPerAddress ?? DEFAULT_MAX_SESSIONS_PER_ADDRESS, member: session => session.address === address },
-      { limit: this.budgets.sessions.limit, member: () => true }
+      { limit: this.maxSessions, member: () => true }
     ]
     const evictAfter = this.init.evictAfter ?? DEFAULT_EVICT_AFTER
     const now = Date.now()
@@ -284,7 +285,7 @@ export class DefaultCarMirror implements CarMirror {
       session.lastProgress = Date.now()
       session.progressed = true
     }
-    const framed = new FramedStream(stream, { limits: this.limits, idleTimeout: this.init.idleTimeout ?? DEFAULT_IDLE_TIMEOUT, bufferBudget: this.budgets.bufferedBytes })
+    const framed = this.frame(stream)
     let sender: SenderSession | undefined
     let receiver: ReceiverSession | undefined
     const admitted = this.admit(session.peer, session.address)
@@ -388,7 +389,12 @@ export class DefaultCarMirror implements CarMirror {
   private async open (peer: PeerTarget, signal: AbortSignal): Promise<{ framed: FramedStream, remotePeer: PeerId }> {
     const connection = await this.components.libp2p.dial(peer, { signal })
     const stream = await connection.newStream(this.protocol, { signal })
-    return { framed: new FramedStream(stream, { limits: this.limits, idleTimeout: this.init.idleTimeout ?? DEFAULT_IDLE_TIMEOUT, bufferBudget: this.budgets.bufferedBytes }), remotePeer: connection.remotePeer }
+    return { framed: this.frame(stream), remotePeer: connection.remotePeer }
+  }
+
+  /** Frames a CAR Mirror stream with this node's limits, idle timeout and buffer budget */
+  private frame (stream: Stream): FramedStream {
+    return new FramedStream(stream, { limits: this.limits, idleTimeout: this.init.idleTimeout ?? DEFAULT_IDLE_TIMEOUT, bufferBudget: this.budgets.bufferedBytes })
   }
 
   private async session (options: TransferOptions, run: (signal: AbortSignal, stats: TransferStats) => Promise<void>, roots: CID[]): Promise<TransferStats> {

@@ -1,6 +1,5 @@
 import { DEFAULT_MAX_CIDS_PER_MESSAGE, DEFAULT_MAX_STRAGGLER_ROUNDS, DEFAULT_MAX_UNREQUESTED_BLOCKS, DEFAULT_SMALL_STORE_BLOCKS, MAX_SENT_BLOOM_BYTES, PUSH_QUOTA_BYTES_PER_LINK } from '../constants.ts'
 import { BlocksNotAvailableError, LimitExceededError, ProtocolError, RemoteError, SessionRefusedError } from '../errors.ts'
-import { Yielder } from './budget.ts'
 import { ReceiverFrontier } from './frontier.ts'
 import { bloomOf } from './messages.ts'
 import { walkHeldCids } from './walk.ts'
@@ -112,7 +111,7 @@ export class ReceiverSession {
 
   /** Builds the session's frontier from what the blockstore holds under the roots */
   static async create (init: ReceiverSessionInit, options: { signal?: AbortSignal } = {}): Promise<ReceiverSession> {
-    const frontier = await ReceiverFrontier.create(init.roots, { ...init, yielder: new Yielder() }, { ...options, offline: true })
+    const frontier = await ReceiverFrontier.create(init.roots, init, { ...options, offline: true })
     return new ReceiverSession(init, frontier)
   }
 

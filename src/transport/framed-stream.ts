@@ -136,7 +136,7 @@ export class FramedStream {
     })
     stream.addEventListener('close', (event) => {
       clearTimeout(this.idleTimer)
-      clearInterval(this.keepaliveTimer)
+      this.stopKeepAlive()
       this.ended = true
       this.endedResolve?.()
       if (event.error != null) {
@@ -154,9 +154,8 @@ export class FramedStream {
    * local idle timer does not fire while busy either
    */
   keepAliveWhile (busy: () => boolean): void {
+    this.stopKeepAlive()
     this.busy = busy
-    clearInterval(this.keepaliveTimer)
-    this.keepaliveTimer = undefined
     if (this.idleTimeout <= 0 || this.stream.status !== 'open') {
       return
     }
@@ -283,7 +282,7 @@ export class FramedStream {
   abort (err: Error): void {
     clearTimeout(this.idleTimer)
     clearTimeout(this.flushTimer)
-    clearInterval(this.keepaliveTimer)
+    this.stopKeepAlive()
     this.releaseFrames()
     this.fail(err)
     this.stream.abort(err)
