@@ -5,6 +5,8 @@ import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { identity } from 'multiformats/hashes/identity'
 import { InvalidBlockError, UnknownCodecError } from '../errors.ts'
+import { Yielder } from './budget.ts'
+import { dagCborLinks } from './cbor-links.ts'
 import type { BlockCodec } from 'multiformats/codecs/interface'
 
 /** Anything that can decode a block's bytes into a data model value */
@@ -30,6 +32,12 @@ export interface LinkReaderInit {
   loadCodec?: LoadCodec
 }
 
+/**
+ * dag-cbor blocks larger than this are scanned for links (see dagCborLinks)
+ * instead of decoded: the scan gives the event loop turns
+ */
+const SCAN_ABOVE_BYTES = 64 * 1024
+
 /** The codecs whose links are read without any configuration */
 export const BUILT_IN_CODECS: ReadonlyArray<BlockCodec<number, unknown>> = [dagPb, raw, dagCbor, dagJson]
 
@@ -47,6 +55,7 @@ export const BUILT_IN_CODECS: ReadonlyArray<BlockCodec<number, unknown>> = [dagP
 export class LinkReader {
   private readonly decoders: Map<number, BlockDecoder>
   private readonly loadCodec?: LoadCodec
+  private readonly yielder = new Yielder()
 
   constructor (init: LinkReaderInit = {}) {
     this.decoders = new Map()
@@ -59,7 +68,8 @@ export class LinkReader {
   /**
    * The links of a block: dag-pb links in link order; for other codecs, a
    * depth-first search of the decoded value (arrays in order, maps in the
-   * decoded object's property order).
+   * decoded object's property order; dag-cbor blocks over 64 KiB: in the
+   * order of their bytes).
    *
    * @throws {UnknownCodecError} when the CID's codec has no decoder
    * @throws {InvalidBlockError} when the bytes do not decode
@@ -67,6 +77,11 @@ export class LinkReader {
   async links (cid: CID, bytes: Uint8Array): Promise<CID[]> {
     if (cid.code === raw.code) {
       return []
+    }
+
+    if (cid.code === dagCbor.code && bytes.byteLength > SCAN_ABOVE_BYTES) {
+      // a full decode of a large block would block the event loop for its whole length
+      return dagCborLinks(bytes, this.yielder)
     }
 
     const decoder = this.decoders.get(cid.code) ?? await this.findDecoder(cid.code)
