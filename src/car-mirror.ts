@@ -1,7 +1,7 @@
 import { logger as defaultLogger } from '@libp2p/logger'
 import { CustomProgressEvent } from 'progress-events'
 import { DEFAULT_COLD_CALL_BYTES, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_PUSH_BYTES, DEFAULT_MAX_ROOTS, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PEER, RESUME_MEMORY_MS, DEFAULT_MAX_INBOUND_STREAMS, DEFAULT_MAX_OUTBOUND_STREAMS, DEFAULT_READ_AHEAD, PROTOCOL_ID, DEFAULT_MAX_SESSIONS_PER_ADDRESS, DEFAULT_STALL_TIMEOUT, DEFAULT_EVICT_AFTER, DEFAULT_BUFFERED_BYTES_BUDGET, DEFAULT_BLOOM_BYTES_BUDGET, DEFAULT_QUEUED_WANTS_BUDGET, DEFAULT_READ_AHEAD_BYTES_BUDGET, DEFAULT_PENDING_WANTS_BUDGET, DEFAULT_INDEXED_CIDS_BUDGET, DEFAULT_LOCAL_WALKS, DEFAULT_MAX_WANTS, DEFAULT_MAX_LINKS_PER_BLOCK, DEFAULT_MAX_CHECK_BLOCKS, DEFAULT_MAX_HINT_BLOCKS, DEFAULT_MAX_EXPLORE_BLOCKS, MAX_SENT_BLOOM_BYTES } from './constants.ts'
-import { Budget } from './core/budget.ts'
+import { Budget, BudgetShare } from './core/budget.ts'
 import { LinkReader } from './core/links.ts'
 import { bloomOf, checkFirstMessageSize } from './core/messages.ts'
 import { ReceiverSession } from './core/receiver.ts'
@@ -29,10 +29,28 @@ interface InboundSession {
   lastProgress: number
   /** Whether it ever moved forward */
   progressed: boolean
+  /** What it holds of each node-wide budget */
+  budgets: SessionBudgets
+  /** True while it waits for its peer (which does not read, or sends nothing), not for its own store or CPU */
+  waitsForPeer(): boolean
 }
+
+type SessionBudgets = Record<Exclude<BudgetName, 'sessions'>, Budget>
 
 /** A session that never made progress may be evicted this long after it opened (ms) */
 const NEVER_PROGRESSED_GRACE_MS = 100
+
+/** How long a session refused for want of slots waits for its answer (ms) */
+const REFUSAL_DELAY_MS = 1000
+
+/** How often a used-up budget may evict a stalled session (ms) */
+const RELIEVE_INTERVAL_MS = 50
+
+/** Inbound sessions that begin in one turn of the event loop; the others wait for the next */
+const STARTS_PER_TURN = 2
+
+/** A session may make room for one of a peer holding as many slots only after evictAfter times this */
+const PEER_EVICTION_FACTOR = 10
 
 /** What a client remembers of a push that broke off after the server accepted it */
 const RESUMABLE_FAILURES = new Set(['SessionClosedError', 'SessionTimeoutError', 'StreamResetError', 'AbortError'])
@@ -59,6 +77,11 @@ export class DefaultCarMirror implements CarMirror {
   private readonly interruptedPushes = new Map<string, number>()
   private stallTimer?: ReturnType<typeof setInterval>
   private started = false
+  /** Inbound sessions begun in this turn of the event loop, and the turn the others wait for */
+  private startsThisTurn = 0
+  /** When each budget last looked for a session to evict (ms since the epoch) */
+  private readonly relieved = new Map<string, number>()
+  private nextTurn?: Promise<void>
 
   constructor (components: CarMirrorComponents, init: CarMirrorInit = {}) {
     this.components = components
@@ -84,6 +107,10 @@ export class DefaultCarMirror implements CarMirror {
       indexedCids: new Budget('indexedCids', budgets.indexedCids ?? DEFAULT_INDEXED_CIDS_BUDGET),
       localWalks: new Budget('localWalks', budgets.localWalks ?? DEFAULT_LOCAL_WALKS)
     }
+    // a session waiting for memory that stalled sessions hold gets it by evicting them
+    for (const budget of [this.budgets.bufferedBytes, this.budgets.bloomBytes, this.budgets.queuedWants, this.budgets.readAheadBytes, this.budgets.pendingWants]) {
+      budget.onShort = (short) => { this.relieve(short) }
+    }
   }
 
   get activeSessions (): { inbound: number, outbound: number } {
@@ -103,6 +130,7 @@ export class DefaultCarMirror implements CarMirror {
       return
     }
     await this.components.libp2p.handle(this.protocol, async (stream, connection) => {
+      await this.turnToStart()
       await this.serve(stream, connection)
     }, {
       maxInboundStreams: this.init.maxInboundStreams ?? DEFAULT_MAX_INBOUND_STREAMS,
@@ -231,9 +259,14 @@ export class DefaultCarMirror implements CarMirror {
 
   /**
    * Makes room for a new session from `peer` at `address`: when the node,
-   * the address or the peer has no slot left, the session in that group that
-   * has gone longest without progress is evicted, if it has been stalled for
-   * a while. Returns false when no slot can be had.
+   * the address or the peer has no slot left, a session of that group that
+   * made no progress for a while is evicted. The victim is taken from the
+   * peer holding the most slots of the group, and a newcomer may take the
+   * slot of an equal or smaller holder only once that session has been
+   * stalled for 10 × `evictAfter`: peers that hold many slots cannot push
+   * out an honest one, nor churn each other's (or their own) sessions faster than
+   * one per slot every 10 × `evictAfter`. Returns false when no slot
+   * can be had.
    */
   private admit (peer: string, address: string): boolean {
     const groups: Array<{ limit: number, member(session: InboundSession): boolean }> = [
@@ -243,31 +276,73 @@ export class DefaultCarMirror implements CarMirror {
     ]
     const evictAfter = this.init.evictAfter ?? DEFAULT_EVICT_AFTER
     const now = Date.now()
-    // a session may be evicted once it has made no progress for evictAfter,
-    // or made none at all since it opened a moment ago (a slot holder that re-opens at once)
-    const evictable = (session: InboundSession): boolean => now - session.lastProgress >= evictAfter || (!session.progressed && now - session.lastProgress >= NEVER_PROGRESSED_GRACE_MS)
     for (const { limit, member } of groups) {
-      let count = 0
-      let stalest: InboundSession | undefined
-      for (const session of this.inbound) {
-        if (member(session)) {
-          count++
-          if (evictable(session) && (stalest == null || session.lastProgress < stalest.lastProgress)) {
-            stalest = session
-          }
-        }
-      }
-      if (count < limit) {
+      const members = [...this.inbound].filter(member)
+      if (members.length < limit) {
         continue
       }
-      if (stalest == null) {
+      const victim = evictionVictim(members, peer, now, evictAfter)
+      if (victim == null) {
         return false
       }
-      this.log('evicting a session from %s without progress for %d ms', stalest.peer, now - stalest.lastProgress)
-      stalest.controller.abort(new LimitExceededError('Evicted: the node needed the slot and this session made no progress'))
-      this.inbound.delete(stalest)
+      this.log('evicting a session from %s without progress for %d ms', victim.peer, now - victim.lastProgress)
+      victim.controller.abort(new LimitExceededError('Evicted: the node needed the slot and this session made no progress'))
+      this.inbound.delete(victim)
     }
     return true
+  }
+
+  /**
+   * Frees `budget` for a session that waits for it: evicts the session that
+   * holds the most of it among those without progress for `evictAfter`
+   * because of their peers (a sender whose peer does not read), never one
+   * that is slow because the node is busy.
+   */
+  private relieve (budget: Budget): void {
+    const evictAfter = this.init.evictAfter ?? DEFAULT_EVICT_AFTER
+    const now = Date.now()
+    // every waiter asks again at each release: look at most once per interval
+    if (now - (this.relieved.get(budget.name) ?? 0) < RELIEVE_INTERVAL_MS) {
+      return
+    }
+    this.relieved.set(budget.name, now)
+    const name = budget.name as keyof SessionBudgets
+    const held = (session: InboundSession): number => {
+      const share = session.budgets[name]
+      return share instanceof BudgetShare ? share.held : 0
+    }
+    let victim: InboundSession | undefined
+    for (const session of this.inbound) {
+      if (now - session.lastProgress >= evictAfter && session.waitsForPeer() && held(session) > 0 && (victim == null || held(session) > held(victim))) {
+        victim = session
+      }
+    }
+    if (victim != null) {
+      this.log('evicting a session from %s without progress for %d ms: it holds %d of the %s budget', victim.peer, now - victim.lastProgress, held(victim), budget.name)
+      victim.controller.abort(new LimitExceededError(`Evicted: the node's ${budget.name} budget was needed and this session held the most of it without progress`))
+      this.inbound.delete(victim)
+    }
+  }
+
+  /**
+   * Waits until a session may begin: at most STARTS_PER_TURN begin in one
+   * turn of the event loop, so a burst of new streams (a peer opening
+   * hundreds at once) is answered over many turns instead of blocking it.
+   */
+  private async turnToStart (): Promise<void> {
+    while (this.startsThisTurn >= STARTS_PER_TURN) {
+      this.nextTurn ??= new Promise(resolve => {
+        setTimeout(() => {
+          this.nextTurn = undefined
+          this.startsThisTurn = 0
+          resolve()
+        }, 0)
+      })
+      await this.nextTurn
+    }
+    if (this.startsThisTurn++ === 0) {
+      setTimeout(() => { this.startsThisTurn = 0 }, 0)
+    }
   }
 
   /** Answers one inbound session */
@@ -278,14 +353,16 @@ export class DefaultCarMirror implements CarMirror {
       peer: peer.toString(),
       address: addressOf(connection.remoteAddr, peer),
       lastProgress: Date.now(),
-      progressed: false
+      progressed: false,
+      budgets: this.shareBudgets(),
+      waitsForPeer: () => framed.backedUp || sender == null || !sender.busy
     }
     const signal = session.controller.signal
     const touch = (): void => {
       session.lastProgress = Date.now()
       session.progressed = true
     }
-    const framed = this.frame(stream)
+    const framed = this.frame(stream, session.budgets.bufferedBytes)
     let sender: SenderSession | undefined
     let receiver: ReceiverSession | undefined
     const admitted = this.admit(session.peer, session.address)
@@ -298,6 +375,9 @@ export class DefaultCarMirror implements CarMirror {
     try {
       if (!admitted) {
         this.log('refusing a session from %p: too many sessions', peer)
+        // the answer comes after a pause: a peer re-opening refused sessions
+        // in a loop is held to a few per second by its connection's stream limit
+        await delay(REFUSAL_DELAY_MS, stream, signal)
         await this.refuse(framed, 'too many sessions')
         return
       }
@@ -314,7 +394,13 @@ export class DefaultCarMirror implements CarMirror {
           return
         }
         this.log('serving pull of %s to %p', first.roots[0], peer)
-        sender = new SenderSession({ ...this.senderInit(first.roots), request: first, onProgress: touch })
+        if (first.bloom != null) {
+          // room for the Bloom is waited for (the node evicts stalled sessions holding Blooms), then taken by the session
+          const bytes = first.bloom.bytes.byteLength
+          await session.budgets.bloomBytes.acquire(bytes, signal)
+          session.budgets.bloomBytes.release(bytes)
+        }
+        sender = new SenderSession({ ...this.senderInit(first.roots, session.budgets), request: first, onProgress: touch })
         await runSender(framed, sender, { signal, maxCidsPerMessage: this.init.maxCidsPerMessage })
       } else if (first.type === 'push') {
         if (!await this.allowed(this.init.allowPush, peer, first.roots, false)) {
@@ -325,7 +411,7 @@ export class DefaultCarMirror implements CarMirror {
         const maxStoredBytes = await this.pushQuota(peer, first.roots)
         framed.keepAliveWhile(() => true)
         receiver = await ReceiverSession.create({
-          ...this.receiverInit(first.roots, first.hints),
+          ...this.receiverInit(first.roots, first.hints, session.budgets),
           smallStoreBlocks: 0,
           maxStoredBytes,
           announceRoots: true,
@@ -393,8 +479,8 @@ export class DefaultCarMirror implements CarMirror {
   }
 
   /** Frames a CAR Mirror stream with this node's limits, idle timeout and buffer budget */
-  private frame (stream: Stream): FramedStream {
-    return new FramedStream(stream, { limits: this.limits, idleTimeout: this.init.idleTimeout ?? DEFAULT_IDLE_TIMEOUT, bufferBudget: this.budgets.bufferedBytes })
+  private frame (stream: Stream, bufferBudget: Budget = this.budgets.bufferedBytes): FramedStream {
+    return new FramedStream(stream, { limits: this.limits, idleTimeout: this.init.idleTimeout ?? DEFAULT_IDLE_TIMEOUT, bufferBudget })
   }
 
   private async session (options: TransferOptions, run: (signal: AbortSignal, stats: TransferStats) => Promise<void>, roots: CID[]): Promise<TransferStats> {
@@ -476,7 +562,14 @@ export class DefaultCarMirror implements CarMirror {
     }
   }
 
-  private senderInit (roots: CID[]): ConstructorParameters<typeof SenderSession>[0] {
+  /** A session's shares of the node-wide budgets (the local-walk slots stay node-wide) */
+  private shareBudgets (): SessionBudgets {
+    const { localWalks, ...shared } = this.budgets
+    const shares = Object.fromEntries(Object.entries(shared).map(([name, budget]) => [name, new BudgetShare(budget)]))
+    return { ...shares, localWalks } as SessionBudgets
+  }
+
+  private senderInit (roots: CID[], budgets: SessionBudgets = this.budgets): ConstructorParameters<typeof SenderSession>[0] {
     return {
       blockstore: this.components.blockstore,
       roots,
@@ -485,11 +578,11 @@ export class DefaultCarMirror implements CarMirror {
       maxBlockSize: this.init.maxBlockSize,
       maxCidsPerMessage: this.init.maxCidsPerMessage,
       maxCheckBlocks: this.init.maxCheckBlocks ?? DEFAULT_MAX_CHECK_BLOCKS,
-      budgets: this.budgets
+      budgets
     }
   }
 
-  private receiverInit (roots: CID[], hints: CID[] = []): Parameters<typeof ReceiverSession.create>[0] {
+  private receiverInit (roots: CID[], hints: CID[] = [], budgets: SessionBudgets = this.budgets): Parameters<typeof ReceiverSession.create>[0] {
     return {
       blockstore: this.components.blockstore,
       roots,
@@ -501,15 +594,61 @@ export class DefaultCarMirror implements CarMirror {
       maxUnrequestedBlocks: this.init.maxUnrequestedBlocks,
       maxStragglerRounds: this.init.maxStragglerRounds,
       maxWants: this.init.maxWants ?? DEFAULT_MAX_WANTS,
-      wantBudget: this.budgets.pendingWants,
+      wantBudget: budgets.pendingWants,
       maxLinksPerBlock: this.init.maxLinksPerBlock ?? DEFAULT_MAX_LINKS_PER_BLOCK,
       maxExploreBlocks: this.init.maxExploreBlocks ?? DEFAULT_MAX_EXPLORE_BLOCKS
     }
   }
 }
 
+/**
+ * The session of a full group to evict for a newcomer from `peer`: one of the
+ * peer holding the most slots of the group; a bigger holder's session may go
+ * once it shows no progress at all, an equal or smaller holder's (a peer's
+ * own) only after a long stall caused by its peer.
+ */
+function evictionVictim (members: InboundSession[], peer: string, now: number, evictAfter: number): InboundSession | undefined {
+  const held = new Map<string, number>()
+  for (const session of members) {
+    held.set(session.peer, (held.get(session.peer) ?? 0) + 1)
+  }
+  const mine = held.get(peer) ?? 0
+  let victim: InboundSession | undefined
+  let victimHeld = 0
+  for (const session of members) {
+    const stalled = now - session.lastProgress
+    const theirs = held.get(session.peer) ?? 0
+    const evictable = theirs > mine + 1
+      ? stalled >= evictAfter || (!session.progressed && stalled >= NEVER_PROGRESSED_GRACE_MS)
+      : stalled >= evictAfter * PEER_EVICTION_FACTOR && session.waitsForPeer()
+    if (evictable && (victim == null || theirs > victimHeld || (theirs === victimHeld && session.lastProgress < victim.lastProgress))) {
+      victim = session
+      victimHeld = theirs
+    }
+  }
+  return victim
+}
+
 /** The remote IP address of a connection (what session slots are counted by besides the peer id), else the peer id */
 function addressOf (remoteAddr: Multiaddr, peer: PeerId): string {
   const ip = remoteAddr.getComponents().find(component => component.name === 'ip4' || component.name === 'ip6')
   return ip?.value ?? peer.toString()
+}
+
+/** Resolves after `ms`, or at once when the stream closes or `signal` aborts */
+async function delay (ms: number, stream: Stream, signal: AbortSignal): Promise<void> {
+  if (stream.status !== 'open' || signal.aborted) {
+    return
+  }
+  await new Promise<void>(resolve => {
+    const done = (): void => {
+      clearTimeout(timer)
+      stream.removeEventListener('close', done)
+      signal.removeEventListener('abort', done)
+      resolve()
+    }
+    const timer = setTimeout(done, ms)
+    stream.addEventListener('close', done)
+    signal.addEventListener('abort', done)
+  })
 }

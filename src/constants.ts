@@ -70,16 +70,16 @@ export const DEFAULT_STALL_TIMEOUT = 120_000
 export const DEFAULT_EVICT_AFTER = 1000
 
 /** Node-wide: bytes of received frames waiting to be handled; streams pause above it */
-export const DEFAULT_BUFFERED_BYTES_BUDGET = 64 * 1024 * 1024
+export const DEFAULT_BUFFERED_BYTES_BUDGET = 32 * 1024 * 1024
 
 /** Node-wide: bytes of Bloom filters that senders hold */
 export const DEFAULT_BLOOM_BYTES_BUDGET = 64 * 1024 * 1024
 
-/** Node-wide: wants queued at senders */
+/** Node-wide: wants queued at senders or in the pass under way */
 export const DEFAULT_QUEUED_WANTS_BUDGET = 200_000
 
-/** Node-wide: bytes of blocks senders read ahead of their streams */
-export const DEFAULT_READ_AHEAD_BYTES_BUDGET = 64 * 1024 * 1024
+/** Node-wide: bytes of blocks senders read ahead of their streams, and the block each is writing */
+export const DEFAULT_READ_AHEAD_BYTES_BUDGET = 32 * 1024 * 1024
 
 /** Node-wide: wants pending at receivers */
 export const DEFAULT_PENDING_WANTS_BUDGET = 500_000
@@ -87,7 +87,7 @@ export const DEFAULT_PENDING_WANTS_BUDGET = 500_000
 /** Per session: wants pending at a receiver */
 export const DEFAULT_MAX_WANTS = 100_000
 
-/** Node-wide: CIDs indexed by senders to check that wants lie in the DAG */
+/** Node-wide: CIDs senders hold in walks: indexed to check that wants lie in the DAG, or queued to visit */
 export const DEFAULT_INDEXED_CIDS_BUDGET = 1_000_000
 
 /** Node-wide: local walks (want checks, hint walks) running at once */

@@ -192,13 +192,13 @@ export interface BudgetInit {
   bufferedBytes?: number
   /** Bytes of Bloom filters that senders hold; default DEFAULT_BLOOM_BYTES_BUDGET (64 MiB) */
   bloomBytes?: number
-  /** Wants queued at senders; default DEFAULT_QUEUED_WANTS_BUDGET (200,000) */
+  /** Wants queued at senders or in the pass under way; default DEFAULT_QUEUED_WANTS_BUDGET (200,000) */
   queuedWants?: number
-  /** Bytes of blocks read ahead of streams; default DEFAULT_READ_AHEAD_BYTES_BUDGET (64 MiB) */
+  /** Bytes of blocks read ahead of streams (each session's block being written counts too); default DEFAULT_READ_AHEAD_BYTES_BUDGET (32 MiB) */
   readAheadBytes?: number
   /** Wants pending at receivers; default DEFAULT_PENDING_WANTS_BUDGET (500,000) */
   pendingWants?: number
-  /** CIDs indexed to check wants; default DEFAULT_INDEXED_CIDS_BUDGET (1,000,000) */
+  /** CIDs held by walks: indexed to check wants, or queued by senders' walks; default DEFAULT_INDEXED_CIDS_BUDGET (1,000,000) */
   indexedCids?: number
   /** Local walks (want checks, hint walks) at once; default DEFAULT_LOCAL_WALKS (2) */
   localWalks?: number

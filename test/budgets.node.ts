@@ -8,7 +8,7 @@ import { prometheusMetrics } from '@libp2p/prometheus-metrics'
 import { expect } from 'aegir/chai'
 import { register } from 'prom-client'
 import { identityCborBlock } from './fixtures/dag.ts'
-import { TREE_V1, addTree, cborDag, putBlocks } from './fixtures/dags.ts'
+import { TREE_V1, addLargeFile, addTree, cborDag, putBlocks } from './fixtures/dags.ts'
 import { testNodes } from './fixtures/nodes.ts'
 import { eventually, openFramed, readUntilEnd } from './hostile/helpers.ts'
 import type { CarMirrorStats } from '../src/index.ts'
@@ -92,6 +92,42 @@ describe('node-wide budgets', () => {
     await framed.write({ type: 'pull', roots: [root], wants: [] })
     const reading = await readUntilEnd(framed, 2000)
     expect(reading.messages.filter(m => m.type === 'error').map(m => m.type === 'error' ? m.code : '')).to.deep.equal(['refused'])
+  })
+
+  it('a peer holding many slots can neither take an honest peer\'s slot nor churn its own', async () => {
+    const server = await node({ maxSessions: 3, evictAfter: 200 })
+    const attacker = await node()
+    const honest = await node()
+    const held = await stalledSession(honest, server)
+    await stalledSession(attacker, server)
+    await stalledSession(attacker, server)
+    await new Promise(resolve => setTimeout(resolve, 300))
+    // all stalled past evictAfter, but the attacker holds as many slots as any victim would leave it
+    const framed = await openFramed(attacker, server)
+    await framed.write({ type: 'pull', roots: [identityCborBlock({ third: true }).cid], wants: [] })
+    const reading = await readUntilEnd(framed, 3000)
+    expect(reading.messages.filter(m => m.type === 'error').map(m => m.type === 'error' ? m.code : '')).to.deep.equal(['refused'])
+    // the refusal takes a second, so a loop of refused sessions runs slowly
+    expect(reading.ms).to.be.at.least(900)
+    expect(held.stream.status).to.equal('open')
+    expect(server.carMirror.stats().sessions.inbound).to.equal(3)
+  })
+
+  it('a sender whose peer stops reading holds about one block in the stream, not the DAG', async () => {
+    const server = await node()
+    const client = await node()
+    // 16 MiB in 256 KiB raw leaves
+    const root = await addLargeFile(server, 16 * 1024 * 1024, 7)
+    const framed = await openFramed(client, server)
+    await framed.write({ type: 'pull', roots: [root], wants: [] })
+    await readUntilEnd(framed, 2000, m => m.type === 'header')
+    framed.stream.pause()
+    await new Promise(resolve => setTimeout(resolve, 1500))
+    const unsent = server.libp2p.getConnections().flatMap(connection => connection.streams).reduce((sum, stream) => sum + stream.writeBufferLength, 0)
+    // libp2p's onDrain() resolves at once after a stream's first drain: waiting on it buffered the whole file
+    expect(unsent).to.be.below(1024 * 1024)
+    expect(server.carMirror.stats().budgets.readAheadBytes.used).to.be.at.most(4 * 1024 * 1024 + 256 * 1024)
+    framed.abort(new Error('done'))
   })
 
   it('publishes budgets and sessions as libp2p metrics', async () => {

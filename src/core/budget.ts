@@ -20,6 +20,11 @@ export class Budget {
   readonly limit: number
   private usedAmount = 0
   private readonly waiters: Array<() => void> = []
+  /**
+   * Called whenever a taker starts waiting: the node may free what stalled
+   * sessions hold (see CarMirror's eviction)
+   */
+  onShort?: (budget: Budget) => void
 
   constructor (name: string, limit: number) {
     this.name = name
@@ -95,6 +100,7 @@ export class Budget {
       }
       this.waiters.push(wake)
       signal?.addEventListener('abort', onAbort, { once: true })
+      this.onShort?.(this)
     })
   }
 
@@ -118,9 +124,67 @@ export class Budget {
 }
 
 /**
- * Lets long local loops give the event loop a turn: `maybeYield()` waits for
- * a macrotask once `sliceMs` have passed since the last turn, so no loop
- * blocks timers and I/O for longer than that.
+ * One session's share of a node-wide budget: it takes from and gives back
+ * to the node's budget (same limit, same waiters) and counts what this
+ * session holds, so the node can tell which session to evict for it.
+ *
+ * @example
+ *
+ * ```ts
+ * const mine = new BudgetShare(node.queuedWants)
+ * mine.force(100)
+ * mine.held // 100, and node.queuedWants.used went up by 100
+ * ```
+ */
+export class BudgetShare extends Budget {
+  readonly node: Budget
+  /** What this session holds of the node's budget */
+  held = 0
+
+  constructor (node: Budget) {
+    super(node.name, node.limit)
+    this.node = node
+  }
+
+  override get used (): number {
+    return this.node.used
+  }
+
+  override get exhausted (): boolean {
+    return this.node.exhausted
+  }
+
+  override tryTake (amount: number): boolean {
+    if (!this.node.tryTake(amount)) {
+      return false
+    }
+    this.held += amount
+    return true
+  }
+
+  override force (amount: number): void {
+    this.node.force(amount)
+    this.held += amount
+  }
+
+  override async nextRelease (signal?: AbortSignal): Promise<void> {
+    await this.node.nextRelease(signal)
+  }
+
+  override release (amount: number): void {
+    const given = Math.min(amount, this.held)
+    this.held -= given
+    this.node.release(given)
+  }
+}
+
+/**
+ * Lets long local loops give the event loop a turn: `maybeYield()` waits
+ * once the loop has run `sliceMs` since its last turn. Waiting loops resume
+ * one per turn of the event loop, in the order they started waiting, so a
+ * hundred sessions walking at once still let timers and I/O in between
+ * slices and each gets its share; a loop that was waiting for I/O since its
+ * last call starts a fresh slice instead of yielding at once.
  *
  * @example
  *
@@ -135,19 +199,52 @@ export class Budget {
 export class Yielder {
   private readonly sliceMs: number
   private sliceStart = now()
+  private lastCall = now()
 
   constructor (sliceMs = DEFAULT_SLICE_MS) {
     this.sliceMs = sliceMs
   }
 
   async maybeYield (signal?: AbortSignal): Promise<void> {
-    if (now() - this.sliceStart < this.sliceMs) {
+    const time = now()
+    if (time - this.lastCall >= 2 * this.sliceMs) {
+      // the loop waited (for I/O) since its last call rather than running
+      this.sliceStart = time
+    }
+    this.lastCall = time
+    if (time - this.sliceStart < this.sliceMs) {
       return
     }
-    await nextMacrotask()
+    await nextTurn()
     signal?.throwIfAborted()
-    this.sliceStart = now()
+    this.sliceStart = this.lastCall = now()
   }
+}
+
+/** Loops waiting for a turn, in the order they yielded */
+const waiting: Array<() => void> = []
+let resuming = false
+
+/** Resumes the first waiting loop, and the next one in the next turn of the event loop */
+function resumeNext (): void {
+  const resume = waiting.shift()
+  if (resume == null) {
+    resuming = false
+    return
+  }
+  resume()
+  nextMacrotask(resumeNext)
+}
+
+/** Waits for this loop's turn: one loop resumes per turn of the event loop */
+async function nextTurn (): Promise<void> {
+  await new Promise<void>(resolve => {
+    waiting.push(resolve)
+    if (!resuming) {
+      resuming = true
+      nextMacrotask(resumeNext)
+    }
+  })
 }
 
 /** How long a local loop may run before it lets other work in (ms) */
@@ -157,12 +254,10 @@ function now (): number {
   return globalThis.performance?.now() ?? Date.now()
 }
 
-async function nextMacrotask (): Promise<void> {
-  await new Promise<void>(resolve => {
-    if (typeof globalThis.setImmediate === 'function') {
-      globalThis.setImmediate(resolve)
-    } else {
-      setTimeout(resolve, 0)
-    }
-  })
+function nextMacrotask (callback: () => void): void {
+  if (typeof globalThis.setImmediate === 'function') {
+    globalThis.setImmediate(callback)
+  } else {
+    setTimeout(callback, 0)
+  }
 }

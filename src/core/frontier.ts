@@ -3,6 +3,7 @@ import { DEFAULT_MAX_MISSING } from '../constants.ts'
 import { BlocksNotAvailableError, BlockstoreError, LimitExceededError } from '../errors.ts'
 import { hasBlock, readBlock } from './blocks.ts'
 import { Yielder } from './budget.ts'
+import { cidKey } from './cid-key.ts'
 import { LinkReader } from './links.ts'
 import { BlockVerifier } from './verify.ts'
 import type { BlockReadOptions, BlockSink } from './blocks.ts'
@@ -129,7 +130,7 @@ export class ReceiverFrontier {
    */
   markUnavailable (cids: CID[]): void {
     for (const cid of cids) {
-      const key = cid.toString()
+      const key = cidKey(cid)
       if (this.wanted.has(key)) {
         this.unwant(key)
         this.unavailable.set(key, cid)
@@ -164,11 +165,11 @@ export class ReceiverFrontier {
   }
 
   isWanted (cid: CID): boolean {
-    return this.wanted.has(cid.toString())
+    return this.wanted.has(cidKey(cid))
   }
 
   holds (cid: CID): boolean {
-    return this.holding.has(cid.toString())
+    return this.holding.has(cidKey(cid))
   }
 
   /** The held blocks reachable from the roots: what the receiver's Bloom should contain */
@@ -196,7 +197,7 @@ export class ReceiverFrontier {
    * @throws {UnknownCodecError | InvalidBlockError} when its links cannot be read
    */
   async receive (cid: CID, bytes: Uint8Array, options: BlockReadOptions = {}): Promise<ReceiveOutcome> {
-    const key = cid.toString()
+    const key = cidKey(cid)
     if (!this.wanted.has(key)) {
       return this.holding.has(key) ? 'duplicate' : 'unrequested'
     }
@@ -271,7 +272,7 @@ export class ReceiverFrontier {
     try {
       while ((cid = stack.pop()) != null) {
         options.signal?.throwIfAborted()
-        const key = cid.toString()
+        const key = cidKey(cid)
         if (this.holding.has(key) || this.wanted.has(key) || this.unavailable.has(key)) {
           continue
         }
@@ -298,8 +299,8 @@ export class ReceiverFrontier {
     } catch (err) {
       // keep the frontier honest: what was not explored is still wanted
       for (const unexplored of [cid, ...stack]) {
-        if (unexplored != null && !this.holding.has(unexplored.toString()) && !this.wanted.has(unexplored.toString())) {
-          this.wanted.set(unexplored.toString(), unexplored)
+        if (unexplored != null && !this.holding.has(cidKey(unexplored)) && !this.wanted.has(cidKey(unexplored))) {
+          this.wanted.set(cidKey(unexplored), unexplored)
         }
       }
       throw err

@@ -3,6 +3,7 @@ import * as raw from 'multiformats/codecs/raw'
 import { BlockNotFoundError, LimitExceededError } from '../errors.ts'
 import { readBlock } from './blocks.ts'
 import { Yielder } from './budget.ts'
+import { cidKey, cidOfKey } from './cid-key.ts'
 import { LinkReader } from './links.ts'
 import type { BlockReadOptions, BlockSource } from './blocks.ts'
 import type { Budget } from './budget.ts'
@@ -67,16 +68,19 @@ export class DagMembership {
   }
 
   /** Records the links of a block of the DAG read elsewhere (by the sending walk) */
-  learn (cid: CID, links: CID[]): void {
-    this.expanded.add(cid.toString())
-    for (const link of links) {
-      this.add(link)
+  async learn (cid: CID, links: CID[], signal?: AbortSignal): Promise<void> {
+    this.expanded.add(cidKey(cid))
+    for (let i = 0; i < links.length; i++) {
+      if ((i & 0x3ff) === 0x3ff) {
+        await this.yielder.maybeYield(signal)
+      }
+      this.add(links[i])
     }
   }
 
   /** True when `cid` is known to be in the DAG, without walking */
   knows (cid: CID): boolean {
-    return this.known.has(cid.toString())
+    return this.known.has(cidKey(cid))
   }
 
   /**
@@ -89,7 +93,7 @@ export class DagMembership {
     const unknown = new Set<string>()
     for (const cid of cids) {
       if (!this.knows(cid)) {
-        unknown.add(cid.toString())
+        unknown.add(cidKey(cid))
       }
     }
     if (unknown.size > 0 && this.pendingHead < this.pending.length) {
@@ -122,7 +126,7 @@ export class DagMembership {
       if (this.expanded.has(key)) {
         continue
       }
-      const cid = CID.parse(key)
+      const cid = cidOfKey(key)
       this.expanded.add(key)
       if (++this.blocksRead > maxBlocks) {
         throw new LimitExceededError(`Checking wants would read more than ${maxBlocks} blocks of the DAG`)
@@ -136,9 +140,13 @@ export class DagMembership {
         }
         throw err
       }
-      for (const link of await this.linkReader.links(cid, bytes)) {
-        if (this.add(link)) {
-          unknown.delete(link.toString())
+      const links = await this.linkReader.links(cid, bytes)
+      for (let i = 0; i < links.length; i++) {
+        if ((i & 0x3ff) === 0x3ff) {
+          await this.yielder.maybeYield(options.signal)
+        }
+        if (this.add(links[i])) {
+          unknown.delete(cidKey(links[i]))
         }
       }
     }
@@ -146,7 +154,7 @@ export class DagMembership {
 
   /** Adds a CID; true when it was new */
   private add (cid: CID): boolean {
-    const key = cid.toString()
+    const key = cidKey(cid)
     if (this.known.has(key)) {
       return false
     }

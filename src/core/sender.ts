@@ -2,6 +2,7 @@ import * as raw from 'multiformats/codecs/raw'
 import { DEFAULT_MAX_CIDS_PER_MESSAGE } from '../constants.ts'
 import { LimitExceededError, ProtocolError } from '../errors.ts'
 import { Yielder } from './budget.ts'
+import { cidKey, cidOfKey } from './cid-key.ts'
 import { LinkReader } from './links.ts'
 import { DagMembership } from './membership.ts'
 import { bloomItem } from './messages.ts'
@@ -90,8 +91,11 @@ export interface SenderCounters {
   syncs: number
 }
 
+/** The fewest bytes a want takes in a status frame: tag 42, a byte string header, 0x00 and a 4-byte CID */
+const MIN_WANT_BYTES = 8
+
 /** Default bytes of blocks a session reads ahead of the stream */
-const DEFAULT_MAX_READ_AHEAD_BYTES = 1024 * 1024
+const DEFAULT_MAX_READ_AHEAD_BYTES = 4 * 1024 * 1024
 
 /**
  * The sending side of a CAR Mirror session, free of any transport. Feed it
@@ -121,7 +125,8 @@ export class SenderSession {
   private readonly sent = new Set<string>()
   /** What is known to lie in the DAG under the roots */
   private readonly membership: DagMembership
-  private queued: CID[]
+  /** Queued wants as compact keys: a decoded CID object weighs ten times more */
+  private queued: string[]
   private readonly queuedKeys = new Set<string>()
   private finished = false
   /** Set once the receiver said it holds the roots: the cold call is over */
@@ -138,6 +143,8 @@ export class SenderSession {
   private rootMissing = false
   /** Room taken in the node's want queue for the next message */
   private reserved = 0
+  /** Wants of the pass under way, still charged to the queued-wants budget */
+  private inPass = 0
 
   constructor (init: SenderSessionInit) {
     this.init = init
@@ -175,8 +182,11 @@ export class SenderSession {
     return this.queued.length >= this.maxQueuedWants || this.init.budgets?.queuedWants?.exhausted === true
   }
 
-  /** Waits until the session takes more wants (the runner stops reading meanwhile) */
-  async roomForWants (signal?: AbortSignal): Promise<void> {
+  /**
+   * Waits until the session takes more wants: as many as a message of
+   * `frameBytes` can name (the runner decodes nothing meanwhile)
+   */
+  async roomForWants (signal?: AbortSignal, frameBytes: number = Infinity): Promise<void> {
     // a sender waiting for the receiver's word must go on reading, or both would wait forever
     while (!this.closed && !this.finished && !this.waitingForPeer) {
       if (this.queued.length >= this.maxQueuedWants) {
@@ -188,7 +198,7 @@ export class SenderSession {
         return
       }
       // room for a whole message is reserved in the node's queue before it is read
-      const room = Math.min(this.maxCids, budget.limit)
+      const room = Math.max(1, Math.min(this.maxCids, budget.limit, Math.ceil(frameBytes / MIN_WANT_BYTES)))
       if (budget.tryTake(room)) {
         this.reserved = room
         return
@@ -250,6 +260,7 @@ export class SenderSession {
     }
     this.closed = true
     this.releaseReservation()
+    this.endPass()
     this.setBloom(undefined)
     this.init.budgets?.queuedWants?.release(this.queued.length)
     this.queued = []
@@ -283,18 +294,20 @@ export class SenderSession {
       }
 
       // take the queue before checking it: statuses that arrive meanwhile start a new queue
-      const batch = this.queued
+      // its CIDs stay charged to the node's queued-wants budget until the pass ends
+      const batch = this.queued.map(cidOfKey)
       this.queued = []
       this.queuedKeys.clear()
-      this.init.budgets?.queuedWants?.release(batch.length)
+      this.inPass = batch.length
       this.room.notify()
       const { inside, outside } = await this.membership.split(batch, options)
       this.counters.passes++
       const missing = [...outside]
       yield * this.pass(inside, missing, options.signal)
+      this.endPass()
 
       if (missing.length > 0 && !this.finished) {
-        const unique = [...new Map(missing.map(cid => [cid.toString(), cid])).values()]
+        const unique = [...new Map(missing.map(cid => [cidKey(cid), cid])).values()]
         for (let i = 0; i < unique.length; i += this.maxCids) {
           yield { type: 'missing', cids: unique.slice(i, i + this.maxCids) }
         }
@@ -311,14 +324,20 @@ export class SenderSession {
   }
 
   private enqueue (cid: CID): boolean {
-    const key = cid.toString()
+    const key = cidKey(cid)
     if (this.queuedKeys.has(key)) {
       return false
     }
     this.queuedKeys.add(key)
-    this.queued.push(cid)
+    this.queued.push(key)
     this.init.budgets?.queuedWants?.force(1)
     return true
+  }
+
+  /** Gives back the budget the wants of the pass that ended held */
+  private endPass (): void {
+    this.init.budgets?.queuedWants?.release(this.inPass)
+    this.inPass = 0
   }
 
   private releaseReservation (): void {
@@ -352,12 +371,12 @@ export class SenderSession {
   }
 
   private async * pass (wants: CID[], missing: CID[], signal?: AbortSignal): AsyncGenerator<Message, void, undefined> {
-    const mustSend = new Set(wants.map(cid => cid.toString()))
+    const mustSend = new Set(wants.map(cid => cidKey(cid)))
     const skip = (cid: CID): boolean => {
       if (this.finished || this.closed) {
         return true
       }
-      const key = cid.toString()
+      const key = cidKey(cid)
       return !mustSend.has(key) && (this.sent.has(key) || this.bloom?.has(bloomItem(cid)) === true)
     }
     // raw leaves wait until every interior block of the pass is out: interior
@@ -367,7 +386,7 @@ export class SenderSession {
       if (skip(cid)) {
         return true
       }
-      const key = cid.toString()
+      const key = cidKey(cid)
       if (cid.code === raw.code && !mustSend.has(key)) {
         leaves.set(key, cid)
         return true
@@ -405,7 +424,7 @@ export class SenderSession {
     while (this.init.awaitFirstStatus === true && this.counters.statusesReceived === 0 && !this.finished) {
       await this.waitForPeer(signal)
     }
-    if (mustSend.has(cid.toString())) {
+    if (mustSend.has(cidKey(cid))) {
       return !this.finished
     }
     const window = this.init.coldCallBytes ?? Infinity
@@ -434,11 +453,12 @@ export class SenderSession {
         missing.push(cid)
         this.rootMissing ||= this.roots.some(root => root.equals(cid))
       },
-      onLinks: (cid, links) => { this.membership.learn(cid, links) },
+      onLinks: async (cid, links) => { await this.membership.learn(cid, links, signal) },
       linkReader: this.init.linkReader,
       readAhead: this.init.readAhead,
       maxReadAheadBytes: this.init.maxReadAheadBytes ?? DEFAULT_MAX_READ_AHEAD_BYTES,
       readAheadBudget: this.init.budgets?.readAheadBytes,
+      indexBudget: this.init.budgets?.indexedCids,
       yielder: this.yielder,
       offline: true,
       signal
@@ -449,7 +469,7 @@ export class SenderSession {
       if (block.bytes.byteLength > maxBlockSize) {
         throw new LimitExceededError(`Block ${block.cid} has ${block.bytes.byteLength} bytes, more than the limit of ${maxBlockSize}`)
       }
-      const key = block.cid.toString()
+      const key = cidKey(block.cid)
       mustSend.delete(key)
       this.sent.add(key)
       this.counters.blocksSent++

@@ -2,6 +2,7 @@ import * as raw from 'multiformats/codecs/raw'
 import { BlockNotFoundError, LimitExceededError } from '../errors.ts'
 import { hasBlock, readBlock } from './blocks.ts'
 import { Yielder } from './budget.ts'
+import { cidKey, cidOfKey } from './cid-key.ts'
 import { LinkReader } from './links.ts'
 import type { BlockReadOptions, BlockSource } from './blocks.ts'
 import type { Budget } from './budget.ts'
@@ -44,7 +45,7 @@ export interface WalkOptions extends BlockReadOptions {
   readAhead?: number
 
   /** Called with the links of every block read, identity blocks included */
-  onLinks?(cid: CID, links: CID[]): void
+  onLinks?(cid: CID, links: CID[]): void | Promise<void>
 
   /**
    * Asked once a block has been read, before its links are queued: returning
@@ -59,6 +60,8 @@ export interface WalkOptions extends BlockReadOptions {
    */
   maxReadAheadBytes?: number
 
+  /** A node-wide count of CIDs held by walks: each CID the walk queues is charged to it */
+  indexBudget?: Budget
   /** A node-wide budget that read-ahead bytes are charged to; no read ahead starts while it is used up */
   readAheadBudget?: Budget
 
@@ -70,7 +73,9 @@ export interface WalkOptions extends BlockReadOptions {
 }
 
 interface Pending {
-  cid: CID
+  /** The CID as a compact key; `cid` is decoded from it when the walk gets near it */
+  key: string
+  cid?: CID
   depth: number
   read?: Promise<Uint8Array | undefined>
   /** Bytes charged to the read-ahead budgets once the read finished */
@@ -126,8 +131,12 @@ async function hasLeaf (store: BlockSource, cid: CID, options: BlockReadOptions)
   throw new BlockNotFoundError(`Block ${cid} is not in the blockstore`)
 }
 
-/** What a read in flight is charged before any block of the walk has been read (bytes) */
-const FIRST_SIZE_GUESS = 256 * 1024
+/**
+ * What a read in flight is charged at least (bytes): the usual largest
+ * block (UnixFS's chunk size), so reads in flight overshoot a budget by at
+ * most twice (blocks are at most 2 MiB) even before the walk has seen one.
+ */
+const MIN_SIZE_GUESS = 1024 * 1024
 
 async function * walk (store: BlockSource, roots: CID[], options: WalkOptions, leafCheck: boolean): AsyncGenerator<WalkedBlock, void, undefined> {
   const order = options.order ?? 'breadth-first'
@@ -145,23 +154,39 @@ async function * walk (store: BlockSource, roots: CID[], options: WalkOptions, l
 
   // breadth-first marks a block seen when it is queued; preorder when it is
   // visited, so a block shared by two parents comes right after the first
-  const enqueue = (cids: CID[], depth: number): void => {
+  // queued blocks are held as keys, not CIDs: a CID decoded from a block is a
+  // view into it and would keep the whole parent block in memory
+  const enqueue = async (cids: CID[], depth: number): Promise<void> => {
     const fresh: Pending[] = []
-    for (const cid of cids) {
-      const key = cid.toString()
+    for (let i = 0; i < cids.length; i++) {
+      if ((i & 0x3ff) === 0x3ff) {
+        await yielder.maybeYield(options.signal)
+      }
+      const cid = cids[i]
+      const key = cidKey(cid)
       if (!seen.has(key)) {
         if (order === 'breadth-first') {
           seen.add(key)
         }
-        fresh.push({ cid, depth })
+        fresh.push({ key, depth })
       }
     }
-    next.push(...(order === 'preorder' ? fresh.reverse() : fresh))
+    index(fresh.length)
+    for (const item of order === 'preorder' ? fresh.reverse() : fresh) {
+      next.push(item)
+    }
+  }
+
+  // every CID the walk holds (queued, or seen in preorder) is charged to the node's index budget
+  let indexed = 0
+  const index = (count: number): void => {
+    options.indexBudget?.charge(count)
+    indexed += count
   }
 
   // a read in flight is charged the size of the largest block seen so far
-  // (a guess until one is read), then its real size once it is read
-  let sizeGuess = FIRST_SIZE_GUESS
+  // (at least MIN_SIZE_GUESS), then its real size once it is read
+  let sizeGuess = MIN_SIZE_GUESS
   const charge = (item: Pending, bytes: number): void => {
     uncharge(item)
     item.settled = false
@@ -174,7 +199,7 @@ async function * walk (store: BlockSource, roots: CID[], options: WalkOptions, l
     if (item.read == null) {
       charge(item, sizeGuess)
     }
-    item.read ??= (leafCheck && item.cid.code === raw.code ? hasLeaf(store, item.cid, options) : readBlock(store, item.cid, options)).then(bytes => {
+    item.read ??= (leafCheck && cidOf(item).code === raw.code ? hasLeaf(store, cidOf(item), options) : readBlock(store, cidOf(item), options)).then(bytes => {
       sizeGuess = Math.max(sizeGuess, bytes.byteLength)
       // until the walk takes it, a block read ahead is held here
       if (item.settled !== true) {
@@ -204,11 +229,11 @@ async function * walk (store: BlockSource, roots: CID[], options: WalkOptions, l
     const count = Math.min(readAhead, next.length - head)
     for (let i = 0; i < count; i++) {
       const budget = options.readAheadBudget
-      if (i > 0 && (readAheadBytes + sizeGuess > maxReadAheadBytes || (budget != null && budget.used + sizeGuess > budget.limit))) {
+      if (readAheadBytes + sizeGuess > maxReadAheadBytes || (budget != null && budget.used + sizeGuess > budget.limit)) {
         return
       }
       const item = order === 'preorder' ? next[next.length - 1 - i] : next[head + i]
-      if (item.read == null && options.skip?.(item.cid, item.depth) !== true) {
+      if (item.read == null && options.skip?.(cidOf(item), item.depth) !== true) {
         // a failed read ahead is reported when the walk reaches the block
         read(item).catch(() => {})
       }
@@ -222,7 +247,7 @@ async function * walk (store: BlockSource, roots: CID[], options: WalkOptions, l
     }
   }
 
-  enqueue(roots, 0)
+  await enqueue(roots, 0)
 
   const take = (): Pending => {
     if (order === 'preorder') {
@@ -236,48 +261,65 @@ async function * walk (store: BlockSource, roots: CID[], options: WalkOptions, l
     return item
   }
 
+  /** The block taken last: charged until the consumer takes the next */
+  let current: Pending | undefined
   try {
     while (next.length > head) {
       options.signal?.throwIfAborted()
       await yielder.maybeYield(options.signal)
       const item = take()
       if (order === 'preorder') {
-        const key = item.cid.toString()
+        const key = item.key
         if (seen.has(key)) {
           uncharge(item)
           continue
         }
         seen.add(key)
+        index(1)
       }
 
-      if (options.skip?.(item.cid, item.depth) === true) {
+      if (options.skip?.(cidOf(item), item.depth) === true) {
         uncharge(item)
         continue
       }
 
       startReads()
+      // the block stays charged until the consumer asks for the next one
+      // (a sender: until it has been written to the stream)
+      current = item
       const bytes = await read(item)
-      uncharge(item)
       if (bytes == null) {
-        options.onMissing?.(item.cid, item.depth)
+        uncharge(item)
+        options.onMissing?.(cidOf(item), item.depth)
         continue
       }
       if (++blocksRead > maxBlocks) {
         throw new LimitExceededError(`The walk read more than ${maxBlocks} blocks`)
       }
-      if (options.admit != null && !await options.admit(item.cid, item.depth, bytes.byteLength)) {
+      if (options.admit != null && !await options.admit(cidOf(item), item.depth, bytes.byteLength)) {
+        uncharge(item)
         continue
       }
 
-      const links = await linkReader.links(item.cid, bytes)
-      options.onLinks?.(item.cid, links)
-      enqueue(links, item.depth + 1)
+      const links = await linkReader.links(cidOf(item), bytes)
+      await options.onLinks?.(cidOf(item), links)
+      await enqueue(links, item.depth + 1)
 
-      if (LinkReader.inlineBytes(item.cid) == null) {
-        yield { cid: item.cid, bytes, links, depth: item.depth }
+      if (LinkReader.inlineBytes(cidOf(item)) == null) {
+        yield { cid: cidOf(item), bytes, links, depth: item.depth }
       }
+      uncharge(item)
     }
   } finally {
+    if (current != null) {
+      uncharge(current)
+    }
     releaseAll()
+    options.indexBudget?.release(indexed)
   }
+}
+
+function cidOf (item: Pending): CID {
+  item.cid ??= cidOfKey(item.key)
+  return item.cid
 }

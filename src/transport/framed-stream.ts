@@ -1,4 +1,5 @@
 import { Uint8ArrayList } from 'uint8arraylist'
+import { Yielder } from '../core/budget.ts'
 import { decodeMessage, encodeMessage, maxFrameSize } from '../core/messages.ts'
 import { Wakeup } from '../core/signal.ts'
 import { SessionClosedError, SessionTimeoutError } from '../errors.ts'
@@ -6,6 +7,11 @@ import { FrameDecoder } from './frame-decoder.ts'
 import type { Budget } from '../core/budget.ts'
 import type { Message, MessageLimits } from '../core/messages.ts'
 import type { AbortOptions, Stream } from '@libp2p/interface'
+
+export interface MessagesOptions extends AbortOptions {
+  /** Awaited with the size of each frame before it is decoded */
+  beforeDecode?(frameBytes: number): Promise<void>
+}
 
 export interface FramedStreamInit {
   limits?: MessageLimits
@@ -25,6 +31,11 @@ const WRITE_BATCH = 64 * 1024
 
 /** Read buffer a paused stream needs: yamux's largest window plus slack */
 const MIN_READ_BUFFER = 32 * 1024 * 1024
+/** Decoding frames shares the node's turns of the event loop with the local walks */
+const DECODING = new Yielder()
+
+/** How often a write waiting for a stream to send its buffer checks it without an event (ms) */
+const DRAIN_POLL_MS = 100
 
 /** The unsigned LEB128 (varint) length prefix of a frame */
 export function encodeLength (length: number): Uint8Array {
@@ -174,9 +185,16 @@ export class FramedStream {
     this.keepaliveTimer = undefined
   }
 
-  /** The messages the remote peer sends, until it closes its end; keepalive frames are left out */
-  async * messages (options: AbortOptions = {}): AsyncGenerator<Message, void, undefined> {
+  /**
+   * The messages the remote peer sends, until it closes its end; keepalive
+   * frames are left out. `beforeDecode` is awaited with each frame's size
+   * before it is decoded (a sender reserves room for the wants it may hold).
+   */
+  async * messages (options: MessagesOptions = {}): AsyncGenerator<Message, void, undefined> {
     while (true) {
+      if (this.frames.length > 0 && options.beforeDecode != null) {
+        await options.beforeDecode(this.frames[0].byteLength)
+      }
       const frame = this.frames.shift()
       if (frame != null) {
         this.queuedBytes -= frame.byteLength
@@ -185,6 +203,8 @@ export class FramedStream {
           this.paused = false
           this.stream.resume()
         }
+        // decoding a large control frame takes milliseconds: sessions take turns
+        await DECODING.maybeYield(options.signal)
         const message = decodeMessage(frame.subarray(), this.limits)
         this.lastFrameSize = frame.byteLength
         if (message.type !== 'keepalive') {
@@ -242,11 +262,47 @@ export class FramedStream {
     if (!this.stream.send(batch)) {
       this.draining = true
       try {
-        await this.stream.onDrain(options)
+        await this.drained(options)
       } finally {
         this.draining = false
       }
       this.lastActivity = Date.now()
+    }
+  }
+
+  /** True while the stream holds more unsent bytes than a batch: its peer is not reading */
+  get backedUp (): boolean {
+    return this.stream.writeBufferLength > WRITE_BATCH
+  }
+
+  /**
+   * Waits until the stream holds at most one batch of unsent bytes. Neither
+   * `send()` returning false nor `onDrain()` can be trusted for that: the
+   * muxer wakes every stream when the connection drains, also one whose
+   * peer has shut its window, and libp2p's `onDrain()` resolves at once
+   * after the stream's first drain. Waiting on them let a peer that stops
+   * reading make the stream buffer block after block.
+   */
+  private async drained (options: AbortOptions): Promise<void> {
+    const stream = this.stream
+    while (stream.writeBufferLength > WRITE_BATCH && stream.status === 'open') {
+      options.signal?.throwIfAborted()
+      await new Promise<void>(resolve => {
+        const done = (): void => {
+          clearTimeout(timer)
+          stream.removeEventListener('drain', done)
+          stream.removeEventListener('idle', done)
+          stream.removeEventListener('close', done)
+          options.signal?.removeEventListener('abort', done)
+          resolve()
+        }
+        // the stream sends what its window allows in a microtask queued before `done` runs
+        stream.addEventListener('drain', done)
+        stream.addEventListener('idle', done)
+        stream.addEventListener('close', done)
+        options.signal?.addEventListener('abort', done)
+        const timer = setTimeout(done, DRAIN_POLL_MS)
+      })
     }
   }
 

@@ -43,7 +43,12 @@ export async function runSender (framed: FramedStream, sender: SenderSession, op
     writing.catch(err => { framed.interrupt(err) })
 
     try {
-      for await (const message of framed.messages(options)) {
+      // a receiver that asks for more than the session takes waits: no frame
+      // is decoded until the node's queue has room for the wants it may hold
+      const beforeDecode = async (frameBytes: number): Promise<void> => {
+        await Promise.race([sender.roomForWants(options.signal, frameBytes), framed.remoteEnded])
+      }
+      for await (const message of framed.messages({ ...options, beforeDecode })) {
         options.onReceived?.(message)
         if (message.type === 'error') {
           throw remoteError(message.code, message.message, message.cids)
@@ -52,8 +57,6 @@ export async function runSender (framed: FramedStream, sender: SenderSession, op
         if (sender.done) {
           break
         }
-        // a receiver that asks for more than the session takes waits: nothing more is read meanwhile
-        await Promise.race([sender.roomForWants(options.signal), framed.remoteEnded])
       }
     } catch (err) {
       writing.catch(() => {})
@@ -144,10 +147,13 @@ const ERROR_GRACE_MS = 250
  * Ends a session that failed locally: writes an error frame with `code`
  * (by default the one matching the error; none when the peer caused the failure by an error frame, a
  * reset or silence, or the sender already wrote one), closes the writable
- * end, gives the peer a moment to read it, then resets the stream.
+ * end, gives the peer a moment to read it, then resets the stream. A
+ * stream whose peer has stopped reading is reset without an error frame.
  */
 export async function failSession (framed: FramedStream, error: Error, code: ErrorCode | undefined = errorCode(error, 'receiver'), maxCids = 10_000): Promise<void> {
-  if (code != null && framed.stream.writeStatus === 'writable') {
+  // a peer that does not read what was sent before would not read the error
+  // either: its stream is reset at once, dropping what it holds
+  if (code != null && framed.stream.writeStatus === 'writable' && !framed.backedUp) {
     try {
       const cids = error instanceof BlocksNotAvailableError ? error.cids.slice(0, maxCids) : []
       await framed.write({ type: 'error', code, message: error.message.slice(0, 512), cids }, { signal: AbortSignal.timeout(1000) })
