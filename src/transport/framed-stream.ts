@@ -31,7 +31,10 @@ const WRITE_BATCH = 64 * 1024
 
 /** Read buffer a paused stream needs: yamux's largest window plus slack */
 const MIN_READ_BUFFER = 32 * 1024 * 1024
-/** Decoding frames shares the node's turns of the event loop with the local walks */
+/** Frames above this size (a long list of CIDs) are decoded in turns with other sessions */
+const LARGE_FRAME_BYTES = 16 * 1024
+
+/** Decoding large frames shares the node's turns of the event loop with the local walks */
 const DECODING = new Yielder()
 
 /** How often a write waiting for a stream to send its buffer checks it without an event (ms) */
@@ -204,7 +207,9 @@ export class FramedStream {
           this.stream.resume()
         }
         // decoding a large control frame takes milliseconds: sessions take turns
-        await DECODING.maybeYield(options.signal)
+        if (frame.byteLength > LARGE_FRAME_BYTES) {
+          await DECODING.maybeYield(options.signal)
+        }
         const message = decodeMessage(frame.subarray(), this.limits)
         this.lastFrameSize = frame.byteLength
         if (message.type !== 'keepalive') {

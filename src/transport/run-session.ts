@@ -39,14 +39,19 @@ export async function runSender (framed: FramedStream, sender: SenderSession, op
       }
       await framed.closeWrite(options)
     })()
-    // a failure while writing (a store error, a limit) stops the reading side too
-    writing.catch(err => { framed.interrupt(err) })
+    // a failure while writing (a store error, a limit, a reset) stops the reading side too
+    const writeFailed = new AbortController()
+    writing.catch(err => {
+      writeFailed.abort(err)
+      framed.interrupt(err)
+    })
+    const roomSignal = options.signal == null ? writeFailed.signal : AbortSignal.any([options.signal, writeFailed.signal])
 
     try {
       // a receiver that asks for more than the session takes waits: no frame
       // is decoded until the node's queue has room for the wants it may hold
       const beforeDecode = async (frameBytes: number): Promise<void> => {
-        await Promise.race([sender.roomForWants(options.signal, frameBytes), framed.remoteEnded])
+        await Promise.race([sender.roomForWants(roomSignal, frameBytes).catch(() => {}), framed.remoteEnded])
       }
       for await (const message of framed.messages({ ...options, beforeDecode })) {
         options.onReceived?.(message)

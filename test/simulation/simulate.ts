@@ -334,9 +334,18 @@ async function runSession (s: Scenario, stores: Stores, scheduler: Scheduler, ra
       }
       sender.end.closeWrite()
     })()
-    writing.catch(err => { sender.end.interrupt(err) })
+    const writeFailed = new AbortController()
+    writing.catch(err => {
+      writeFailed.abort(err)
+      sender.end.interrupt(err)
+    })
+    const roomSignal = AbortSignal.any([senderAbort.signal, writeFailed.signal])
+    const room = async (): Promise<void> => {
+      await Promise.race([session.roomForWants(roomSignal).catch(() => {}), sender.end.remoteEnd()])
+    }
     try {
       let message: Message | undefined
+      await room()
       while ((message = await wire.receive(sender)) != null) {
         if (message.type === 'error') {
           throw remoteError(message.code, message.message, message.cids)
@@ -349,7 +358,7 @@ async function runSession (s: Scenario, stores: Stores, scheduler: Scheduler, ra
         if (session.done) {
           break
         }
-        await session.roomForWants(senderAbort.signal)
+        await room()
       }
       if (!session.done) {
         throw new SessionClosedError('The receiver closed the stream before it said it was done')
