@@ -187,25 +187,37 @@ export class SenderSession {
    * `frameBytes` can name (the runner decodes nothing meanwhile)
    */
   async roomForWants (signal?: AbortSignal, frameBytes: number = Infinity): Promise<void> {
-    // a sender waiting for the receiver's word must go on reading, or both would wait forever
-    while (!this.closed && !this.finished && !this.waitingForPeer) {
-      if (this.queued.length >= this.maxQueuedWants) {
-        await this.room.wait(signal)
-        continue
+    while (!this.takeRoomForWants(frameBytes)) {
+      if (this.queued.length < this.maxQueuedWants) {
+        this.init.budgets?.queuedWants?.nextRelease(signal).then(() => { this.room.notify() }, () => {})
       }
-      const budget = this.init.budgets?.queuedWants
-      if (budget == null || this.reserved > 0) {
-        return
-      }
-      // room for a whole message is reserved in the node's queue before it is read
-      const room = Math.max(1, Math.min(this.maxCids, budget.limit, Math.ceil(frameBytes / MIN_WANT_BYTES)))
-      if (budget.tryTake(room)) {
-        this.reserved = room
-        return
-      }
-      budget.nextRelease(signal).then(() => { this.room.notify() }, () => {})
       await this.room.wait(signal)
     }
+  }
+
+  /**
+   * Reserves room in the node's queue for the wants a message of
+   * `frameBytes` can name, if there is some; true when the message may be
+   * read now (roomForWants without waiting)
+   */
+  takeRoomForWants (frameBytes: number = Infinity): boolean {
+    // a sender waiting for the receiver's word must go on reading, or both would wait forever
+    if (this.closed || this.finished || this.waitingForPeer) {
+      return true
+    }
+    if (this.queued.length >= this.maxQueuedWants) {
+      return false
+    }
+    const budget = this.init.budgets?.queuedWants
+    if (budget == null || this.reserved > 0) {
+      return true
+    }
+    const room = Math.max(1, Math.min(this.maxCids, budget.limit, Math.ceil(frameBytes / MIN_WANT_BYTES)))
+    if (!budget.tryTake(room)) {
+      return false
+    }
+    this.reserved = room
+    return true
   }
 
   /**

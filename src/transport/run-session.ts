@@ -49,9 +49,15 @@ export async function runSender (framed: FramedStream, sender: SenderSession, op
 
     try {
       // a receiver that asks for more than the session takes waits: no frame
-      // is decoded until the node's queue has room for the wants it may hold
+      // is decoded until the node's queue has room for the wants it may hold,
+      // unless this side's writes wait for the peer to read (both sides
+      // waiting for each other would never end; the node evicts a stalled
+      // session that holds too much)
       const beforeDecode = async (frameBytes: number): Promise<void> => {
-        await Promise.race([sender.roomForWants(roomSignal, frameBytes).catch(() => {}), framed.remoteEnded])
+        if (sender.takeRoomForWants(frameBytes)) {
+          return
+        }
+        await Promise.race([sender.roomForWants(roomSignal, frameBytes).catch(() => {}), framed.remoteEnded, framed.writeBlocked()])
       }
       for await (const message of framed.messages({ ...options, beforeDecode })) {
         options.onReceived?.(message)

@@ -341,7 +341,10 @@ async function runSession (s: Scenario, stores: Stores, scheduler: Scheduler, ra
     })
     const roomSignal = AbortSignal.any([senderAbort.signal, writeFailed.signal])
     const room = async (): Promise<void> => {
-      await Promise.race([session.roomForWants(roomSignal).catch(() => {}), sender.end.remoteEnd()])
+      if (session.takeRoomForWants()) {
+        return
+      }
+      await Promise.race([session.roomForWants(roomSignal).catch(() => {}), sender.end.remoteEnd(), sender.end.writeBlocked()])
     }
     try {
       let message: Message | undefined
