@@ -88,7 +88,7 @@ export const DEFAULT_PENDING_WANTS_BUDGET = 500_000
 export const DEFAULT_MAX_WANTS = 100_000
 
 /** Node-wide: CIDs senders hold in walks: indexed to check that wants lie in the DAG, or queued to visit */
-export const DEFAULT_INDEXED_CIDS_BUDGET = 1_000_000
+export const DEFAULT_INDEXED_CIDS_BUDGET = 500_000
 
 /** Node-wide: local walks (want checks, hint walks) running at once */
 export const DEFAULT_LOCAL_WALKS = 2

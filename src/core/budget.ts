@@ -183,8 +183,7 @@ export class BudgetShare extends Budget {
  * once the loop has run `sliceMs` since its last turn. Waiting loops resume
  * one per turn of the event loop, in the order they started waiting, so a
  * hundred sessions walking at once still let timers and I/O in between
- * slices and each gets its share; a loop that was waiting for I/O since its
- * last call starts a fresh slice instead of yielding at once.
+ * slices and each gets its share.
  *
  * @example
  *
@@ -199,25 +198,18 @@ export class BudgetShare extends Budget {
 export class Yielder {
   private readonly sliceMs: number
   private sliceStart = now()
-  private lastCall = now()
 
   constructor (sliceMs = DEFAULT_SLICE_MS) {
     this.sliceMs = sliceMs
   }
 
   async maybeYield (signal?: AbortSignal): Promise<void> {
-    const time = now()
-    if (time - this.lastCall >= 2 * this.sliceMs) {
-      // the loop waited (for I/O) since its last call rather than running
-      this.sliceStart = time
-    }
-    this.lastCall = time
-    if (time - this.sliceStart < this.sliceMs) {
+    if (now() - this.sliceStart < this.sliceMs) {
       return
     }
     await nextTurn()
     signal?.throwIfAborted()
-    this.sliceStart = this.lastCall = now()
+    this.sliceStart = now()
   }
 }
 
@@ -234,6 +226,22 @@ function resumeNext (): void {
   }
   resume()
   nextMacrotask(resumeNext)
+}
+
+/**
+ * Waits for a turn of the event loop of its own: callers resume one per
+ * turn, in the order they asked, so work that cannot be split (decoding a
+ * large frame) runs one piece per turn however many sessions have some.
+ *
+ * @example
+ *
+ * ```ts
+ * await takeTurn()
+ * const message = decodeMessage(largeFrame)
+ * ```
+ */
+export async function takeTurn (): Promise<void> {
+  await nextTurn()
 }
 
 /** Waits for this loop's turn: one loop resumes per turn of the event loop */

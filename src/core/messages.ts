@@ -828,9 +828,19 @@ class ControlScanner {
         throw new ProtocolError('Control frame has a tag-42 link that does not start with a zero byte')
       }
       checkCidEncoding(body, pos + 1, pos + length, 'A link')
+      if (this.inWantList() && isIdentityCid(body, pos + 1)) {
+        // refused before the frame is decoded: a status of 10,000 such wants costs no CID objects
+        throw new ProtocolError('A want is an identity CID: its data is in the CID')
+      }
       this.linkNext = false
     }
     this.pos += length
+  }
+
+  /** True inside the list of the top-level `sr` key (the wants of a pull or status) */
+  private inWantList (): boolean {
+    const start = this.keyStart[1]
+    return this.depth === 2 && !this.isMap[2] && this.keyLength[1] === 2 && this.body[start] === 0x73 && this.body[start + 1] === 0x72
   }
 
   /** A list or map of `count` items (two per map entry) */
@@ -855,6 +865,20 @@ class ControlScanner {
     this.keyStart[this.depth] = 0
     this.keyLength[this.depth] = -1
   }
+}
+
+/** True when the CID at `pos` (already checked well-formed) is a CIDv1 with the identity multihash */
+function isIdentityCid (bytes: Uint8Array, pos: number): boolean {
+  if (bytes[pos] !== 0x01) {
+    // a CIDv0 is a sha2-256 multihash
+    return false
+  }
+  // skip the codec varint; the multihash code follows
+  let i = pos + 1
+  while ((bytes[i] & 0x80) !== 0) {
+    i++
+  }
+  return bytes[i + 1] === 0x00
 }
 
 function readUint32 (bytes: Uint8Array, pos: number): number {

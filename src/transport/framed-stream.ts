@@ -1,5 +1,5 @@
 import { Uint8ArrayList } from 'uint8arraylist'
-import { Yielder } from '../core/budget.ts'
+import { takeTurn } from '../core/budget.ts'
 import { decodeMessage, encodeMessage, maxFrameSize } from '../core/messages.ts'
 import { Wakeup } from '../core/signal.ts'
 import { SessionClosedError, SessionTimeoutError } from '../errors.ts'
@@ -31,11 +31,8 @@ const WRITE_BATCH = 64 * 1024
 
 /** Read buffer a paused stream needs: yamux's largest window plus slack */
 const MIN_READ_BUFFER = 32 * 1024 * 1024
-/** Frames above this size (a long list of CIDs) are decoded in turns with other sessions */
+/** Frames above this size (a long list of CIDs) are decoded one per turn of the event loop */
 const LARGE_FRAME_BYTES = 16 * 1024
-
-/** Decoding large frames shares the node's turns of the event loop with the local walks */
-const DECODING = new Yielder()
 
 /** How often a write waiting for a stream to send its buffer checks it without an event (ms) */
 const DRAIN_POLL_MS = 100
@@ -207,15 +204,19 @@ export class FramedStream {
           this.paused = false
           this.stream.resume()
         }
-        // decoding a large control frame takes milliseconds: sessions take turns
+        // decoding a large control frame takes milliseconds: one per turn of the event loop
         if (frame.byteLength > LARGE_FRAME_BYTES) {
-          await DECODING.maybeYield(options.signal)
+          await takeTurn()
+          options.signal?.throwIfAborted()
         }
-        const message = decodeMessage(frame.subarray(), this.limits)
+        let message: Message | undefined = decodeMessage(frame.subarray(), this.limits)
         this.lastFrameSize = frame.byteLength
         if (message.type !== 'keepalive') {
           yield message
         }
+        // a suspended generator keeps what its variables hold: a status of
+        // 10,000 decoded CIDs must not live on while the next frame waits
+        message = undefined
         continue
       }
       const failure = this.failure ?? this.interruption

@@ -59,13 +59,27 @@ export async function runSender (framed: FramedStream, sender: SenderSession, op
         }
         await Promise.race([sender.roomForWants(roomSignal, frameBytes).catch(() => {}), framed.remoteEnded, framed.writeBlocked()])
       }
-      for await (const message of framed.messages({ ...options, beforeDecode })) {
+      // true when the session is done
+      const handle = (message: Message): boolean => {
         options.onReceived?.(message)
         if (message.type === 'error') {
           throw remoteError(message.code, message.message, message.cids)
         }
         sender.receive(message)
-        if (sender.done) {
+        return sender.done
+      }
+      const messages = framed.messages({ ...options, beforeDecode })
+      while (true) {
+        // no variable of this loop holds a message while the next is awaited:
+        // a decoded status may hold 10,000 CIDs, and the wait for room may be long
+        let next: IteratorResult<Message> | undefined = await messages.next()
+        if (next.done === true) {
+          break
+        }
+        const done = handle(next.value)
+        next = undefined
+        if (done) {
+          await messages.return(undefined)
           break
         }
       }

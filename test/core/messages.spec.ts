@@ -814,6 +814,12 @@ describe('messages: wants, roots and blocks (D7)', () => {
     protocolError(() => decodeMessage(dagCbor.encode({ t: 'pull', rs: [helloCid], sr: [identityCid] })))
   })
 
+  it('a status of 10,000 identity wants is refused by the pre-scan, before any CID is decoded', () => {
+    const frame = dagCbor.encode({ t: 'status', sr: new Array(10_000).fill(identityCid) })
+    // the scan stops at the first want; a full decode would name the want it built
+    expect(protocolError(() => decodeMessage(frame)).message).to.equal('A want is an identity CID: its data is in the CID')
+  })
+
   it('identity CIDs are fine as roots, hints and missing CIDs', () => {
     expect(decodeMessage(dagCbor.encode({ t: 'pull', rs: [identityCid], sr: [] })).type).to.equal('pull')
     expect(decodeMessage(dagCbor.encode({ t: 'push', rs: [identityCid], hs: [identityCid] })).type).to.equal('push')

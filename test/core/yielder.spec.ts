@@ -1,5 +1,5 @@
 import { expect } from 'aegir/chai'
-import { Yielder } from '../../src/core/budget.ts'
+import { Yielder, takeTurn } from '../../src/core/budget.ts'
 
 /** Busy-waits `ms` milliseconds: a stand-in for synchronous work */
 function work (ms: number): void {
@@ -42,14 +42,30 @@ describe('core/budget Yielder', () => {
     expect(most / fewest).to.be.below(3)
   })
 
-  it('a loop that waited for I/O since its last check starts a fresh slice instead of yielding', async () => {
-    const yielder = new Yielder(10)
-    await yielder.maybeYield()
-    await new Promise(resolve => setTimeout(resolve, 40))
-    let resumedAt = 0
-    void new Promise<void>(resolve => { setTimeout(resolve, 0) }).then(() => { resumedAt = performance.now() })
-    await yielder.maybeYield()
-    // it returned without waiting for a macrotask: the timer above has not fired yet
-    expect(resumedAt).to.equal(0)
+  it('takeTurn resumes one caller per turn of the event loop, in order', async () => {
+    const stop = { now: false }
+    const order: number[] = []
+    // eight loops with 8 ms of work that cannot be split: one runs per turn, not eight (64 ms)
+    const loops = [0, 1, 2, 3, 4, 5, 6, 7].map(async (i) => {
+      while (!stop.now) {
+        await takeTurn()
+        order.push(i)
+        work(8)
+      }
+    })
+    let worstLag = 0
+    let last = performance.now()
+    const timer = setInterval(() => {
+      const time = performance.now()
+      worstLag = Math.max(worstLag, time - last)
+      last = time
+    }, 5)
+    await new Promise(resolve => setTimeout(resolve, 400))
+    stop.now = true
+    await Promise.all(loops)
+    clearInterval(timer)
+    expect(worstLag).to.be.below(45)
+    expect(order.slice(0, 16)).to.deep.equal([0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7])
   })
+
 })
