@@ -67,5 +67,4 @@ describe('core/budget Yielder', () => {
     expect(worstLag).to.be.below(45)
     expect(order.slice(0, 16)).to.deep.equal([0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7])
   })
-
 })
