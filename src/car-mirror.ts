@@ -43,6 +43,9 @@ const NEVER_PROGRESSED_GRACE_MS = 100
 /** How long a session refused for want of slots waits for its answer (ms) */
 const REFUSAL_DELAY_MS = 1000
 
+/** A peer holding this many slots of a full group loses its stalest session to a newcomer holding fewer, stalled or not */
+const LARGE_HOLDING = 16
+
 /** How often a used-up budget may evict a stalled session (ms) */
 const RELIEVE_INTERVAL_MS = 50
 
@@ -603,8 +606,10 @@ export class DefaultCarMirror implements CarMirror {
 
 /**
  * The session of a full group to evict for a newcomer from `peer`: one of the
- * peer holding the most slots of the group; a bigger holder's session may go
- * once it shows no progress at all, an equal or smaller holder's (a peer's
+ * peer holding the most slots of the group (its stalest). A bigger holder's
+ * session may go once it shows no progress for a while, or at once when the
+ * holder has LARGE_HOLDING slots or more (a newcomer's first transfers come
+ * before a heavy user's sixteenth); an equal or smaller holder's (a peer's
  * own) only after a long stall caused by its peer.
  */
 function evictionVictim (members: InboundSession[], peer: string, now: number, evictAfter: number): InboundSession | undefined {
@@ -619,7 +624,7 @@ function evictionVictim (members: InboundSession[], peer: string, now: number, e
     const stalled = now - session.lastProgress
     const theirs = held.get(session.peer) ?? 0
     const evictable = theirs > mine + 1
-      ? stalled >= evictAfter || (!session.progressed && stalled >= NEVER_PROGRESSED_GRACE_MS)
+      ? theirs >= LARGE_HOLDING || stalled >= evictAfter || (!session.progressed && stalled >= NEVER_PROGRESSED_GRACE_MS)
       : stalled >= evictAfter * PEER_EVICTION_FACTOR && session.waitsForPeer()
     if (evictable && (victim == null || theirs > victimHeld || (theirs === victimHeld && session.lastProgress < victim.lastProgress))) {
       victim = session

@@ -188,7 +188,7 @@ export interface CarMirrorInit {
  * with a `limit` error.
  */
 export interface BudgetInit {
-  /** Bytes of received frames waiting to be handled; streams pause above it. Default DEFAULT_BUFFERED_BYTES_BUDGET (64 MiB) */
+  /** Bytes of received frames waiting to be handled; streams pause above it. Default DEFAULT_BUFFERED_BYTES_BUDGET (32 MiB) */
   bufferedBytes?: number
   /** Bytes of Bloom filters that senders hold; default DEFAULT_BLOOM_BYTES_BUDGET (64 MiB) */
   bloomBytes?: number
@@ -198,7 +198,7 @@ export interface BudgetInit {
   readAheadBytes?: number
   /** Wants pending at receivers; default DEFAULT_PENDING_WANTS_BUDGET (500,000) */
   pendingWants?: number
-  /** CIDs held by walks: indexed to check wants, or queued by senders' walks; default DEFAULT_INDEXED_CIDS_BUDGET (1,000,000) */
+  /** CIDs held by walks: indexed to check wants, or queued by senders' walks; default DEFAULT_INDEXED_CIDS_BUDGET (500,000) */
   indexedCids?: number
   /** Local walks (want checks, hint walks) at once; default DEFAULT_LOCAL_WALKS (2) */
   localWalks?: number

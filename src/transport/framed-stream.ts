@@ -31,6 +31,9 @@ const WRITE_BATCH = 64 * 1024
 
 /** Read buffer a paused stream needs: yamux's largest window plus slack */
 const MIN_READ_BUFFER = 32 * 1024 * 1024
+/** Errors that end a stream and are already typed for callers (the idle timeout, a session that ended) */
+const TYPED_FAILURES = new Set([SessionClosedError.name, SessionTimeoutError.name])
+
 /** Frames above this size (a long list of CIDs) are decoded one per turn of the event loop */
 const LARGE_FRAME_BYTES = 16 * 1024
 
@@ -152,7 +155,13 @@ export class FramedStream {
       this.ended = true
       this.endedResolve?.()
       if (event.error != null) {
-        this.fail(event.error)
+        // a reset, an abort or the connection's own error (the network went
+        // away) reaches callers as a SessionClosedError; errors this side
+        // aborted the stream with stay as they are
+        const err = event.error
+        this.fail(TYPED_FAILURES.has(err.name) || this.failure != null
+          ? err
+          : new SessionClosedError(`The stream ${err.name === 'StreamResetError' ? 'was reset' : 'closed'}: ${err.message}`, { cause: err }))
         this.releaseFrames()
       }
       this.wakeup.notify()
@@ -266,6 +275,7 @@ export class FramedStream {
     }
     const batch = this.outgoing
     this.outgoing = new Uint8ArrayList()
+    this.checkWritable()
     if (!this.stream.send(batch)) {
       this.draining = true
       for (const wake of this.blockedWakes.splice(0)) {
@@ -301,6 +311,13 @@ export class FramedStream {
    * after the stream's first drain. Waiting on them let a peer that stops
    * reading make the stream buffer block after block.
    */
+  /** Throws a typed error when the stream can no longer be written (closed or reset under a waiting write) */
+  private checkWritable (): void {
+    if (this.stream.writeStatus !== 'writable') {
+      throw this.failure ?? new SessionClosedError(`The stream is ${this.stream.status}: nothing more can be written`)
+    }
+  }
+
   private async drained (options: AbortOptions): Promise<void> {
     const stream = this.stream
     while (stream.writeBufferLength > WRITE_BATCH && stream.status === 'open') {
@@ -430,8 +447,6 @@ export class FramedStream {
   }
 
   private fail (err: Error): void {
-    this.failure ??= err.name === 'StreamResetError' || err.name === 'StreamAbortedError'
-      ? new SessionClosedError(`The stream was reset: ${err.message}`)
-      : err
+    this.failure ??= err
   }
 }

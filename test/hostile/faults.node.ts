@@ -41,6 +41,13 @@ describe('faults', function () {
     }
   })
 
+  /** Drops every connection between two nodes at once, as a network failure would (no graceful close) */
+  function dropConnections (from: TestNode, to: TestNode): void {
+    for (const connection of from.libp2p.getConnections(to.libp2p.peerId)) {
+      connection.abort(new Error('the network dropped the connection'))
+    }
+  }
+
   async function missingOf (store: TestNode['blockstore'], dag: BuiltDag): Promise<Block[]> {
     const held = new Set(await heldOf(store, dag.blocks))
     return dag.blocks.filter(block => !held.has(block.cid.toString()))
@@ -65,7 +72,7 @@ describe('faults', function () {
         signal: AbortSignal.timeout(20_000),
         onProgress: (event) => {
           if (event.type === 'car-mirror:block:received' && event.detail.outcome === 'stored' && ++stored === half) {
-            void client.libp2p.hangUp(server.libp2p.peerId)
+            dropConnections(client, server)
           }
         }
       }))
@@ -99,7 +106,7 @@ describe('faults', function () {
         signal: AbortSignal.timeout(20_000),
         onProgress: (event) => {
           if (event.type === 'car-mirror:block:sent' && ++sent === half) {
-            void client.libp2p.hangUp(server.libp2p.peerId)
+            dropConnections(client, server)
           }
         }
       }))
