@@ -113,3 +113,18 @@ export class SessionClosedError extends Error {
   static name = 'SessionClosedError'
   name = 'SessionClosedError'
 }
+
+/** `helia.carMirror` was used before `helia.start()` made it ready */
+export class NotStartedError extends Error {
+  static name = 'NotStartedError'
+  name = 'NotStartedError'
+}
+
+/**
+ * CAR Mirror was added to a Helia node without libp2p (for example
+ * `createHeliaLight()` without `withLibp2p`): it has no way to reach peers
+ */
+export class MissingLibp2pError extends Error {
+  static name = 'MissingLibp2pError'
+  name = 'MissingLibp2pError'
+}

@@ -29,6 +29,7 @@
  */
 
 import { DefaultCarMirror } from './car-mirror.ts'
+import { MissingLibp2pError, NotStartedError } from './errors.ts'
 import type { ReceiveOutcome } from './core/frontier.ts'
 import type { BlockDecoder, LoadCodec } from './core/links.ts'
 import type { LoadHasher } from './core/verify.ts'
@@ -307,18 +308,41 @@ export interface HeliaWithCarMirror {
  */
 export function carMirror (init: CarMirrorInit = {}): HeliaMixin<HeliaWithLibp2p & Partial<HeliaWithCarMirror>> {
   let mirror: CarMirror | undefined
+  const create = async (helia: HeliaWithLibp2p & Partial<HeliaWithCarMirror>): Promise<void> => {
+    mirror ??= createCarMirror({
+      libp2p: helia.libp2p,
+      blockstore: helia.blockstore,
+      logger: helia.logger,
+      getCodec: helia.getCodec,
+      getHasher: helia.getHasher
+    }, init)
+    helia.carMirror = mirror
+    await mirror.start()
+  }
   return {
     name: 'car-mirror',
     start: async (helia) => {
-      mirror ??= createCarMirror({
-        libp2p: helia.libp2p,
-        blockstore: helia.blockstore,
-        logger: helia.logger,
-        getCodec: helia.getCodec,
-        getHasher: helia.getHasher
-      }, init)
-      helia.carMirror = mirror
-      await mirror.start()
+      if (!('libp2p' in helia)) {
+        throw new MissingLibp2pError('CAR Mirror needs a Helia node with libp2p: use createHelia(), or add withLibp2p() before withCarMirror()')
+      }
+      let libp2pReady = true
+      try {
+        void helia.libp2p
+      } catch (err) {
+        if ((err as Error).name !== 'NotStartedError') {
+          throw err
+        }
+        libp2pReady = false
+      }
+      if (libp2pReady) {
+        await create(helia)
+        return
+      }
+      // libp2p's mixin was added after this one and starts later: begin once the whole node has started
+      const helper = helia as unknown as { events?: EventTarget, logger: HeliaWithLibp2p['logger'] }
+      helper.events?.addEventListener('start', () => {
+        create(helia).catch(err => { helper.logger.forComponent('helia:car-mirror').error('starting CAR Mirror failed - %e', err) })
+      }, { once: true })
     },
     stop: async () => {
       await mirror?.stop()
@@ -327,8 +351,10 @@ export function carMirror (init: CarMirrorInit = {}): HeliaMixin<HeliaWithLibp2p
 }
 
 /**
- * Returns the Helia node with a typed `carMirror` property, available once
- * the node has started.
+ * Returns the Helia node with a typed `carMirror` property. Until
+ * `helia.start()` has made it ready, using it throws NotStartedError.
+ * The node must have libp2p (`createHelia()`, or `withLibp2p` in any
+ * order); without it `start()` throws MissingLibp2pError.
  *
  * @example
  *
@@ -340,8 +366,18 @@ export function carMirror (init: CarMirrorInit = {}): HeliaMixin<HeliaWithLibp2p
  */
 export function withCarMirror<H extends Helia> (helia: H, init: CarMirrorInit = {}): H & HeliaWithCarMirror {
   const mixin = carMirror(init)
+  const node = helia as H & Partial<HeliaWithCarMirror>
+  // a stand-in until start() replaces it: any use says what to do instead of failing on undefined
+  node.carMirror = new Proxy({} as CarMirror, {
+    get: (_, property) => {
+      if (property === 'then') {
+        return undefined
+      }
+      throw new NotStartedError(`helia.carMirror.${String(property)} was used before helia.start() made CAR Mirror ready`)
+    }
+  })
   helia.addMixin(mixin as unknown as HeliaMixin)
-  return helia as H & HeliaWithCarMirror
+  return node as H & HeliaWithCarMirror
 }
 
 export { DEFAULT_MAX_SESSIONS_PER_ADDRESS, DEFAULT_STALL_TIMEOUT, DEFAULT_EVICT_AFTER, DEFAULT_BUFFERED_BYTES_BUDGET, DEFAULT_BLOOM_BYTES_BUDGET, DEFAULT_QUEUED_WANTS_BUDGET, DEFAULT_READ_AHEAD_BYTES_BUDGET, DEFAULT_PENDING_WANTS_BUDGET, DEFAULT_INDEXED_CIDS_BUDGET, DEFAULT_LOCAL_WALKS, DEFAULT_MAX_CHECK_BLOCKS, DEFAULT_MAX_HINT_BLOCKS, DEFAULT_MAX_EXPLORE_BLOCKS, DEFAULT_MAX_WANTS, DEFAULT_MAX_LINKS_PER_BLOCK, DEFAULT_MAX_MISSING, MAX_SENT_BLOOM_BYTES } from './constants.ts'

@@ -4,6 +4,7 @@
 import './protocol-doc.node.ts'
 import './car-mirror.node.ts'
 import './budgets.node.ts'
+import './mixin.node.ts'
 import './core/bloom/xxh3-native.node.ts'
 import './hostile/faults.node.ts'
 import './hostile/load.node.ts'
