@@ -370,7 +370,9 @@ export function withCarMirror<H extends Helia> (helia: H, init: CarMirrorInit = 
   // a stand-in until start() replaces it: any use says what to do instead of failing on undefined
   node.carMirror = new Proxy({} as CarMirror, {
     get: (_, property) => {
-      if (property === 'then') {
+      // symbols (util.inspect, Symbol.toStringTag) and `then` are looked up by
+      // logging and promise code that must not fail on a node not started yet
+      if (typeof property === 'symbol' || property === 'then') {
         return undefined
       }
       throw new NotStartedError(`helia.carMirror.${String(property)} was used before helia.start() made CAR Mirror ready`)

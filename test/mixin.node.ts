@@ -2,6 +2,7 @@
  * The Helia mixin used the ways issue 11 found broken: on a node without
  * libp2p, added before libp2p, and used before start().
  */
+import { inspect } from 'node:util'
 import { withLibp2pLight } from '@helia/libp2p'
 import { identify } from '@libp2p/identify'
 import { noise } from '@libp2p/noise'
@@ -34,6 +35,8 @@ describe('withCarMirror on unusual nodes', () => {
   it('helia.carMirror before start() throws NotStartedError naming what to do', () => {
     const helia = withCarMirror(light())
     expect(() => helia.carMirror.pull).to.throw(NotStartedError, /helia\.start\(\)/)
+    // logging the node before it starts still works
+    expect(inspect(helia.carMirror)).to.be.a('string')
   })
 
   it('added before libp2p, it starts with the node and serves and makes pulls', async () => {
