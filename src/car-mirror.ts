@@ -9,7 +9,7 @@ import { SenderSession } from './core/sender.ts'
 import { BlockVerifier } from './core/verify.ts'
 import { walkHeldCids } from './core/walk.ts'
 import { LimitExceededError, ProtocolError, SessionRefusedError, SessionTimeoutError } from './errors.ts'
-import { FramedStream } from './transport/framed-stream.ts'
+import { FramedStream, untilEvent } from './transport/framed-stream.ts'
 import { failSession, runReceiver, runSender } from './transport/run-session.ts'
 import type { BloomFilter } from './core/bloom/bloom-filter.ts'
 import type { Message, MessageLimits } from './core/messages.ts'
@@ -380,7 +380,9 @@ export class DefaultCarMirror implements CarMirror {
         this.log('refusing a session from %p: too many sessions', peer)
         // the answer comes after a pause: a peer re-opening refused sessions
         // in a loop is held to a few per second by its connection's stream limit
-        await delay(REFUSAL_DELAY_MS, stream, signal)
+        if (stream.status === 'open') {
+          await untilEvent(stream, ['close'], REFUSAL_DELAY_MS, signal)
+        }
         await this.refuse(framed, 'too many sessions')
         return
       }
@@ -638,22 +640,4 @@ function evictionVictim (members: InboundSession[], peer: string, now: number, e
 function addressOf (remoteAddr: Multiaddr, peer: PeerId): string {
   const ip = remoteAddr.getComponents().find(component => component.name === 'ip4' || component.name === 'ip6')
   return ip?.value ?? peer.toString()
-}
-
-/** Resolves after `ms`, or at once when the stream closes or `signal` aborts */
-async function delay (ms: number, stream: Stream, signal: AbortSignal): Promise<void> {
-  if (stream.status !== 'open' || signal.aborted) {
-    return
-  }
-  await new Promise<void>(resolve => {
-    const done = (): void => {
-      clearTimeout(timer)
-      stream.removeEventListener('close', done)
-      signal.removeEventListener('abort', done)
-      resolve()
-    }
-    const timer = setTimeout(done, ms)
-    stream.addEventListener('close', done)
-    signal.addEventListener('abort', done)
-  })
 }

@@ -303,6 +303,13 @@ export class FramedStream {
     return this.stream.writeBufferLength > WRITE_BATCH
   }
 
+  /** Throws a typed error when the stream can no longer be written (closed or reset under a waiting write) */
+  private checkWritable (): void {
+    if (this.stream.writeStatus !== 'writable') {
+      throw this.failure ?? new SessionClosedError(`The stream is ${this.stream.status}: nothing more can be written`)
+    }
+  }
+
   /**
    * Waits until the stream holds at most one batch of unsent bytes. Neither
    * `send()` returning false nor `onDrain()` can be trusted for that: the
@@ -311,33 +318,12 @@ export class FramedStream {
    * after the stream's first drain. Waiting on them let a peer that stops
    * reading make the stream buffer block after block.
    */
-  /** Throws a typed error when the stream can no longer be written (closed or reset under a waiting write) */
-  private checkWritable (): void {
-    if (this.stream.writeStatus !== 'writable') {
-      throw this.failure ?? new SessionClosedError(`The stream is ${this.stream.status}: nothing more can be written`)
-    }
-  }
-
   private async drained (options: AbortOptions): Promise<void> {
     const stream = this.stream
     while (stream.writeBufferLength > WRITE_BATCH && stream.status === 'open') {
       options.signal?.throwIfAborted()
-      await new Promise<void>(resolve => {
-        const done = (): void => {
-          clearTimeout(timer)
-          stream.removeEventListener('drain', done)
-          stream.removeEventListener('idle', done)
-          stream.removeEventListener('close', done)
-          options.signal?.removeEventListener('abort', done)
-          resolve()
-        }
-        // the stream sends what its window allows in a microtask queued before `done` runs
-        stream.addEventListener('drain', done)
-        stream.addEventListener('idle', done)
-        stream.addEventListener('close', done)
-        options.signal?.addEventListener('abort', done)
-        const timer = setTimeout(done, DRAIN_POLL_MS)
-      })
+      // the stream sends what its window allows in a microtask queued before this resumes
+      await untilEvent(stream, ['drain', 'idle', 'close'], DRAIN_POLL_MS, options.signal)
     }
   }
 
@@ -449,4 +435,35 @@ export class FramedStream {
   private fail (err: Error): void {
     this.failure ??= err
   }
+}
+
+/**
+ * Resolves at the first of `events` on `target`, after `ms`, or when
+ * `signal` aborts, whichever comes first; it never rejects.
+ *
+ * @example
+ *
+ * ```ts
+ * await untilEvent(stream, ['close'], 1000, signal)
+ * ```
+ */
+export async function untilEvent (target: EventTarget, events: string[], ms: number, signal?: AbortSignal): Promise<void> {
+  if (signal?.aborted === true) {
+    return
+  }
+  await new Promise<void>(resolve => {
+    const done = (): void => {
+      clearTimeout(timer)
+      for (const event of events) {
+        target.removeEventListener(event, done)
+      }
+      signal?.removeEventListener('abort', done)
+      resolve()
+    }
+    for (const event of events) {
+      target.addEventListener(event, done)
+    }
+    signal?.addEventListener('abort', done)
+    const timer = setTimeout(done, ms)
+  })
 }
