@@ -180,10 +180,12 @@ export class BudgetShare extends Budget {
 
 /**
  * Lets long local loops give the event loop a turn: `maybeYield()` waits
- * once the loop has run `sliceMs` since its last turn. Waiting loops resume
- * one per turn of the event loop, in the order they started waiting, so a
- * hundred sessions walking at once still let timers and I/O in between
- * slices and each gets its share.
+ * once the node's local loops together have run `sliceMs` in the current
+ * turn of the event loop. The clock is node-wide, so a hundred sessions
+ * woken by one event (a budget release, a burst of frames) share one slice
+ * instead of taking one each. Waiting loops resume one per turn of the
+ * event loop, in the order they started waiting, each with a fresh slice,
+ * so timers and I/O run between slices and every loop gets its share.
  *
  * @example
  *
@@ -197,20 +199,40 @@ export class BudgetShare extends Budget {
  */
 export class Yielder {
   private readonly sliceMs: number
-  private sliceStart = now()
 
   constructor (sliceMs = DEFAULT_SLICE_MS) {
     this.sliceMs = sliceMs
   }
 
   async maybeYield (signal?: AbortSignal): Promise<void> {
-    if (now() - this.sliceStart < this.sliceMs) {
+    if (now() - turnStarted() < this.sliceMs) {
       return
     }
     await nextTurn()
     signal?.throwIfAborted()
-    this.sliceStart = now()
   }
+}
+
+/** When local loops started running in the current turn of the event loop */
+let clockStart = 0
+/** True while a clock is running for the current turn (reset by a macrotask) */
+let clockRunning = false
+
+/** Starts a fresh slice: the clock runs until the next macrotask resets it */
+function startClock (): void {
+  clockStart = now()
+  if (!clockRunning) {
+    clockRunning = true
+    nextMacrotask(() => { clockRunning = false })
+  }
+}
+
+/** The start of the current turn's slice, starting one if none runs */
+function turnStarted (): number {
+  if (!clockRunning) {
+    startClock()
+  }
+  return clockStart
 }
 
 /** Loops waiting for a turn, in the order they yielded */
@@ -224,6 +246,8 @@ function resumeNext (): void {
     resuming = false
     return
   }
+  // the resumed loop runs in this macrotask with a fresh slice of its own
+  startClock()
   resume()
   nextMacrotask(resumeNext)
 }
