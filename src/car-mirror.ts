@@ -12,7 +12,7 @@ import { LimitExceededError, ProtocolError, SessionRefusedError, SessionTimeoutE
 import { FramedStream, untilEvent } from './transport/framed-stream.ts'
 import { failSession, runReceiver, runSender } from './transport/run-session.ts'
 import type { BloomFilter } from './core/bloom/bloom-filter.ts'
-import type { Message, MessageLimits } from './core/messages.ts'
+import type { Message, MessageLimits, PullMessage } from './core/messages.ts'
 import type { ReceiverStep } from './core/receiver.ts'
 import type { BudgetName, CarMirror, CarMirrorComponents, CarMirrorInit, CarMirrorStats, PeerTarget, TransferOptions, TransferStats } from './index.ts'
 import type { RunOptions } from './transport/run-session.ts'
@@ -399,12 +399,7 @@ export class DefaultCarMirror implements CarMirror {
           return
         }
         this.log('serving pull of %s to %p', first.roots[0], peer)
-        if (first.bloom != null) {
-          // room for the Bloom is waited for (the node evicts stalled sessions holding Blooms), then taken by the session
-          const bytes = first.bloom.bytes.byteLength
-          await session.budgets.bloomBytes.acquire(bytes, signal)
-          session.budgets.bloomBytes.release(bytes)
-        }
+        await this.roomForRequest(session.budgets, first, signal)
         sender = new SenderSession({ ...this.senderInit(first.roots, session.budgets), request: first, onProgress: touch })
         await runSender(framed, sender, { signal, maxCidsPerMessage: this.init.maxCidsPerMessage })
       } else if (first.type === 'push') {
@@ -448,6 +443,20 @@ export class DefaultCarMirror implements CarMirror {
       return DEFAULT_MAX_PUSH_BYTES
     }
     return this.init.pushQuota(peer, roots)
+  }
+
+  /**
+   * Waits until the node has room for a pull request's wants and Bloom (the
+   * node evicts stalled sessions holding them meanwhile): the sender session
+   * created right after takes them
+   */
+  private async roomForRequest (budgets: SessionBudgets, request: PullMessage, signal: AbortSignal): Promise<void> {
+    const wants = request.wants.length > 0 ? request.wants.length : request.roots.length
+    const bloomBytes = request.bloom?.bytes.byteLength ?? 0
+    await budgets.queuedWants.acquire(wants, signal)
+    await budgets.bloomBytes.acquire(bloomBytes, signal)
+    budgets.queuedWants.release(wants)
+    budgets.bloomBytes.release(bloomBytes)
   }
 
   private async firstMessage (framed: FramedStream, signal: AbortSignal): Promise<Message> {

@@ -10,9 +10,11 @@ import { register } from 'prom-client'
 import { identityCborBlock } from './fixtures/dag.ts'
 import { TREE_V1, addLargeFile, addTree, cborDag, putBlocks } from './fixtures/dags.ts'
 import { testNodes } from './fixtures/nodes.ts'
+import { randomCid } from './hostile/attacks/dags.ts'
 import { eventually, openFramed, readUntilEnd } from './hostile/helpers.ts'
 import type { CarMirrorStats } from '../src/index.ts'
 import type { TestNode } from './fixtures/nodes.ts'
+import type { CID } from 'multiformats/cid'
 import type { FramedStream } from '../src/transport/framed-stream.ts'
 
 function expectAllReturned (stats: CarMirrorStats): void {
@@ -128,6 +130,32 @@ describe('node-wide budgets', () => {
     expect(unsent).to.be.below(1024 * 1024)
     expect(server.carMirror.stats().budgets.readAheadBytes.used).to.be.at.most(4 * 1024 * 1024 + 256 * 1024)
     framed.abort(new Error('done'))
+  })
+
+  it('a peer that does not read cannot queue wants past the node\'s budget', async () => {
+    const server = await node({ budgets: { queuedWants: 1000 } })
+    const client = await node()
+    const root = await addLargeFile(server, 16 * 1024 * 1024, 8)
+    // three pulls whose readers stop, so the server's writes wait, then statuses of 800 wants each
+    const sessions = await Promise.all([0, 1, 2].map(async () => {
+      const framed = await openFramed(client, server)
+      await framed.write({ type: 'pull', roots: [root], wants: [] })
+      await readUntilEnd(framed, 2000, m => m.type === 'header')
+      framed.stream.pause()
+      return framed
+    }))
+    const wants = (session: number, status: number): CID[] => Array.from({ length: 800 }, (_, i) => randomCid(`${session}/${status}/${i}`))
+    for (let status = 0; status < 4; status++) {
+      await Promise.all(sessions.map(async (framed, session) => {
+        await framed.write({ type: 'status', wants: wants(session, status) }, { signal: AbortSignal.timeout(2000) })
+      }))
+    }
+    await new Promise(resolve => setTimeout(resolve, 1000))
+    // statuses are only decoded once the node's queue has room for their wants, even while the session's writes wait
+    expect(server.carMirror.stats().budgets.queuedWants.used).to.be.at.most(1000)
+    for (const framed of sessions) {
+      framed.abort(new Error('done'))
+    }
   })
 
   it('publishes budgets and sessions as libp2p metrics', async () => {

@@ -201,8 +201,10 @@ export class SenderSession {
    * read now (roomForWants without waiting)
    */
   takeRoomForWants (frameBytes: number = Infinity): boolean {
-    // a sender waiting for the receiver's word must go on reading, or both would wait forever
-    if (this.closed || this.finished || this.waitingForPeer) {
+    // a sender with nothing queued that waits for the receiver's word (a
+    // first status, a sync's Bloom) must read it, or both would wait
+    // forever: one message at most, as its wants fill the queue
+    if (this.closed || this.finished || (this.waitingForPeer && this.queued.length === 0)) {
       return true
     }
     if (this.queued.length >= this.maxQueuedWants) {

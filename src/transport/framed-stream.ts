@@ -93,7 +93,6 @@ export class FramedStream {
   private busy: () => boolean = () => false
   /** Set while a write waits for the peer to read: that is not local work */
   private draining = false
-  private readonly blockedWakes: Array<() => void> = []
   private keepaliveTimer?: ReturnType<typeof setInterval>
   private readonly bufferBudget?: Budget
   private waitingForBudget = false
@@ -278,9 +277,6 @@ export class FramedStream {
     this.checkWritable()
     if (!this.stream.send(batch)) {
       this.draining = true
-      for (const wake of this.blockedWakes.splice(0)) {
-        wake()
-      }
       try {
         await this.drained(options)
       } finally {
@@ -288,14 +284,6 @@ export class FramedStream {
       }
       this.lastActivity = Date.now()
     }
-  }
-
-  /** Resolves at once while a write waits for the peer to read, else when one starts to */
-  async writeBlocked (): Promise<void> {
-    if (this.draining) {
-      return
-    }
-    await new Promise<void>(resolve => { this.blockedWakes.push(resolve) })
   }
 
   /** True while the stream holds more unsent bytes than a batch: its peer is not reading */

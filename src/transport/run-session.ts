@@ -1,4 +1,5 @@
 import { isRemoteError, remoteError } from '../core/receiver.ts'
+import { Wakeup } from '../core/signal.ts'
 import { HashMismatchError, InvalidBlockError, LimitExceededError, ProtocolError, SessionClosedError, SessionRefusedError, SessionTimeoutError, UnknownCodecError, UnsupportedHashError, BlocksNotAvailableError } from '../errors.ts'
 import type { FramedStream } from './framed-stream.ts'
 import type { ErrorCode, Message } from '../core/messages.ts'
@@ -49,15 +50,15 @@ export async function runSender (framed: FramedStream, sender: SenderSession, op
 
     try {
       // a receiver that asks for more than the session takes waits: no frame
-      // is decoded until the node's queue has room for the wants it may hold,
-      // unless this side's writes wait for the peer to read (both sides
-      // waiting for each other would never end; the node evicts a stalled
-      // session that holds too much)
+      // is decoded until the node's queue has room for the wants it may hold
+      // (even while this side's writes wait for the peer to read: a receiver
+      // reads while it writes, and the node evicts a stalled session that
+      // holds too much)
       const beforeDecode = async (frameBytes: number): Promise<void> => {
         if (sender.takeRoomForWants(frameBytes)) {
           return
         }
-        await Promise.race([sender.roomForWants(roomSignal, frameBytes).catch(() => {}), framed.remoteEnded, framed.writeBlocked()])
+        await Promise.race([sender.roomForWants(roomSignal, frameBytes).catch(() => {}), framed.remoteEnded])
       }
       // true when the session is done
       const handle = (message: Message): boolean => {
@@ -100,49 +101,130 @@ export async function runSender (framed: FramedStream, sender: SenderSession, op
 /**
  * Runs a receiver session over a framed stream: hands it every message the
  * sender writes and writes its replies, until it holds the whole DAG and the
- * sender has closed its end.
+ * sender has closed its end. Reading never waits for a reply to be written
+ * (full duplex): a sender whose writes wait for this side to read can
+ * always go on. The replies waiting meanwhile stay few: the receiver names
+ * wants only once the sender has read its last status, and sends a Bloom
+ * only when what it holds has doubled.
  */
 export async function runReceiver (framed: FramedStream, receiver: ReceiverSession, options: RunOptions = {}): Promise<void> {
   let receiving = false
   framed.keepAliveWhile(() => receiving)
   await guard(framed, 'receiver', options, async () => {
-    for (const message of options.first ?? []) {
-      await write(framed, message, options)
-    }
+    const outbox = new Outbox(framed, options)
+    try {
+      for (const message of options.first ?? []) {
+        outbox.send(message)
+      }
 
-    if (!receiver.complete) {
-      for await (const message of framed.messages(options)) {
-        options.onReceived?.(message)
-        receiving = true
-        let step
-        try {
-          step = await receiver.receive(message, options)
-        } finally {
-          receiving = false
-        }
-        options.onReceiverStep?.(step)
-        for (const reply of step.replies) {
-          await write(framed, reply, options)
-        }
-        if (receiver.complete) {
-          break
+      if (!receiver.complete) {
+        for await (const message of framed.messages(options)) {
+          outbox.check()
+          options.onReceived?.(message)
+          receiving = true
+          let step
+          try {
+            step = await receiver.receive(message, options)
+          } finally {
+            receiving = false
+          }
+          options.onReceiverStep?.(step)
+          for (const reply of step.replies) {
+            outbox.send(reply)
+          }
+          if (receiver.complete) {
+            break
+          }
         }
       }
-    }
 
-    if (!receiver.complete) {
-      throw new SessionClosedError(`The sender closed the stream with ${receiver.frontier.wantCount} subgraph(s) still missing`)
+      if (!receiver.complete) {
+        throw new SessionClosedError(`The sender closed the stream with ${receiver.frontier.wantCount} subgraph(s) still missing`)
+      }
+      for (const done of receiver.doneOnce()) {
+        outbox.send(done)
+      }
+      // done: what the sender still sends is dropped unread (so its writes
+      // never wait for this side) until it closes its end, or is cut off after a grace
+      framed.discardIncoming()
+      await outbox.flushed()
+    } catch (err) {
+      outbox.stop()
+      throw err
     }
-    for (const done of receiver.doneOnce()) {
-      await write(framed, done, options)
-    }
-    // done: what the sender still sends is dropped unread until it closes its end, or is cut off after a grace
-    framed.discardIncoming()
     await framed.closeWrite(options)
     void framed.remoteEnd(DONE_GRACE_MS).then(() => {
       framed.abort(new SessionClosedError('The session is over'))
     })
   })
+}
+
+/** Writes a receiver's replies in order, in a task of its own, so its reading never waits for them */
+class Outbox {
+  private readonly framed: FramedStream
+  private readonly options: RunOptions
+  private readonly queue: Message[] = []
+  private readonly wakeup = new Wakeup()
+  private readonly stopped = new AbortController()
+  private failure?: Error
+  private readonly writing: Promise<void>
+
+  constructor (framed: FramedStream, options: RunOptions) {
+    this.framed = framed
+    this.options = options
+    this.writing = this.run()
+    this.writing.catch(() => {})
+  }
+
+  /** Queues a message to write after those queued before it */
+  send (message: Message): void {
+    this.check()
+    this.queue.push(message)
+    this.wakeup.notify()
+  }
+
+  /** @throws {Error} the error a write failed with, if one did */
+  check (): void {
+    if (this.failure != null) {
+      throw this.failure
+    }
+  }
+
+  /** Resolves once every queued message is written; rejects if a write failed */
+  async flushed (): Promise<void> {
+    this.stopped.abort()
+    await this.writing
+    this.check()
+  }
+
+  /** Stops writing (the session failed) */
+  stop (): void {
+    this.stopped.abort()
+    this.queue.length = 0
+  }
+
+  private async run (): Promise<void> {
+    const signal = this.options.signal == null ? this.stopped.signal : AbortSignal.any([this.options.signal, this.stopped.signal])
+    try {
+      while (true) {
+        const message = this.queue.shift()
+        if (message != null) {
+          await write(this.framed, message, this.options)
+          continue
+        }
+        if (this.stopped.signal.aborted) {
+          return
+        }
+        this.options.signal?.throwIfAborted()
+        await this.wakeup.wait(signal).catch(() => {})
+      }
+    } catch (err) {
+      this.failure = err as Error
+      // a write that failed (a reset, a limit) stops the reading side too
+      this.framed.interrupt(err as Error)
+      throw err
+    }
+  }
 }
 
 async function write (framed: FramedStream, message: Message, options: RunOptions): Promise<void> {

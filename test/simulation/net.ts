@@ -50,7 +50,6 @@ class Pipe {
   private readerWake?: () => void
   private writerWakes: Array<() => void> = []
   private endWakes: Array<() => void> = []
-  private blockedWakes: Array<() => void> = []
 
   constructor (scheduler: Scheduler, random: () => number, options: PipeOptions) {
     this.scheduler = scheduler
@@ -68,9 +67,6 @@ class Pipe {
 
   async write (bytes: Uint8Array): Promise<void> {
     while (this.inFlight >= this.options.window && this.failure == null) {
-      for (const wake of this.blockedWakes.splice(0)) {
-        wake()
-      }
       await new Promise<void>(resolve => { this.writerWakes.push(resolve) })
     }
     if (this.failure != null) {
@@ -155,11 +151,6 @@ class Pipe {
     this.wakeReader()
   }
 
-  /** Resolves once a write waits for the window to open (the reader is behind) */
-  async whenWriterBlocked (): Promise<void> {
-    await new Promise<void>(resolve => { this.blockedWakes.push(resolve) })
-  }
-
   /** Resolves once the writer's close was delivered, or the pipe failed */
   async whenEnded (): Promise<void> {
     if (!this.ended && this.failure == null) {
@@ -209,11 +200,6 @@ export class End {
 
   closeWrite (): void {
     this.out.close()
-  }
-
-  /** Resolves once a write of this end waits for the remote end to read */
-  async writeBlocked (): Promise<void> {
-    await this.out.whenWriterBlocked()
   }
 
   /** Resolves once the remote end closed its writable end (or the stream failed) */

@@ -344,7 +344,7 @@ async function runSession (s: Scenario, stores: Stores, scheduler: Scheduler, ra
       if (session.takeRoomForWants()) {
         return
       }
-      await Promise.race([session.roomForWants(roomSignal).catch(() => {}), sender.end.remoteEnd(), sender.end.writeBlocked()])
+      await Promise.race([session.roomForWants(roomSignal).catch(() => {}), sender.end.remoteEnd()])
     }
     try {
       let message: Message | undefined
@@ -376,28 +376,48 @@ async function runSession (s: Scenario, stores: Stores, scheduler: Scheduler, ra
     }
   }
 
-  /** Like runReceiver in src/transport/run-session.ts: after done it drops what it reads, and resets the stream after a grace */
+  /**
+   * Like runReceiver in src/transport/run-session.ts: replies are written by
+   * a task of their own (reading never waits for them); after done it drops
+   * what it reads, and resets the stream after a grace
+   */
   const runReceiver = async (session: ReceiverSession, first: Message[]): Promise<void> => {
     receiverSession = session
+    // the outbox: replies written in order while reading goes on
+    let writing: Promise<void> = Promise.resolve()
+    let writeError: Error | undefined
+    const send = (message: Message): void => {
+      if (writeError != null) {
+        throw writeError
+      }
+      writing = writing.then(async () => { await wire.send(receiver, message) }).catch(err => {
+        writeError ??= err
+        receiver.end.interrupt(err)
+      })
+    }
     try {
       for (const message of first) {
-        await wire.send(receiver, message)
+        send(message)
       }
       let message: Message | undefined
       while (!session.complete && (message = await wire.receive(receiver)) != null) {
         const step = await session.receive(message, { signal: receiverAbort.signal })
         for (const reply of step.replies) {
-          await wire.send(receiver, reply)
+          send(reply)
         }
       }
       if (!session.complete) {
         throw new SessionClosedError(`The sender closed the stream with ${session.frontier.wantCount} subgraph(s) still missing`)
       }
       for (const done of session.doneOnce()) {
-        await wire.send(receiver, done)
+        send(done)
       }
       // like FramedStream.discardIncoming: what the sender still sends is read and dropped
       void (async () => { while (await receiver.end.read() != null) { /* dropped */ } })().catch(() => {})
+      await writing
+      if (writeError != null) {
+        throw writeError
+      }
       receiver.end.closeWrite()
       void Promise.race([receiver.end.remoteEnd(), scheduler.sleep(DONE_GRACE)]).then(() => { receiver.end.abort() })
     } finally {
