@@ -3,6 +3,7 @@ import { CID } from 'multiformats/cid'
 import { DEFAULT_MAX_BLOCK_SIZE, DEFAULT_MAX_BLOOM_BYTES, DEFAULT_MAX_BLOOM_HASH_COUNT, DEFAULT_MAX_CIDS_PER_MESSAGE } from '../constants.ts'
 import { LimitExceededError, ProtocolError } from '../errors.ts'
 import { BloomFilter } from './bloom/bloom-filter.ts'
+import { ITEMS_PER_STEP, controlValue, runSteps } from './control-values.ts'
 
 /**
  * The client's first frame of a pull: the DAG's roots, the subgraph roots the
@@ -383,14 +384,40 @@ function decodeBlock (body: Uint8Array, limits: MessageLimits): BlockMessage {
   return { type: 'block', cid, bytes }
 }
 
-function decodeControl (body: Uint8Array, limits: MessageLimits): Message {
-  new ControlScanner(body, maxControlItems(limits)).scan()
-  let value: unknown
-  try {
-    value = dagCbor.decode(body)
-  } catch (err) {
-    throw new ProtocolError(`Control frame is not DAG-CBOR: ${(err as Error).message}`)
+/**
+ * `decodeMessage` in steps: a generator that pauses every ITEMS_PER_STEP
+ * CBOR items of a control frame, so a caller can decode a status of 10,000
+ * CIDs (tens of milliseconds) over several turns of the event loop. It
+ * returns the message, or throws what `decodeMessage` would.
+ *
+ * @example
+ *
+ * ```ts
+ * const steps = decodeMessageSteps(frame)
+ * let step = steps.next()
+ * while (step.done !== true) {
+ *   await yielder.maybeYield()
+ *   step = steps.next()
+ * }
+ * const message = step.value
+ * ```
+ */
+export function * decodeMessageSteps (body: Uint8Array, limits: MessageLimits = {}): Generator<void, Message, undefined> {
+  const first = body[0]
+  if (first >= 0xa0 && first <= 0xbb) {
+    return yield * controlSteps(body, limits)
   }
+  return decodeMessage(body, limits)
+}
+
+function decodeControl (body: Uint8Array, limits: MessageLimits): Message {
+  return runSteps(controlSteps(body, limits))
+}
+
+function * controlSteps (body: Uint8Array, limits: MessageLimits): Generator<void, Message, undefined> {
+  yield * new ControlScanner(body, maxControlItems(limits)).scan()
+  // the scanner has checked that this is canonical DAG-CBOR a control message may hold
+  const value = yield * controlValue(body)
   if (value == null || typeof value !== 'object' || Array.isArray(value) || value instanceof Uint8Array || CID.asCID(value) != null) {
     throw new ProtocolError('Control frame is not a map')
   }
@@ -698,8 +725,12 @@ class ControlScanner {
     this.maxItems = maxItems
   }
 
-  scan (): void {
+  /** Scans the frame, pausing every ITEMS_PER_STEP items */
+  * scan (): Generator<void, void, undefined> {
     while (true) {
+      if (this.items % ITEMS_PER_STEP === ITEMS_PER_STEP - 1) {
+        yield
+      }
       while (this.remaining[this.depth] === 0) {
         if (this.depth === 0) {
           if (this.pos !== this.body.byteLength) {

@@ -13,7 +13,7 @@ import * as Digest from 'multiformats/hashes/digest'
 import { concat } from 'uint8arrays/concat'
 import { DEFAULT_MAX_BLOCK_SIZE, DEFAULT_MAX_BLOOM_BYTES, DEFAULT_MAX_BLOOM_HASH_COUNT, DEFAULT_MAX_CIDS_PER_MESSAGE } from '../../src/constants.ts'
 import { BloomFilter } from '../../src/core/bloom/bloom-filter.ts'
-import { bloomItem, bloomOf, checkFirstMessageSize, decodeMessage, encodeMessage, maxControlItems, maxFirstFrameSize, maxFirstMessageOverhead, maxFrameSize } from '../../src/core/messages.ts'
+import { bloomItem, bloomOf, checkFirstMessageSize, decodeMessage, decodeMessageSteps, encodeMessage, maxControlItems, maxFirstFrameSize, maxFirstMessageOverhead, maxFrameSize } from '../../src/core/messages.ts'
 import { LimitExceededError, ProtocolError } from '../../src/errors.ts'
 import type { ErrorCode, Message, MessageLimits } from '../../src/core/messages.ts'
 
@@ -960,5 +960,48 @@ describe('messages: bloomOf', () => {
     expect(bloom.bytes.byteLength).to.equal(1024)
     expect(bloom.hashCount).to.equal(Math.round(1024 * 8 / cids.length * Math.LN2))
     expect(cids.every(cid => bloom.has(bloomItem(cid)))).to.be.true()
+  })
+})
+
+describe('messages: decoding in steps', () => {
+  const cids = Array.from({ length: 10_000 }, (_, i) => CID.createV1(0x55, Digest.create(0x12, new Uint8Array(32).fill(i % 251).map((b, j) => j < 2 ? (i >> (8 * j)) & 0xff : b))))
+
+  it('a status of 10,000 wants pauses every 1,024 items and decodes as decodeMessage does', () => {
+    const frame = concat(encodeMessage({ type: 'status', wants: cids, bloom: null }))
+    const steps = decodeMessageSteps(frame)
+    let pauses = 0
+    let step = steps.next()
+    while (step.done !== true) {
+      pauses++
+      step = steps.next()
+    }
+    // the scan pauses every 1,024 CBOR items (a link is a tag and its bytes: 20,000 items), the decode every 1,024 values (10,000)
+    expect(pauses).to.be.within(27, 31)
+    expect(step.value).to.deep.equal(decodeMessage(frame))
+    expect(step.value).to.deep.equal({ type: 'status', wants: cids, bloom: null, rootsHeld: false })
+  })
+
+  it('decoded CIDs and Bloom bytes are copies: they do not keep the frame alive', () => {
+    const bloom = bloomOf(cids.slice(0, 100))
+    const frame = concat(encodeMessage({ type: 'pull', roots: cids.slice(0, 1), wants: cids.slice(1, 3), bloom }))
+    const message = decodeMessage(frame)
+    expect(message.type).to.equal('pull')
+    if (message.type !== 'pull') {
+      return
+    }
+    for (const cid of [...message.roots, ...message.wants]) {
+      expect(cid.bytes.buffer).to.not.equal(frame.buffer)
+    }
+    expect(message.bloom?.bytes.buffer).to.not.equal(frame.buffer)
+    expect(message.bloom?.bytes).to.deep.equal(bloom.bytes)
+  })
+
+  it('a step that meets a malformed frame throws what decodeMessage throws', () => {
+    const frame = concat(encodeMessage({ type: 'status', wants: cids.slice(0, 3000) }))
+    // the last link's CID version becomes 0x78
+    frame[frame.byteLength - 37] = 0x78
+    expect(() => decodeMessage(frame)).to.throw(ProtocolError)
+    const steps = decodeMessageSteps(frame)
+    expect(() => { while (steps.next().done !== true) { /* stepping */ } }).to.throw(ProtocolError)
   })
 })
