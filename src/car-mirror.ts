@@ -1,6 +1,6 @@
 import { logger as defaultLogger } from '@libp2p/logger'
 import { CustomProgressEvent } from 'progress-events'
-import { DEFAULT_COLD_CALL_BYTES, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_PUSH_BYTES, DEFAULT_MAX_ROOTS, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PEER, RESUME_MEMORY_MS, DEFAULT_MAX_INBOUND_STREAMS, DEFAULT_MAX_OUTBOUND_STREAMS, DEFAULT_READ_AHEAD, PROTOCOL_ID, DEFAULT_MAX_SESSIONS_PER_ADDRESS, DEFAULT_STALL_TIMEOUT, DEFAULT_EVICT_AFTER, DEFAULT_BUFFERED_BYTES_BUDGET, DEFAULT_BLOOM_BYTES_BUDGET, DEFAULT_QUEUED_WANTS_BUDGET, DEFAULT_READ_AHEAD_BYTES_BUDGET, DEFAULT_PENDING_WANTS_BUDGET, DEFAULT_INDEXED_CIDS_BUDGET, DEFAULT_LOCAL_WALKS, DEFAULT_MAX_WANTS, DEFAULT_MAX_LINKS_PER_BLOCK, DEFAULT_MAX_CHECK_BLOCKS, DEFAULT_MAX_HINT_BLOCKS, DEFAULT_MAX_EXPLORE_BLOCKS, MAX_SENT_BLOOM_BYTES } from './constants.ts'
+import { DEFAULT_COLD_CALL_BYTES, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_PUSH_BYTES, DEFAULT_MAX_ROOTS, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PEER, RESUME_MEMORY_MS, DEFAULT_MAX_INBOUND_STREAMS, DEFAULT_MAX_OUTBOUND_STREAMS, DEFAULT_READ_AHEAD, PROTOCOL_ID, DEFAULT_MAX_SESSIONS_PER_ADDRESS, DEFAULT_STALL_TIMEOUT, DEFAULT_EVICT_AFTER, DEFAULT_BUFFERED_BYTES_BUDGET, DEFAULT_BLOOM_BYTES_BUDGET, DEFAULT_QUEUED_WANTS_BUDGET, DEFAULT_READ_AHEAD_BYTES_BUDGET, DEFAULT_PENDING_WANTS_BUDGET, DEFAULT_INDEXED_CIDS_BUDGET, DEFAULT_LOCAL_WALKS, DEFAULT_LARGE_FRAMES, DEFAULT_MAX_WANTS, DEFAULT_MAX_LINKS_PER_BLOCK, DEFAULT_MAX_CHECK_BLOCKS, DEFAULT_MAX_HINT_BLOCKS, DEFAULT_MAX_EXPLORE_BLOCKS, MAX_SENT_BLOOM_BYTES } from './constants.ts'
 import { Budget, BudgetShare } from './core/budget.ts'
 import { LinkReader } from './core/links.ts'
 import { bloomOf, checkFirstMessageSize } from './core/messages.ts'
@@ -108,7 +108,8 @@ export class DefaultCarMirror implements CarMirror {
       readAheadBytes: new Budget('readAheadBytes', budgets.readAheadBytes ?? DEFAULT_READ_AHEAD_BYTES_BUDGET),
       pendingWants: new Budget('pendingWants', budgets.pendingWants ?? DEFAULT_PENDING_WANTS_BUDGET),
       indexedCids: new Budget('indexedCids', budgets.indexedCids ?? DEFAULT_INDEXED_CIDS_BUDGET),
-      localWalks: new Budget('localWalks', budgets.localWalks ?? DEFAULT_LOCAL_WALKS)
+      localWalks: new Budget('localWalks', budgets.localWalks ?? DEFAULT_LOCAL_WALKS),
+      largeFrames: new Budget('largeFrames', budgets.largeFrames ?? DEFAULT_LARGE_FRAMES)
     }
     // a session waiting for memory that stalled sessions hold gets it by evicting them
     for (const budget of [this.budgets.bufferedBytes, this.budgets.bloomBytes, this.budgets.queuedWants, this.budgets.readAheadBytes, this.budgets.pendingWants]) {
@@ -460,7 +461,10 @@ export class DefaultCarMirror implements CarMirror {
   }
 
   private async firstMessage (framed: FramedStream, signal: AbortSignal): Promise<Message> {
-    const first = await framed.messages({ signal }).next()
+    const messages = framed.messages({ signal })
+    const first = await messages.next()
+    // ends the reader: it gives back the large-frame slot a long first message took
+    await messages.return(undefined)
     if (first.done === true) {
       throw new ProtocolError('The stream closed before the first message')
     }
@@ -494,7 +498,7 @@ export class DefaultCarMirror implements CarMirror {
 
   /** Frames a CAR Mirror stream with this node's limits, idle timeout and buffer budget */
   private frame (stream: Stream, bufferBudget: Budget = this.budgets.bufferedBytes): FramedStream {
-    return new FramedStream(stream, { limits: this.limits, idleTimeout: this.init.idleTimeout ?? DEFAULT_IDLE_TIMEOUT, bufferBudget })
+    return new FramedStream(stream, { limits: this.limits, idleTimeout: this.init.idleTimeout ?? DEFAULT_IDLE_TIMEOUT, bufferBudget, largeFrames: this.budgets.largeFrames })
   }
 
   private async session (options: TransferOptions, run: (signal: AbortSignal, stats: TransferStats) => Promise<void>, roots: CID[]): Promise<TransferStats> {
@@ -576,11 +580,11 @@ export class DefaultCarMirror implements CarMirror {
     }
   }
 
-  /** A session's shares of the node-wide budgets (the local-walk slots stay node-wide) */
+  /** A session's shares of the node-wide budgets (the slots for walks and large frames stay node-wide) */
   private shareBudgets (): SessionBudgets {
-    const { localWalks, ...shared } = this.budgets
+    const { localWalks, largeFrames, ...shared } = this.budgets
     const shares = Object.fromEntries(Object.entries(shared).map(([name, budget]) => [name, new BudgetShare(budget)]))
-    return { ...shares, localWalks } as SessionBudgets
+    return { ...shares, localWalks, largeFrames } as SessionBudgets
   }
 
   private senderInit (roots: CID[], budgets: SessionBudgets = this.budgets): ConstructorParameters<typeof SenderSession>[0] {

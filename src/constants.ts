@@ -93,6 +93,13 @@ export const DEFAULT_INDEXED_CIDS_BUDGET = 500_000
 /** Node-wide: local walks (want checks, hint walks) running at once */
 export const DEFAULT_LOCAL_WALKS = 2
 
+/**
+ * Node-wide: received control frames over 16 KiB (long CID lists) being
+ * decoded and taken in at once: each holds up to 10,000 decoded CIDs while
+ * it is handled in slices
+ */
+export const DEFAULT_LARGE_FRAMES = 1
+
 /** Per session: blocks a sender reads to check wants */
 export const DEFAULT_MAX_CHECK_BLOCKS = 1_000_000
 

@@ -14,8 +14,8 @@ import { randomCid } from './hostile/attacks/dags.ts'
 import { eventually, openFramed, readUntilEnd } from './hostile/helpers.ts'
 import type { CarMirrorStats } from '../src/index.ts'
 import type { TestNode } from './fixtures/nodes.ts'
-import type { CID } from 'multiformats/cid'
 import type { FramedStream } from '../src/transport/framed-stream.ts'
+import type { CID } from 'multiformats/cid'
 
 function expectAllReturned (stats: CarMirrorStats): void {
   for (const [name, { used }] of Object.entries(stats.budgets)) {
@@ -152,10 +152,16 @@ describe('node-wide budgets', () => {
     }
     await new Promise(resolve => setTimeout(resolve, 1000))
     // statuses are only decoded once the node's queue has room for their wants, even while the session's writes wait
-    expect(server.carMirror.stats().budgets.queuedWants.used).to.be.at.most(1000)
+    const { budgets } = server.carMirror.stats()
+    expect(budgets.queuedWants.used).to.be.at.most(1000)
+    // each status is a large frame (30 KB): one is decoded and taken in at a time, node-wide
+    expect(budgets.largeFrames.used).to.be.at.most(1)
     for (const framed of sessions) {
       framed.abort(new Error('done'))
     }
+    // and everything is given back, the large-frame slot too
+    await eventually(() => Object.values(server.carMirror.stats().budgets).every(({ used }) => used === 0))
+    expectAllReturned(server.carMirror.stats())
   })
 
   it('publishes budgets and sessions as libp2p metrics', async () => {

@@ -252,22 +252,6 @@ function resumeNext (): void {
   nextMacrotask(resumeNext)
 }
 
-/**
- * Waits for a turn of the event loop of its own: callers resume one per
- * turn, in the order they asked, so work that cannot be split (decoding a
- * large frame) runs one piece per turn however many sessions have some.
- *
- * @example
- *
- * ```ts
- * await takeTurn()
- * const message = decodeMessage(largeFrame)
- * ```
- */
-export async function takeTurn (): Promise<void> {
-  await nextTurn()
-}
-
 /** Waits for this loop's turn: one loop resumes per turn of the event loop */
 async function nextTurn (): Promise<void> {
   await new Promise<void>(resolve => {

@@ -113,7 +113,7 @@ const DEFAULT_MAX_READ_AHEAD_BYTES = 4 * 1024 * 1024
  * ```ts
  * const sender = new SenderSession({ blockstore, roots: [root], bloom })
  * for await (const message of sender.messages()) {
- *   await write(message) // meanwhile: sender.receive(messageFromReceiver)
+ *   await write(message) // meanwhile: await sender.receive(messageFromReceiver)
  * }
  * ```
  */
@@ -145,6 +145,8 @@ export class SenderSession {
   private reserved = 0
   /** Wants of the pass under way, still charged to the queued-wants budget */
   private inPass = 0
+  /** Most wants the queue ever holds: what a receiver that names more has not waited for */
+  private readonly queueCap: number
 
   constructor (init: SenderSessionInit) {
     this.init = init
@@ -161,7 +163,10 @@ export class SenderSession {
     this.setBloom(init.request?.bloom ?? init.bloom)
     const wants = init.request?.wants ?? []
     this.queued = []
-    for (const want of wants.length > 0 ? wants : init.roots) {
+    const first = wants.length > 0 ? wants : init.roots
+    // the queue may hold the first wants (or every root), or a full queue, and one more list
+    this.queueCap = Math.max(this.maxQueuedWants, first.length) + this.maxCids
+    for (const want of first) {
       this.enqueue(want)
     }
     this.counters.statusesReceived = init.request != null ? 1 : 0
@@ -201,10 +206,11 @@ export class SenderSession {
    * read now (roomForWants without waiting)
    */
   takeRoomForWants (frameBytes: number = Infinity): boolean {
-    // a sender with nothing queued that waits for the receiver's word (a
-    // first status, a sync's Bloom) must read it, or both would wait
-    // forever: one message at most, as its wants fill the queue
-    if (this.closed || this.finished || (this.waitingForPeer && this.queued.length === 0)) {
+    // a sender that waits for the receiver's word (a first status, the
+    // roots' acknowledgement, a sync's Bloom) must read it, or both would
+    // wait forever, even past the node's budget: enqueue() caps what its
+    // receiver can queue meanwhile at one list beyond the session's limit
+    if (this.closed || this.finished || this.waitingForPeer) {
       return true
     }
     if (this.queued.length >= this.maxQueuedWants) {
@@ -229,10 +235,14 @@ export class SenderSession {
    * @throws {ProtocolError} for a message a sender does not expect, or an identity CID as a want
    * @throws {LimitExceededError} when a Bloom goes over the node's Bloom budget
    */
-  receive (message: Message): number {
+  async receive (message: Message, options: { signal?: AbortSignal } = {}): Promise<number> {
     let added = 0
     switch (message.type) {
-      case 'status':
+      case 'status': {
+        // the wants are read first (a long list in slices), then the whole
+        // status takes effect at once: an idle never acknowledges a status
+        // whose wants are not queued yet, and one status is one pass
+        const keys = await this.wantKeys(message.wants, options.signal)
         this.counters.statusesReceived++
         if (message.bloom !== undefined) {
           this.setBloom(message.bloom ?? undefined)
@@ -243,19 +253,15 @@ export class SenderSession {
         if (message.rootsHeld === true) {
           this.rootsAcknowledged = true
         }
-        for (const want of message.wants) {
-          if (LinkReader.inlineBytes(want) != null) {
-            throw new ProtocolError(`Want ${want} is an identity CID: its data is in the CID`)
-          }
-          if (this.enqueue(want)) {
-            added++
-          }
-        }
+        added = this.enqueueKeys(keys)
         if (added > 0) {
+          // it has work now: the next message waits for room (waitForPeer says so again if it still waits)
+          this.waitingForPeer = false
           this.init.onProgress?.()
         }
         this.releaseReservation()
         break
+      }
       case 'done':
         this.finished = true
         this.counters.duplicatesReported = message.duplicates
@@ -338,14 +344,53 @@ export class SenderSession {
   }
 
   private enqueue (cid: CID): boolean {
-    const key = cidKey(cid)
-    if (this.queuedKeys.has(key)) {
-      return false
+    return this.enqueueKeys([cidKey(cid)]) > 0
+  }
+
+  /**
+   * The keys of a status's wants not queued yet, each once, in slices
+   *
+   * @throws {ProtocolError} for an identity CID
+   */
+  private async wantKeys (wants: CID[], signal?: AbortSignal): Promise<string[]> {
+    const keys = new Set<string>()
+    for (let i = 0; i < wants.length; i++) {
+      if (i % 1024 === 1023) {
+        await this.yielder.maybeYield(signal)
+      }
+      const want = wants[i]
+      if (LinkReader.inlineBytes(want) != null) {
+        throw new ProtocolError(`Want ${want} is an identity CID: its data is in the CID`)
+      }
+      const key = cidKey(want)
+      if (!this.queuedKeys.has(key)) {
+        keys.add(key)
+      }
     }
-    this.queuedKeys.add(key)
-    this.queued.push(key)
-    this.init.budgets?.queuedWants?.force(1)
-    return true
+    return [...keys]
+  }
+
+  /**
+   * Queues the keys not queued yet; returns how many
+   *
+   * @throws {LimitExceededError} when the queue would pass its cap
+   */
+  private enqueueKeys (keys: string[]): number {
+    let added = 0
+    for (const key of keys) {
+      if (this.queuedKeys.has(key)) {
+        continue
+      }
+      if (this.queued.length >= this.queueCap) {
+        // an honest receiver names wants only once the sender is idle, one list at a time
+        throw new LimitExceededError(`The receiver asked for more than ${this.queueCap} blocks the sender has not taken yet`)
+      }
+      this.queuedKeys.add(key)
+      this.queued.push(key)
+      added++
+    }
+    this.init.budgets?.queuedWants?.force(added)
+    return added
   }
 
   /** Gives back the budget the wants of the pass that ended held */

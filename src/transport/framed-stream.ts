@@ -1,6 +1,6 @@
 import { Uint8ArrayList } from 'uint8arraylist'
-import { takeTurn } from '../core/budget.ts'
-import { decodeMessage, encodeMessage, maxFrameSize } from '../core/messages.ts'
+import { Yielder } from '../core/budget.ts'
+import { decodeMessage, decodeMessageSteps, encodeMessage, maxFrameSize } from '../core/messages.ts'
 import { Wakeup } from '../core/signal.ts'
 import { SessionClosedError, SessionTimeoutError } from '../errors.ts'
 import { FrameDecoder } from './frame-decoder.ts'
@@ -15,7 +15,7 @@ export interface MessagesOptions extends AbortOptions {
 
 export interface FramedStreamInit {
   limits?: MessageLimits
-  /** Decoded-but-unread bytes above which the stream is paused; default the larger of 8 MiB and one frame of the largest size */
+  /** Received-but-unread bytes above which the stream is paused; default the larger of 2 MiB and one frame of the largest size */
   highWaterMark?: number
   /**
    * Abort the stream after this long (ms) with no frame read or written,
@@ -24,6 +24,12 @@ export interface FramedStreamInit {
   idleTimeout?: number
   /** Node-wide bytes of received frames not yet handled: every stream pauses while it is used up */
   bufferBudget?: Budget
+  /**
+   * Node-wide slots for large frames: one is held from the decoding of a
+   * frame over 16 KiB until the reader asks for the next message (while it
+   * takes in the message's CIDs)
+   */
+  largeFrames?: Budget
 }
 
 /** Block frames are batched until this many bytes are waiting */
@@ -34,7 +40,7 @@ const MIN_READ_BUFFER = 32 * 1024 * 1024
 /** Errors that end a stream and are already typed for callers (the idle timeout, a session that ended) */
 const TYPED_FAILURES = new Set([SessionClosedError.name, SessionTimeoutError.name])
 
-/** Frames above this size (a long list of CIDs) are decoded one per turn of the event loop */
+/** Frames above this size (a long list of CIDs) are decoded in slices that let other work in */
 const LARGE_FRAME_BYTES = 16 * 1024
 
 /** How often a write waiting for a stream to send its buffer checks it without an event (ms) */
@@ -95,8 +101,10 @@ export class FramedStream {
   private draining = false
   private keepaliveTimer?: ReturnType<typeof setInterval>
   private readonly bufferBudget?: Budget
+  private readonly largeFrames?: Budget
   private waitingForBudget = false
   private discarding = false
+  private readonly yielder = new Yielder()
   private endedResolve?: () => void
   /** Resolves once the remote peer closed its end or the stream closed */
   readonly remoteEnded: Promise<void>
@@ -105,9 +113,10 @@ export class FramedStream {
     this.stream = stream
     this.limits = init.limits ?? {}
     const maxFrame = maxFrameSize(this.limits)
-    this.highWaterMark = init.highWaterMark ?? Math.max(8 * 1024 * 1024, maxFrame)
+    this.highWaterMark = init.highWaterMark ?? Math.max(2 * 1024 * 1024, maxFrame)
     this.idleTimeout = init.idleTimeout ?? 0
     this.bufferBudget = init.bufferBudget
+    this.largeFrames = init.largeFrames
     this.remoteEnded = new Promise(resolve => { this.endedResolve = resolve })
     this.armIdleTimer()
     this.decoder = new FrameDecoder(maxFrame)
@@ -200,41 +209,61 @@ export class FramedStream {
    * before it is decoded (a sender reserves room for the wants it may hold).
    */
   async * messages (options: MessagesOptions = {}): AsyncGenerator<Message, void, undefined> {
-    while (true) {
-      if (this.frames.length > 0 && options.beforeDecode != null) {
-        await options.beforeDecode(this.frames[0].byteLength)
+    // a large frame is decoded and handled holding one of the node's few
+    // large-frame slots, from before it is decoded until the reader asks for
+    // the next message: the node holds few decoded lists of 10,000 CIDs
+    // however many peers send them
+    let slot = false
+    const releaseSlot = (): void => {
+      if (slot) {
+        slot = false
+        this.largeFrames?.release(1)
       }
-      const frame = this.frames.shift()
-      if (frame != null) {
-        this.queuedBytes -= frame.byteLength
-        this.bufferBudget?.release(frame.byteLength)
-        if (this.paused && this.queuedBytes < this.highWaterMark / 2 && !this.waitingForBudget) {
-          this.paused = false
-          this.stream.resume()
+    }
+    try {
+      while (true) {
+        if (this.frames.length > 0) {
+          const size = this.frames[0].byteLength
+          await options.beforeDecode?.(size)
+          if (size > LARGE_FRAME_BYTES && this.largeFrames != null) {
+            await this.largeFrames.acquire(1, options.signal)
+            slot = true
+          }
         }
-        // decoding a large control frame takes milliseconds: one per turn of the event loop
-        if (frame.byteLength > LARGE_FRAME_BYTES) {
-          await takeTurn()
-          options.signal?.throwIfAborted()
+        const frame = this.frames.shift()
+        if (frame != null) {
+          this.queuedBytes -= frame.byteLength
+          this.bufferBudget?.release(frame.byteLength)
+          if (this.paused && this.queuedBytes < this.highWaterMark / 2 && !this.waitingForBudget) {
+            this.paused = false
+            this.stream.resume()
+          }
+          // decoding a large control frame takes milliseconds: in slices, between other work
+          let message: Message | undefined = frame.byteLength > LARGE_FRAME_BYTES
+            ? await this.decodeInSlices(frame.subarray(), options.signal)
+            : decodeMessage(frame.subarray(), this.limits)
+          this.lastFrameSize = frame.byteLength
+          if (message.type !== 'keepalive') {
+            yield message
+          }
+          // a suspended generator keeps what its variables hold: a status of
+          // 10,000 decoded CIDs must not live on while the next frame waits
+          message = undefined
+          releaseSlot()
+          continue
         }
-        let message: Message | undefined = decodeMessage(frame.subarray(), this.limits)
-        this.lastFrameSize = frame.byteLength
-        if (message.type !== 'keepalive') {
-          yield message
+        releaseSlot()
+        const failure = this.failure ?? this.interruption
+        if (failure != null) {
+          throw failure
         }
-        // a suspended generator keeps what its variables hold: a status of
-        // 10,000 decoded CIDs must not live on while the next frame waits
-        message = undefined
-        continue
+        if (this.ended) {
+          return
+        }
+        await this.wakeup.wait(options.signal)
       }
-      const failure = this.failure ?? this.interruption
-      if (failure != null) {
-        throw failure
-      }
-      if (this.ended) {
-        return
-      }
-      await this.wakeup.wait(options.signal)
+    } finally {
+      releaseSlot()
     }
   }
 
@@ -284,6 +313,17 @@ export class FramedStream {
       }
       this.lastActivity = Date.now()
     }
+  }
+
+  /** Decodes a large frame a slice at a time (see Yielder) */
+  private async decodeInSlices (body: Uint8Array, signal?: AbortSignal): Promise<Message> {
+    const steps = decodeMessageSteps(body, this.limits)
+    let step = steps.next()
+    while (step.done !== true) {
+      await this.yielder.maybeYield(signal)
+      step = steps.next()
+    }
+    return step.value
   }
 
   /** True while the stream holds more unsent bytes than a batch: its peer is not reading */

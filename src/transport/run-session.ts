@@ -47,29 +47,29 @@ export async function runSender (framed: FramedStream, sender: SenderSession, op
       framed.interrupt(err)
     })
     const roomSignal = options.signal == null ? writeFailed.signal : AbortSignal.any([options.signal, writeFailed.signal])
+    // a receiver that asks for more than the session takes waits: no frame
+    // is decoded until the node's queue has room for the wants it may hold
+    // (even while this side's writes wait for the peer to read: a receiver
+    // reads while it writes, and the node evicts a stalled session that
+    // holds too much)
+    const beforeDecode = async (frameBytes: number): Promise<void> => {
+      if (sender.takeRoomForWants(frameBytes)) {
+        return
+      }
+      await Promise.race([sender.roomForWants(roomSignal, frameBytes).catch(() => {}), framed.remoteEnded])
+    }
+    const messages = framed.messages({ ...options, beforeDecode })
 
     try {
-      // a receiver that asks for more than the session takes waits: no frame
-      // is decoded until the node's queue has room for the wants it may hold
-      // (even while this side's writes wait for the peer to read: a receiver
-      // reads while it writes, and the node evicts a stalled session that
-      // holds too much)
-      const beforeDecode = async (frameBytes: number): Promise<void> => {
-        if (sender.takeRoomForWants(frameBytes)) {
-          return
-        }
-        await Promise.race([sender.roomForWants(roomSignal, frameBytes).catch(() => {}), framed.remoteEnded])
-      }
       // true when the session is done
-      const handle = (message: Message): boolean => {
+      const handle = async (message: Message): Promise<boolean> => {
         options.onReceived?.(message)
         if (message.type === 'error') {
           throw remoteError(message.code, message.message, message.cids)
         }
-        sender.receive(message)
+        await sender.receive(message, options)
         return sender.done
       }
-      const messages = framed.messages({ ...options, beforeDecode })
       while (true) {
         // no variable of this loop holds a message while the next is awaited:
         // a decoded status may hold 10,000 CIDs, and the wait for room may be long
@@ -77,16 +77,18 @@ export async function runSender (framed: FramedStream, sender: SenderSession, op
         if (next.done === true) {
           break
         }
-        const done = handle(next.value)
+        const done = await handle(next.value)
         next = undefined
         if (done) {
-          await messages.return(undefined)
           break
         }
       }
     } catch (err) {
       writing.catch(() => {})
       throw err
+    } finally {
+      // a reader left suspended would keep its large-frame slot
+      await messages.return(undefined)
     }
 
     if (!sender.done) {

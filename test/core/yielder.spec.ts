@@ -1,5 +1,5 @@
 import { expect } from 'aegir/chai'
-import { Yielder, takeTurn } from '../../src/core/budget.ts'
+import { Yielder } from '../../src/core/budget.ts'
 
 /** Busy-waits `ms` milliseconds: a stand-in for synchronous work */
 function work (ms: number): void {
@@ -74,13 +74,14 @@ describe('core/budget Yielder', () => {
     expect(worstLag).to.be.below(40)
   })
 
-  it('takeTurn resumes one caller per turn of the event loop, in order', async () => {
+  it('waiting loops resume one per turn of the event loop, in the order they yielded', async () => {
     const stop = { now: false }
     const order: number[] = []
-    // eight loops with 8 ms of work that cannot be split: one runs per turn, not eight (64 ms)
+    // eight loops with 8 ms of work that cannot be split, yielding after each: one runs per turn, not eight (64 ms)
     const loops = [0, 1, 2, 3, 4, 5, 6, 7].map(async (i) => {
+      const yielder = new Yielder(0)
       while (!stop.now) {
-        await takeTurn()
+        await yielder.maybeYield()
         order.push(i)
         work(8)
       }

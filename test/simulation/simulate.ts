@@ -353,7 +353,7 @@ async function runSession (s: Scenario, stores: Stores, scheduler: Scheduler, ra
         if (message.type === 'error') {
           throw remoteError(message.code, message.message, message.cids)
         }
-        session.receive(message)
+        await session.receive(message, { signal: senderAbort.signal })
         if (message.type === 'status') {
           message.wants.forEach(cid => wire.exempt.add(cid.toString()))
           wire.rootsHeld ||= message.rootsHeld === true
