@@ -24,17 +24,16 @@ const DURATION_MS = Number(process.env.ATTACK_SECONDS ?? 8) * 1000
 /**
  * Attacks the server does not hold within the bounds in every run (issue 9
  * is open for them; figures in the README's Reliability section). Slots and
- * big-blooms: in about half the runs one event-loop stall of 100-150 ms
- * while libp2p takes in hundreds of streams opened at once (noise, yamux and
- * multistream-select; no CAR Mirror code in the profile). The queued-wants
- * pair: stalls of 100-170 ms, and for the wide DAG 300-400 MiB of growth,
- * while 64 peers that read into 32 MiB buffers are each served the
- * 69,905-block DAG and evicted and re-opened. Slow readers: a stall of
- * 100-110 ms in some runs. They are left out of
- * `npm test` so the suite stays green, and run with `npm run attack-table`
- * (or `ATTACKS=all` here) to see where they stand.
+ * big-blooms: in some runs one event-loop stall of 100-150 ms while libp2p
+ * takes in hundreds of streams opened at once (noise, yamux,
+ * multistream-select and the peer store; no CAR Mirror code in the
+ * profile). Queued wants of the wide DAG: 239-410 MiB of growth, from the
+ * walks' CID index, buffered frames of 64 paused sessions and what yamux
+ * lets a paused stream take in. They are left out of `npm test` so the
+ * suite stays green, and run with `npm run attack-table` (or `ATTACKS=all`
+ * here) to see where they stand.
  */
-const OPEN = new Set(['slots', 'big-blooms', 'queued-wants-identity', 'queued-wants-dag', 'slow-readers'])
+const OPEN = new Set(['slots', 'big-blooms', 'queued-wants-dag'])
 const RUN = process.env.ATTACKS === 'all' ? ATTACKS : ATTACKS.filter(attack => !OPEN.has(attack.id))
 
 describe(`attacks of issue 9 against a server process (heap limit ${SERVER_HEAP_MIB} MiB)`, function () {
