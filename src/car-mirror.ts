@@ -8,13 +8,13 @@ import { ReceiverSession } from './core/receiver.ts'
 import { SenderSession } from './core/sender.ts'
 import { BlockVerifier } from './core/verify.ts'
 import { walkHeldCids } from './core/walk.ts'
-import { LimitExceededError, ProtocolError, SessionRefusedError, SessionTimeoutError } from './errors.ts'
+import { LimitExceededError, PinningUnavailableError, ProtocolError, SessionRefusedError, SessionTimeoutError } from './errors.ts'
 import { FramedStream, untilEvent } from './transport/framed-stream.ts'
 import { failSession, runReceiver, runSender } from './transport/run-session.ts'
 import type { BloomFilter } from './core/bloom/bloom-filter.ts'
 import type { Message, MessageLimits, PullMessage } from './core/messages.ts'
 import type { ReceiverStep } from './core/receiver.ts'
-import type { BudgetName, CarMirror, CarMirrorComponents, CarMirrorInit, CarMirrorStats, PeerTarget, TransferOptions, TransferStats } from './index.ts'
+import type { BudgetName, CarMirror, CarMirrorComponents, CarMirrorInit, CarMirrorStats, PeerTarget, PullOptions, TransferOptions, TransferStats } from './index.ts'
 import type { RunOptions } from './transport/run-session.ts'
 import type { Connection, Logger, PeerId, Stream } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
@@ -175,26 +175,53 @@ export class DefaultCarMirror implements CarMirror {
     }
   }
 
-  async pull (peer: PeerTarget, roots: CID | CID[], options: TransferOptions = {}): Promise<TransferStats> {
+  async pull (peer: PeerTarget, roots: CID | CID[], options: PullOptions = {}): Promise<TransferStats> {
     const rootList = Array.isArray(roots) ? roots : [roots]
+    if (options.pin === true && this.components.pins == null) {
+      throw new PinningUnavailableError('pull(..., { pin: true }) needs Helia\'s pins: use withCarMirror() or the carMirror() mixin, or pass `pins` to createCarMirror')
+    }
     return this.session(options, async (signal, stats) => {
-      const receiver = await ReceiverSession.create(this.receiverInit(rootList, options.hints), { signal })
-      try {
-        if (receiver.complete) {
-          this.log('pull of %s: already complete locally', rootList[0])
-          return
-        }
-        const request = await receiver.pullRequest({ signal })
-        const { framed } = await this.open(peer, signal)
-        try {
-          await runReceiver(framed, receiver, { signal, first: [request], maxCidsPerMessage: this.init.maxCidsPerMessage, ...this.progress(options, stats) })
-        } finally {
-          this.collect(stats, framed, undefined, receiver)
-        }
-      } finally {
-        receiver.close()
+      await this.mirrorInto(peer, rootList, options, signal, stats)
+      if (options.pin === true) {
+        await this.pin(rootList, signal)
       }
     }, rootList)
+  }
+
+  /** Pins each root not pinned yet; every block is held, so Helia's walk reads the local store only */
+  private async pin (roots: CID[], signal: AbortSignal): Promise<void> {
+    const pins = this.components.pins
+    if (pins == null) {
+      return
+    }
+    for (const root of roots) {
+      if (await pins.isPinned(root, { signal })) {
+        continue
+      }
+      for await (const cid of pins.add(root, { signal })) {
+        this.log.trace('pinned %s under %s', cid, root)
+      }
+    }
+  }
+
+  /** Pulls the DAG under the roots from `peer` into the local store (nothing when it is held already) */
+  private async mirrorInto (peer: PeerTarget, rootList: CID[], options: TransferOptions, signal: AbortSignal, stats: TransferStats): Promise<void> {
+    const receiver = await ReceiverSession.create(this.receiverInit(rootList, options.hints), { signal })
+    try {
+      if (receiver.complete) {
+        this.log('pull of %s: already complete locally', rootList[0])
+        return
+      }
+      const request = await receiver.pullRequest({ signal })
+      const { framed } = await this.open(peer, signal)
+      try {
+        await runReceiver(framed, receiver, { signal, first: [request], maxCidsPerMessage: this.init.maxCidsPerMessage, ...this.progress(options, stats) })
+      } finally {
+        this.collect(stats, framed, undefined, receiver)
+      }
+    } finally {
+      receiver.close()
+    }
   }
 
   async push (peer: PeerTarget, roots: CID | CID[], options: TransferOptions = {}): Promise<TransferStats> {

@@ -128,3 +128,9 @@ export class MissingLibp2pError extends Error {
   static name = 'MissingLibp2pError'
   name = 'MissingLibp2pError'
 }
+
+/** `pull(..., { pin: true })` on a node without Helia's pins (a bare `createCarMirror` without the `pins` component) */
+export class PinningUnavailableError extends Error {
+  static name = 'PinningUnavailableError'
+  name = 'PinningUnavailableError'
+}

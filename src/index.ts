@@ -33,7 +33,7 @@ import { MissingLibp2pError, NotStartedError } from './errors.ts'
 import type { ReceiveOutcome } from './core/frontier.ts'
 import type { BlockDecoder, LoadCodec } from './core/links.ts'
 import type { LoadHasher } from './core/verify.ts'
-import type { Helia, HeliaMixin } from '@helia/interface'
+import type { Helia, HeliaMixin, Pins } from '@helia/interface'
 import type { AbortOptions, ComponentLogger, Libp2p, Metrics, PeerId } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Blockstore } from 'interface-blockstore'
@@ -77,6 +77,17 @@ export interface TransferOptions extends AbortOptions, ProgressOptions<CarMirror
    * filter so the sender skips them.
    */
   hints?: CID[]
+}
+
+/** Options of a pull */
+export interface PullOptions extends TransferOptions {
+  /**
+   * Pin the roots once every block is held (a root pinned already stays as
+   * it is). Helia's pinning walks the local store only: every block is here
+   * by then. Needs Helia's `pins` (a node made with `withCarMirror` or the
+   * `carMirror()` mixin has them).
+   */
+  pin?: boolean
 }
 
 /** What one pull or push did, seen from the client */
@@ -223,6 +234,8 @@ export interface CarMirrorComponents {
   logger?: ComponentLogger
   getCodec?: LoadCodec
   getHasher?: LoadHasher
+  /** Helia's pins, for `pull(..., { pin: true })` */
+  pins?: Pick<Pins, 'add' | 'isPinned'>
 }
 
 /** The CAR Mirror API of a node */
@@ -257,8 +270,16 @@ export interface CarMirror {
    *
    * @throws {BlocksNotAvailableError} when the peer lacks some blocks (`err.cids` names them)
    * @throws {SessionRefusedError} when the peer does not allow the pull
+   * @throws {PinningUnavailableError} when `pin` is set on a node without Helia's pins
+   *
+   * @example
+   *
+   * ```ts
+   * // the DAG, verified and pinned: it survives helia.gc()
+   * await helia.carMirror.pull(server, root, { pin: true })
+   * ```
    */
-  pull(peer: PeerTarget, roots: CID | CID[], options?: TransferOptions): Promise<TransferStats>
+  pull(peer: PeerTarget, roots: CID | CID[], options?: PullOptions): Promise<TransferStats>
 
   /**
    * Mirrors the local DAG under `roots` to `peer`, which must allow pushes.
@@ -316,7 +337,8 @@ export function carMirror (init: CarMirrorInit = {}): HeliaMixin<HeliaWithLibp2p
       blockstore: helia.blockstore,
       logger: helia.logger,
       getCodec: helia.getCodec,
-      getHasher: helia.getHasher
+      getHasher: helia.getHasher,
+      pins: helia.pins
     }, init)
     helia.carMirror = mirror
     await mirror.start()

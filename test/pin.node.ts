@@ -1,0 +1,71 @@
+/**
+ * pull(..., { pin: true }): the pulled DAG is pinned once complete and
+ * survives Helia's garbage collection; without it, gc() takes it away.
+ */
+import { expect } from 'aegir/chai'
+import { MemoryBlockstore } from 'blockstore-core/memory'
+import { walkHeldCids } from '../src/core/walk.ts'
+import { PinningUnavailableError, createCarMirror } from '../src/index.ts'
+import { TREE_V1, addTree } from './fixtures/dags.ts'
+import { testNodes } from './fixtures/nodes.ts'
+import { rejection } from './fixtures/rejection.ts'
+import type { TestNode } from './fixtures/nodes.ts'
+import type { CID } from 'multiformats/cid'
+
+/** Every CID of the DAG under `root` that `node` holds */
+async function held (node: TestNode, root: CID): Promise<string[]> {
+  const cids: string[] = []
+  for await (const cid of walkHeldCids(node.blockstore, [root], { offline: true, onMissing: () => {} })) {
+    cids.push(cid.toString())
+  }
+  return cids.sort()
+}
+
+describe('pull with pin', () => {
+  const { node } = testNodes()
+
+  it('pins the roots of a complete DAG, which then survives gc()', async () => {
+    const server = await node()
+    const client = await node()
+    const root = await addTree(server, TREE_V1)
+    const all = await held(server, root)
+    const stats = await client.carMirror.pull(server.libp2p.getMultiaddrs(), root, { pin: true })
+    expect(stats.blocksReceived).to.equal(all.length)
+    expect(await client.pins.isPinned(root)).to.be.true()
+    await client.gc()
+    expect(await held(client, root)).to.deep.equal(all)
+  })
+
+  it('without pin, gc() removes what was pulled (the pin is what keeps it)', async () => {
+    const server = await node()
+    const client = await node()
+    const root = await addTree(server, TREE_V1)
+    await client.carMirror.pull(server.libp2p.getMultiaddrs(), root)
+    expect(await client.pins.isPinned(root)).to.be.false()
+    await client.gc()
+    expect(await client.blockstore.has(root)).to.be.false()
+  })
+
+  it('a DAG held already is pinned without a session, and a pinned root stays pinned', async () => {
+    const server = await node()
+    const client = await node()
+    const root = await addTree(server, TREE_V1)
+    await client.carMirror.pull(server.libp2p.getMultiaddrs(), root, { pin: true })
+    // pulled again: nothing to fetch, already pinned: no AlreadyPinnedError
+    const again = await client.carMirror.pull(server.libp2p.getMultiaddrs(), root, { pin: true })
+    expect(again.blocksReceived).to.equal(0)
+    expect(again.bytesSent).to.equal(0)
+    expect(await client.pins.isPinned(root)).to.be.true()
+  })
+
+  it('pin on a bare CAR Mirror without Helia\'s pins is a PinningUnavailableError before anything is sent', async () => {
+    const server = await node()
+    const client = await node()
+    const root = await addTree(server, TREE_V1)
+    const blockstore = new MemoryBlockstore()
+    const bare = createCarMirror({ libp2p: client.libp2p, blockstore })
+    const err = await rejection(bare.pull(server.libp2p.getMultiaddrs(), root, { pin: true }))
+    expect(err).to.be.an.instanceOf(PinningUnavailableError)
+    expect(await blockstore.has(root)).to.be.false()
+  })
+})
