@@ -1,6 +1,9 @@
 import { logger as defaultLogger } from '@libp2p/logger'
+import { peerIdFromCID } from '@libp2p/peer-id'
+import { isMultiaddr } from '@multiformats/multiaddr'
+import { CID } from 'multiformats/cid'
 import { CustomProgressEvent } from 'progress-events'
-import { DEFAULT_COLD_CALL_BYTES, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_PUSH_BYTES, DEFAULT_MAX_ROOTS, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PEER, RESUME_MEMORY_MS, DEFAULT_MAX_INBOUND_STREAMS, DEFAULT_MAX_OUTBOUND_STREAMS, DEFAULT_READ_AHEAD, PROTOCOL_ID, DEFAULT_MAX_SESSIONS_PER_ADDRESS, DEFAULT_STALL_TIMEOUT, DEFAULT_EVICT_AFTER, DEFAULT_BUFFERED_BYTES_BUDGET, DEFAULT_BLOOM_BYTES_BUDGET, DEFAULT_QUEUED_WANTS_BUDGET, DEFAULT_READ_AHEAD_BYTES_BUDGET, DEFAULT_PENDING_WANTS_BUDGET, DEFAULT_INDEXED_CIDS_BUDGET, DEFAULT_LOCAL_WALKS, DEFAULT_LARGE_FRAMES, DEFAULT_MAX_WANTS, DEFAULT_MAX_LINKS_PER_BLOCK, DEFAULT_MAX_CHECK_BLOCKS, DEFAULT_MAX_HINT_BLOCKS, DEFAULT_MAX_EXPLORE_BLOCKS, MAX_SENT_BLOOM_BYTES } from './constants.ts'
+import { DEFAULT_COLD_CALL_BYTES, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_PUSH_BYTES, DEFAULT_MAX_ROOTS, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PEER, RESUME_MEMORY_MS, DEFAULT_MAX_INBOUND_STREAMS, DEFAULT_MAX_OUTBOUND_STREAMS, DEFAULT_READ_AHEAD, PROTOCOL_ID, DEFAULT_MAX_SESSIONS_PER_ADDRESS, DEFAULT_STALL_TIMEOUT, DEFAULT_EVICT_AFTER, DEFAULT_BUFFERED_BYTES_BUDGET, DEFAULT_BLOOM_BYTES_BUDGET, DEFAULT_QUEUED_WANTS_BUDGET, DEFAULT_READ_AHEAD_BYTES_BUDGET, DEFAULT_PENDING_WANTS_BUDGET, DEFAULT_INDEXED_CIDS_BUDGET, DEFAULT_LOCAL_WALKS, DEFAULT_LARGE_FRAMES, DEFAULT_MAX_ROUTED_PROVIDERS, DEFAULT_MAX_WANTS, DEFAULT_MAX_LINKS_PER_BLOCK, DEFAULT_MAX_CHECK_BLOCKS, DEFAULT_MAX_HINT_BLOCKS, DEFAULT_MAX_EXPLORE_BLOCKS, MAX_SENT_BLOOM_BYTES } from './constants.ts'
 import { Budget, BudgetShare } from './core/budget.ts'
 import { LinkReader } from './core/links.ts'
 import { bloomOf, checkFirstMessageSize } from './core/messages.ts'
@@ -8,17 +11,16 @@ import { ReceiverSession } from './core/receiver.ts'
 import { SenderSession } from './core/sender.ts'
 import { BlockVerifier } from './core/verify.ts'
 import { walkHeldCids } from './core/walk.ts'
-import { LimitExceededError, PinningUnavailableError, ProtocolError, SessionRefusedError, SessionTimeoutError } from './errors.ts'
+import { LimitExceededError, NoProviderError, PinningUnavailableError, ProtocolError, SessionRefusedError, SessionTimeoutError } from './errors.ts'
 import { FramedStream, untilEvent } from './transport/framed-stream.ts'
 import { failSession, runReceiver, runSender } from './transport/run-session.ts'
 import type { BloomFilter } from './core/bloom/bloom-filter.ts'
 import type { Message, MessageLimits, PullMessage } from './core/messages.ts'
 import type { ReceiverStep } from './core/receiver.ts'
-import type { BudgetName, CarMirror, CarMirrorComponents, CarMirrorInit, CarMirrorStats, PeerTarget, PullOptions, TransferOptions, TransferStats } from './index.ts'
+import type { BudgetName, CarMirror, CarMirrorComponents, CarMirrorInit, CarMirrorStats, FindProvidersOptions, PeerTarget, PullOptions, TransferOptions, TransferStats } from './index.ts'
 import type { RunOptions } from './transport/run-session.ts'
 import type { Connection, Logger, PeerId, Stream } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
-import type { CID } from 'multiformats/cid'
 
 /** One inbound session, as the node-wide bookkeeping sees it */
 interface InboundSession {
@@ -175,7 +177,14 @@ export class DefaultCarMirror implements CarMirror {
     }
   }
 
-  async pull (peer: PeerTarget, roots: CID | CID[], options: PullOptions = {}): Promise<TransferStats> {
+  async pull (peer: PeerTarget, roots: CID | CID[], options?: PullOptions): Promise<TransferStats>
+  async pull (roots: CID | CID[], options?: PullOptions & FindProvidersOptions): Promise<TransferStats>
+  async pull (...args: [PeerTarget, CID | CID[], PullOptions?] | [CID | CID[], (PullOptions & FindProvidersOptions)?]): Promise<TransferStats> {
+    // pull(peer, roots, options) has roots second; pull(roots, options) an options object
+    const named = isRoots(args[1])
+    const peer = named ? args[0] as PeerTarget : undefined
+    const roots = (named ? args[1] : args[0]) as CID | CID[]
+    const options = ((named ? args[2] : args[1]) ?? {}) as PullOptions & FindProvidersOptions
     const rootList = Array.isArray(roots) ? roots : [roots]
     if (options.pin === true && this.components.pins == null) {
       throw new PinningUnavailableError('pull(..., { pin: true }) needs Helia\'s pins: use withCarMirror() or the carMirror() mixin, or pass `pins` to createCarMirror')
@@ -204,23 +213,98 @@ export class DefaultCarMirror implements CarMirror {
     }
   }
 
-  /** Pulls the DAG under the roots from `peer` into the local store (nothing when it is held already) */
-  private async mirrorInto (peer: PeerTarget, rootList: CID[], options: TransferOptions, signal: AbortSignal, stats: TransferStats): Promise<void> {
-    const receiver = await ReceiverSession.create(this.receiverInit(rootList, options.hints), { signal })
-    try {
-      if (receiver.complete) {
-        this.log('pull of %s: already complete locally', rootList[0])
-        return
-      }
-      const request = await receiver.pullRequest({ signal })
-      const { framed } = await this.open(peer, signal)
+  /**
+   * Pulls the DAG under the roots into the local store (nothing when it is
+   * held already): from `peer`, or from the first provider that serves it
+   */
+  private async mirrorInto (peer: PeerTarget | undefined, rootList: CID[], options: PullOptions & FindProvidersOptions, signal: AbortSignal, stats: TransferStats): Promise<void> {
+    const errors: Error[] = []
+    const targets = peer == null ? this.providersOf(rootList[0], options, signal) : undefined
+    while (true) {
+      // a fresh receiver each time: its Bloom covers what an earlier provider sent
+      const receiver = await ReceiverSession.create(this.receiverInit(rootList, options.hints), { signal })
       try {
-        await runReceiver(framed, receiver, { signal, first: [request], maxCidsPerMessage: this.init.maxCidsPerMessage, ...this.progress(options, stats) })
+        if (receiver.complete) {
+          this.log('pull of %s: complete locally', rootList[0])
+          return
+        }
+        const next = peer ?? (await targets?.next())?.value
+        if (next == null) {
+          throw new NoProviderError(errors.length === 0
+            ? `No peer that speaks CAR Mirror was given, connected or found for ${rootList[0]}`
+            : `None of the ${errors.length} provider(s) tried could serve ${rootList[0]}`, errors)
+        }
+        try {
+          await this.pullFrom(next, receiver, options, signal, stats)
+          return
+        } catch (err) {
+          if (peer != null || signal.aborted) {
+            throw err
+          }
+          this.log('provider of %s failed, trying the next - %e', rootList[0], err)
+          errors.push(err as Error)
+        }
       } finally {
-        this.collect(stats, framed, undefined, receiver)
+        receiver.close()
       }
+    }
+  }
+
+  private async pullFrom (peer: PeerTarget, receiver: ReceiverSession, options: TransferOptions, signal: AbortSignal, stats: TransferStats): Promise<void> {
+    const request = await receiver.pullRequest({ signal })
+    const { framed } = await this.open(peer, signal)
+    try {
+      await runReceiver(framed, receiver, { signal, first: [request], maxCidsPerMessage: this.init.maxCidsPerMessage, ...this.progress(options, stats) })
     } finally {
-      receiver.close()
+      this.collect(stats, framed, undefined, receiver)
+    }
+  }
+
+  /**
+   * Peers to pull `root` from, each once: the `providers` given, connected
+   * peers whose identified protocols include CAR Mirror, then at most a few
+   * providers that routing finds (asked only when the others are used up)
+   */
+  private async * providersOf (root: CID, options: FindProvidersOptions, signal: AbortSignal): AsyncGenerator<PeerTarget, void, undefined> {
+    const seen = new Set<string>()
+    const fresh = (key: string): boolean => !seen.has(key) && seen.add(key) != null
+    for (const provider of options.providers ?? []) {
+      if (fresh(targetKey(provider))) {
+        yield provider
+      }
+    }
+    const { getConnections, peerStore } = this.components.libp2p
+    for (const connection of getConnections?.call(this.components.libp2p) ?? []) {
+      const id = connection.remotePeer
+      if (seen.has(id.toString())) {
+        continue
+      }
+      const known = await peerStore?.get(id).catch(() => undefined)
+      if (known?.protocols.includes(this.protocol) === true && fresh(id.toString())) {
+        yield id
+      }
+    }
+    const findProviders = this.components.routing?.findProviders
+    if (findProviders == null) {
+      return
+    }
+    let tried = 0
+    const most = options.maxRoutedProviders ?? DEFAULT_MAX_ROUTED_PROVIDERS
+    try {
+      for await (const provider of findProviders.call(this.components.routing, root, { signal })) {
+        const id = peerIdFromCID(provider.id)
+        if (fresh(id.toString())) {
+          yield provider.multiaddrs.length > 0 ? provider.multiaddrs : id
+          if (++tried >= most) {
+            return
+          }
+        }
+      }
+    } catch (err) {
+      if (signal.aborted) {
+        throw err
+      }
+      this.log('routing found no (more) providers of %s - %e', root, err)
     }
   }
 
@@ -590,20 +674,21 @@ export class DefaultCarMirror implements CarMirror {
     }
   }
 
+  /** Adds what one session on `framed` did to `stats` (a pull that moved on to another provider ran several) */
   private collect (stats: TransferStats, framed: FramedStream, sender?: SenderSession, receiver?: ReceiverSession): void {
-    stats.bytesSent = framed.bytesWritten
-    stats.bytesReceived = framed.bytesRead
+    stats.bytesSent += framed.bytesWritten
+    stats.bytesReceived += framed.bytesRead
     if (sender != null) {
-      stats.blocksSent = sender.counters.blocksSent
-      stats.blockBytesSent = sender.counters.blockBytesSent
-      stats.duplicateBlocks = sender.counters.duplicatesReported
-      stats.roundTrips = sender.counters.passes + sender.counters.syncs
+      stats.blocksSent += sender.counters.blocksSent
+      stats.blockBytesSent += sender.counters.blockBytesSent
+      stats.duplicateBlocks += sender.counters.duplicatesReported
+      stats.roundTrips += sender.counters.passes + sender.counters.syncs
     }
     if (receiver != null) {
-      stats.blocksReceived = receiver.counters.blocksReceived
-      stats.blockBytesReceived = receiver.counters.blockBytesReceived
-      stats.duplicateBlocks = receiver.counters.duplicateBlocks
-      stats.roundTrips = 1 + receiver.counters.stragglerRounds
+      stats.blocksReceived += receiver.counters.blocksReceived
+      stats.blockBytesReceived += receiver.counters.blockBytesReceived
+      stats.duplicateBlocks += receiver.counters.duplicateBlocks
+      stats.roundTrips += 1 + receiver.counters.stragglerRounds
     }
   }
 
@@ -680,4 +765,21 @@ function evictionVictim (members: InboundSession[], peer: string, now: number, e
 function addressOf (remoteAddr: Multiaddr, peer: PeerId): string {
   const ip = remoteAddr.getComponents().find(component => component.name === 'ip4' || component.name === 'ip6')
   return ip?.value ?? peer.toString()
+}
+
+/** True for a root or a list of roots (not a peer target or an options object) */
+function isRoots (value: unknown): value is CID | CID[] {
+  return CID.asCID(value) != null || (Array.isArray(value) && value.length > 0 && CID.asCID(value[0]) != null)
+}
+
+/** A key that names the peer a target reaches, when it says */
+function targetKey (target: PeerTarget): string {
+  const addrs = Array.isArray(target) ? target : [target]
+  const first = addrs[0]
+  if (isMultiaddr(first)) {
+    // a /p2p/<id> component names the peer; otherwise the addresses are the key
+    const id = first.getComponents().findLast(component => component.name === 'p2p')?.value
+    return id ?? addrs.map(addr => addr.toString()).join(',')
+  }
+  return String(first)
 }

@@ -126,3 +126,6 @@ export const DEFAULT_MAX_STRAGGLER_ROUNDS = 100
 
 /** How long a client remembers an interrupted push, to resume it without a cold call (ms) */
 export const RESUME_MEMORY_MS = 10 * 60_000
+
+/** A pull that names no peer tries at most this many providers found through routing */
+export const DEFAULT_MAX_ROUTED_PROVIDERS = 3

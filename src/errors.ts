@@ -134,3 +134,19 @@ export class PinningUnavailableError extends Error {
   static name = 'PinningUnavailableError'
   name = 'PinningUnavailableError'
 }
+
+/**
+ * A pull that named no peer found none that could serve it: no provider
+ * was given, connected or found through routing, or every one failed
+ * (`errors` holds each one's error, in the order they were tried)
+ */
+export class NoProviderError extends Error {
+  static name = 'NoProviderError'
+  name = 'NoProviderError'
+  readonly errors: Error[]
+
+  constructor (message: string, errors: Error[] = []) {
+    super(message, { cause: errors.at(-1) })
+    this.errors = errors
+  }
+}

@@ -33,7 +33,7 @@ import { MissingLibp2pError, NotStartedError } from './errors.ts'
 import type { ReceiveOutcome } from './core/frontier.ts'
 import type { BlockDecoder, LoadCodec } from './core/links.ts'
 import type { LoadHasher } from './core/verify.ts'
-import type { Helia, HeliaMixin, Pins } from '@helia/interface'
+import type { Helia, HeliaMixin, Pins, Routing } from '@helia/interface'
 import type { AbortOptions, ComponentLogger, Libp2p, Metrics, PeerId } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Blockstore } from 'interface-blockstore'
@@ -88,6 +88,18 @@ export interface PullOptions extends TransferOptions {
    * `carMirror()` mixin has them).
    */
   pin?: boolean
+}
+
+/** Where a pull that names no peer looks for one */
+export interface FindProvidersOptions {
+  /**
+   * Peers to try first, in this order (the option Helia's own calls take);
+   * then connected peers whose identified protocols include CAR Mirror, then
+   * providers that `helia.routing.findProviders(root)` finds
+   */
+  providers?: PeerTarget[]
+  /** Most providers found through routing that are tried; default DEFAULT_MAX_ROUTED_PROVIDERS (3) */
+  maxRoutedProviders?: number
 }
 
 /** What one pull or push did, seen from the client */
@@ -229,13 +241,15 @@ export interface CarMirrorStats {
 
 /** What CAR Mirror needs from its host: a libp2p node and a blockstore */
 export interface CarMirrorComponents {
-  libp2p: Pick<Libp2p, 'handle' | 'unhandle' | 'dial'> & { metrics?: Metrics }
+  libp2p: Pick<Libp2p, 'handle' | 'unhandle' | 'dial'> & Partial<Pick<Libp2p, 'getConnections' | 'peerStore'>> & { metrics?: Metrics }
   blockstore: Blockstore
   logger?: ComponentLogger
   getCodec?: LoadCodec
   getHasher?: LoadHasher
   /** Helia's pins, for `pull(..., { pin: true })` */
   pins?: Pick<Pins, 'add' | 'isPinned'>
+  /** Helia's routing: where a pull that names no peer finds providers */
+  routing?: Pick<Routing, 'findProviders'>
 }
 
 /** The CAR Mirror API of a node */
@@ -280,6 +294,25 @@ export interface CarMirror {
    * ```
    */
   pull(peer: PeerTarget, roots: CID | CID[], options?: PullOptions): Promise<TransferStats>
+
+  /**
+   * Mirrors the DAG under `roots` from a peer found for it: the `providers`
+   * given, then connected peers that speak CAR Mirror, then providers that
+   * routing finds for the first root. A provider that cannot be reached,
+   * does not speak the protocol, refuses or fails is dropped, and the next
+   * one goes on from what arrived.
+   *
+   * @throws {NoProviderError} when no provider was found, or every one failed (`err.errors` says why)
+   * @throws {PinningUnavailableError} when `pin` is set on a node without Helia's pins
+   *
+   * @example
+   *
+   * ```ts
+   * // a peer that is connected, or that routing finds
+   * await helia.carMirror.pull(root, { pin: true })
+   * ```
+   */
+  pull(roots: CID | CID[], options?: PullOptions & FindProvidersOptions): Promise<TransferStats>
 
   /**
    * Mirrors the local DAG under `roots` to `peer`, which must allow pushes.
@@ -338,7 +371,8 @@ export function carMirror (init: CarMirrorInit = {}): HeliaMixin<HeliaWithLibp2p
       logger: helia.logger,
       getCodec: helia.getCodec,
       getHasher: helia.getHasher,
-      pins: helia.pins
+      pins: helia.pins,
+      routing: helia.routing
     }, init)
     helia.carMirror = mirror
     await mirror.start()
@@ -406,7 +440,7 @@ export function withCarMirror<H extends Helia> (helia: H, init: CarMirrorInit = 
   return node as H & HeliaWithCarMirror
 }
 
-export { DEFAULT_MAX_SESSIONS_PER_ADDRESS, DEFAULT_STALL_TIMEOUT, DEFAULT_EVICT_AFTER, DEFAULT_BUFFERED_BYTES_BUDGET, DEFAULT_BLOOM_BYTES_BUDGET, DEFAULT_QUEUED_WANTS_BUDGET, DEFAULT_READ_AHEAD_BYTES_BUDGET, DEFAULT_PENDING_WANTS_BUDGET, DEFAULT_INDEXED_CIDS_BUDGET, DEFAULT_LOCAL_WALKS, DEFAULT_LARGE_FRAMES, DEFAULT_MAX_CHECK_BLOCKS, DEFAULT_MAX_HINT_BLOCKS, DEFAULT_MAX_EXPLORE_BLOCKS, DEFAULT_MAX_WANTS, DEFAULT_MAX_LINKS_PER_BLOCK, DEFAULT_MAX_MISSING, MAX_SENT_BLOOM_BYTES } from './constants.ts'
+export { DEFAULT_MAX_SESSIONS_PER_ADDRESS, DEFAULT_STALL_TIMEOUT, DEFAULT_EVICT_AFTER, DEFAULT_BUFFERED_BYTES_BUDGET, DEFAULT_BLOOM_BYTES_BUDGET, DEFAULT_QUEUED_WANTS_BUDGET, DEFAULT_READ_AHEAD_BYTES_BUDGET, DEFAULT_PENDING_WANTS_BUDGET, DEFAULT_INDEXED_CIDS_BUDGET, DEFAULT_LOCAL_WALKS, DEFAULT_LARGE_FRAMES, DEFAULT_MAX_ROUTED_PROVIDERS, DEFAULT_MAX_CHECK_BLOCKS, DEFAULT_MAX_HINT_BLOCKS, DEFAULT_MAX_EXPLORE_BLOCKS, DEFAULT_MAX_WANTS, DEFAULT_MAX_LINKS_PER_BLOCK, DEFAULT_MAX_MISSING, MAX_SENT_BLOOM_BYTES } from './constants.ts'
 export { PROTOCOL_ID, DEFAULT_MAX_BLOCK_SIZE, DEFAULT_MAX_BLOOM_BYTES, DEFAULT_MAX_BLOOM_HASH_COUNT, DEFAULT_MAX_CIDS_PER_MESSAGE, DEFAULT_SMALL_STORE_BLOCKS, DEFAULT_IDLE_TIMEOUT, DEFAULT_READ_AHEAD, DEFAULT_COLD_CALL_BYTES, DEFAULT_MAX_ROOTS, DEFAULT_MAX_QUEUED_WANTS, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PEER, DEFAULT_MAX_PUSH_BYTES, DEFAULT_MAX_UNREQUESTED_BLOCKS, DEFAULT_MAX_STRAGGLER_ROUNDS } from './constants.ts'
 export { encodeMessage, decodeMessage, bloomItem } from './core/messages.ts'
 export type { Message, MessageLimits, ErrorCode, StatusMessage, PullMessage, PushMessage, MissingMessage, KeepaliveMessage } from './core/messages.ts'

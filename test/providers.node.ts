@@ -1,0 +1,110 @@
+/**
+ * pull(roots, options) names no peer: it finds one among the `providers`
+ * given, connected peers that speak CAR Mirror, and what routing finds,
+ * and moves on to the next when one cannot serve.
+ */
+import { expect } from 'aegir/chai'
+import { MemoryBlockstore } from 'blockstore-core/memory'
+import { BlocksNotAvailableError, NoProviderError, PROTOCOL_ID, createCarMirror } from '../src/index.ts'
+import { TREE_V1, addTree, dagBlocks, putBlocks } from './fixtures/dags.ts'
+import { testNodes } from './fixtures/nodes.ts'
+import { rejection } from './fixtures/rejection.ts'
+import { eventually } from './hostile/helpers.ts'
+import type { Provider } from '@helia/interface'
+import type { CID } from 'multiformats/cid'
+
+/** The CIDs of the DAG under `root` in `store` (which holds it whole) */
+async function held (store: Parameters<typeof dagBlocks>[0], root: CID): Promise<string[]> {
+  return [...(await dagBlocks(store, root)).keys()].sort()
+}
+
+describe('pull without a peer', () => {
+  const { node } = testNodes()
+
+  it('pulls from a connected peer that speaks CAR Mirror', async () => {
+    const server = await node()
+    const client = await node()
+    const root = await addTree(server, TREE_V1)
+    await client.libp2p.dial(server.libp2p.getMultiaddrs())
+    // identify tells the client which protocols the server speaks
+    expect(await eventually(async () => (await client.libp2p.peerStore.get(server.libp2p.peerId)).protocols.includes(PROTOCOL_ID))).to.be.true()
+    const stats = await client.carMirror.pull(root)
+    expect(await held(client.blockstore, root)).to.deep.equal(await held(server.blockstore, root))
+    expect(stats.blocksReceived).to.be.above(0)
+  })
+
+  it('pulls from the providers given, trying the next when one does not speak the protocol', async () => {
+    const server = await node()
+    const mute = await node()
+    const client = await node()
+    const root = await addTree(server, TREE_V1)
+    // a peer without the protocol (its CAR Mirror stopped) comes first
+    await mute.carMirror.stop()
+    const stats = await client.carMirror.pull(root, { providers: [mute.libp2p.getMultiaddrs(), server.libp2p.getMultiaddrs()] })
+    expect(await held(client.blockstore, root)).to.deep.equal(await held(server.blockstore, root))
+    expect(stats.duplicateBlocks).to.equal(0)
+  })
+
+  it('goes on from what the first provider sent when it lacks blocks', async () => {
+    const full = await node()
+    const partial = await node()
+    const client = await node()
+    const root = await addTree(full, TREE_V1)
+    const blocks = await dagBlocks(full.blockstore, root)
+    const all = [...blocks.keys()].sort()
+    // the partial provider holds everything but three blocks
+    const missing = all.slice(-3)
+    await putBlocks(partial.blockstore, [...blocks.values()].filter(block => !missing.includes(block.cid.toString())))
+    const stats = await client.carMirror.pull(root, { providers: [partial.libp2p.getMultiaddrs(), full.libp2p.getMultiaddrs()] })
+    expect(await held(client.blockstore, root)).to.deep.equal(all)
+    // each block arrived once: the second pull's Bloom covered what the first sent
+    expect(stats.blocksReceived).to.equal(all.length)
+    expect(stats.duplicateBlocks).to.equal(0)
+  })
+
+  it('asks routing for providers when none is given or connected', async () => {
+    const server = await node()
+    const client = await node()
+    const root = await addTree(server, TREE_V1)
+    const asked: string[] = []
+    const blockstore = new MemoryBlockstore()
+    const mirror = createCarMirror({
+      libp2p: client.libp2p,
+      blockstore,
+      routing: {
+        async * findProviders (cid): AsyncGenerator<Provider> {
+          asked.push(cid.toString())
+          yield { id: server.libp2p.peerId.toCID(), multiaddrs: server.libp2p.getMultiaddrs(), router: 'test', fallback: false }
+        }
+      }
+    })
+    await mirror.pull(root)
+    expect(asked).to.deep.equal([root.toString()])
+    expect(await held(blockstore, root)).to.deep.equal(await held(server.blockstore, root))
+  })
+
+  it('fails with NoProviderError when there is none, and says why every one tried failed', async () => {
+    const server = await node()
+    const client = await node()
+    const root = await addTree(server, TREE_V1)
+    const none = await rejection(client.carMirror.pull(root))
+    expect(none).to.be.an.instanceOf(NoProviderError)
+    expect((none as NoProviderError).errors).to.deep.equal([])
+
+    // a provider that lacks the DAG: it answers, the pull fails, nothing else is tried
+    const empty = await node()
+    const failed = await rejection(client.carMirror.pull(root, { providers: [empty.libp2p.getMultiaddrs()] }))
+    expect(failed).to.be.an.instanceOf(NoProviderError)
+    expect((failed as NoProviderError).errors.map(err => err.name)).to.deep.equal([BlocksNotAvailableError.name])
+  })
+
+  it('a peer named explicitly is the only one tried', async () => {
+    const empty = await node()
+    const server = await node()
+    const client = await node()
+    const root = await addTree(server, TREE_V1)
+    await client.libp2p.dial(server.libp2p.getMultiaddrs())
+    const err = await rejection(client.carMirror.pull(empty.libp2p.getMultiaddrs(), root))
+    expect(err).to.be.an.instanceOf(BlocksNotAvailableError)
+  })
+})
