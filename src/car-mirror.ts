@@ -82,6 +82,8 @@ export class DefaultCarMirror implements CarMirror {
   private readonly interruptedPushes = new Map<string, number>()
   private stallTimer?: ReturnType<typeof setInterval>
   private started = false
+  /** Sessions running now, inbound and outbound: stop() waits for them */
+  private readonly running = new Set<Promise<unknown>>()
   /** Inbound sessions begun in this turn of the event loop, and the turn the others wait for */
   private startsThisTurn = 0
   /** When each budget last looked for a session to evict (ms since the epoch) */
@@ -136,11 +138,11 @@ export class DefaultCarMirror implements CarMirror {
       return
     }
     await this.components.libp2p.handle(this.protocol, async (stream, connection) => {
-      await this.turnToStart()
-      await this.serve(stream, connection)
+      await this.track(this.turnToStart().then(async () => { await this.serve(stream, connection) }))
     }, {
       maxInboundStreams: this.init.maxInboundStreams ?? DEFAULT_MAX_INBOUND_STREAMS,
-      maxOutboundStreams: this.init.maxOutboundStreams ?? DEFAULT_MAX_OUTBOUND_STREAMS
+      maxOutboundStreams: this.init.maxOutboundStreams ?? DEFAULT_MAX_OUTBOUND_STREAMS,
+      runOnLimitedConnection: this.init.runOnLimitedConnection ?? false
     })
     // with a metrics component, the budgets' use is scraped like libp2p's own metrics
     this.components.libp2p.metrics?.registerMetricGroup('helia_car_mirror_budgets', {
@@ -174,6 +176,22 @@ export class DefaultCarMirror implements CarMirror {
       await this.components.libp2p.unhandle(this.protocol)
     } catch {
       // libp2p may have stopped first
+    }
+    // aborted sessions end quickly (no error frame for an abort): wait for them
+    await Promise.allSettled([...this.running])
+  }
+
+  isStarted (): boolean {
+    return this.started
+  }
+
+  /** Runs `work` as a session that stop() waits for */
+  private async track<T> (work: Promise<T>): Promise<T> {
+    this.running.add(work)
+    try {
+      return await work
+    } finally {
+      this.running.delete(work)
     }
   }
 
@@ -603,7 +621,7 @@ export class DefaultCarMirror implements CarMirror {
 
   private async open (peer: PeerTarget, signal: AbortSignal): Promise<{ framed: FramedStream, remotePeer: PeerId }> {
     const connection = await this.components.libp2p.dial(peer, { signal })
-    const stream = await connection.newStream(this.protocol, { signal })
+    const stream = await connection.newStream(this.protocol, { signal, runOnLimitedConnection: this.init.runOnLimitedConnection ?? false })
     return { framed: this.frame(stream), remotePeer: connection.remotePeer }
   }
 
@@ -632,7 +650,7 @@ export class DefaultCarMirror implements CarMirror {
       durationMs: 0
     }
     try {
-      await run(signal, stats)
+      await this.track(run(signal, stats))
       return stats
     } finally {
       stats.durationMs = Date.now() - started

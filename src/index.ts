@@ -196,6 +196,12 @@ export interface CarMirrorInit {
   idleTimeout?: number
   maxInboundStreams?: number
   maxOutboundStreams?: number
+  /**
+   * Serve and open CAR Mirror streams on limited connections too (such as
+   * circuit relay v2 ones, which cap bytes and time); default false, as
+   * libp2p does
+   */
+  runOnLimitedConnection?: boolean
   /** Decoders for codecs beyond dag-pb, raw, dag-cbor and dag-json */
   codecs?: BlockDecoder[]
   /** Finds decoders for other codecs; defaults to Helia's `getCodec` */
@@ -275,7 +281,10 @@ export interface CarMirror {
   /** Starts serving the protocol */
   start(): Promise<void>
 
-  /** Stops serving and aborts running sessions */
+  /** True between `start()` and `stop()` */
+  isStarted(): boolean
+
+  /** Stops serving, aborts running sessions and resolves once they have ended */
   stop(): Promise<void>
 
   /**
@@ -432,6 +441,10 @@ export function withCarMirror<H extends Helia> (helia: H, init: CarMirrorInit = 
       // logging and promise code that must not fail on a node not started yet
       if (typeof property === 'symbol' || property === 'then') {
         return undefined
+      }
+      if (property === 'isStarted') {
+        // the one question a node not started yet can answer
+        return () => false
       }
       throw new NotStartedError(`helia.carMirror.${String(property)} was used before helia.start() made CAR Mirror ready`)
     }

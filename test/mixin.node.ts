@@ -12,8 +12,8 @@ import { expect } from 'aegir/chai'
 import { MemoryBlockstore } from 'blockstore-core/memory'
 import { MemoryDatastore } from 'datastore-core/memory'
 import { createHeliaLight } from 'helia'
-import { MissingLibp2pError, NotStartedError, withCarMirror } from '../src/index.ts'
-import { TREE_V1, addTree } from './fixtures/dags.ts'
+import { MissingLibp2pError, NotStartedError, PROTOCOL_ID, withCarMirror } from '../src/index.ts'
+import { TREE_V1, addLargeFile, addTree } from './fixtures/dags.ts'
 import { testNodes } from './fixtures/nodes.ts'
 import { rejection } from './fixtures/rejection.ts'
 
@@ -61,5 +61,41 @@ describe('withCarMirror on unusual nodes', () => {
     } finally {
       await helia.stop()
     }
+  })
+})
+
+describe('CarMirror start and stop', () => {
+  const { node } = testNodes()
+
+  it('isStarted() follows start() and stop(), and is false on the stand-in before start', async () => {
+    const helia = withCarMirror(light())
+    expect(helia.carMirror.isStarted()).to.be.false()
+    const started = await node()
+    expect(started.carMirror.isStarted()).to.be.true()
+    await started.carMirror.stop()
+    expect(started.carMirror.isStarted()).to.be.false()
+  })
+
+  it('stop() resolves only once the sessions it aborted have ended and closed their streams', async () => {
+    const server = await node()
+    const client = await node()
+    const root = await addLargeFile(server, 16 * 1024 * 1024, 21)
+    let received = 0
+    let firstBlock = (): void => {}
+    const started = new Promise<void>(resolve => { firstBlock = resolve })
+    const pull = client.carMirror.pull(server.libp2p.getMultiaddrs(), root, {
+      onProgress: (evt) => {
+        if (evt.type === 'car-mirror:block:received' && ++received === 1) {
+          firstBlock()
+        }
+      }
+    })
+    const outcome = rejection(pull)
+    await started
+    await client.carMirror.stop()
+    expect(client.carMirror.activeSessions.outbound).to.equal(0)
+    const open = client.libp2p.getConnections().flatMap(connection => connection.streams).filter(stream => stream.protocol === PROTOCOL_ID && stream.status === 'open')
+    expect(open).to.deep.equal([])
+    expect((await outcome).message).to.match(/stopping/)
   })
 })
