@@ -166,9 +166,7 @@ export class SenderSession {
     const first = wants.length > 0 ? wants : init.roots
     // the queue may hold the first wants (or every root), or a full queue, and one more list
     this.queueCap = Math.max(this.maxQueuedWants, first.length) + this.maxCids
-    for (const want of first) {
-      this.enqueue(want)
-    }
+    this.enqueueKeys(first.map(cidKey))
     this.counters.statusesReceived = init.request != null ? 1 : 0
   }
 
@@ -343,10 +341,6 @@ export class SenderSession {
     return this.init.maxQueuedWants ?? this.maxCids
   }
 
-  private enqueue (cid: CID): boolean {
-    return this.enqueueKeys([cidKey(cid)]) > 0
-  }
-
   /**
    * The keys of a status's wants not queued yet, each once, in slices
    *
@@ -377,19 +371,24 @@ export class SenderSession {
    */
   private enqueueKeys (keys: string[]): number {
     let added = 0
-    for (const key of keys) {
-      if (this.queuedKeys.has(key)) {
-        continue
+    try {
+      for (const key of keys) {
+        if (this.queuedKeys.has(key)) {
+          continue
+        }
+        if (this.queued.length >= this.queueCap) {
+          // an honest receiver names wants only once the sender is idle, one list at a time
+          throw new LimitExceededError(`The receiver asked for more than ${this.queueCap} blocks the sender has not taken yet`)
+        }
+        this.queuedKeys.add(key)
+        this.queued.push(key)
+        added++
       }
-      if (this.queued.length >= this.queueCap) {
-        // an honest receiver names wants only once the sender is idle, one list at a time
-        throw new LimitExceededError(`The receiver asked for more than ${this.queueCap} blocks the sender has not taken yet`)
-      }
-      this.queuedKeys.add(key)
-      this.queued.push(key)
-      added++
+    } finally {
+      // what was queued is charged, even when the cap stopped the list part way
+      // (close() gives back the whole queue)
+      this.init.budgets?.queuedWants?.force(added)
     }
-    this.init.budgets?.queuedWants?.force(added)
     return added
   }
 

@@ -3,10 +3,11 @@ import { expect } from 'aegir/chai'
 import { MemoryBlockstore } from 'blockstore-core/memory'
 import fc from 'fast-check'
 import { BloomFilter } from '../../src/core/bloom/bloom-filter.ts'
+import { Budget } from '../../src/core/budget.ts'
 import { bloomItem } from '../../src/core/messages.ts'
 import { ReceiverSession } from '../../src/core/receiver.ts'
 import { SenderSession } from '../../src/core/sender.ts'
-import { BlocksNotAvailableError, HashMismatchError, SessionRefusedError } from '../../src/errors.ts'
+import { BlocksNotAvailableError, HashMismatchError, LimitExceededError, SessionRefusedError } from '../../src/errors.ts'
 import { FramedStream } from '../../src/transport/framed-stream.ts'
 import { runReceiver, runSender } from '../../src/transport/run-session.ts'
 import { arbitraryDag, buildDag, cborBlock, isIdentity, keys, pbBlock, putAll, rawBlock, reachable, sampleDag } from '../fixtures/dag.ts'
@@ -559,5 +560,24 @@ describe('core/sessions over a stream pair', function () {
       expect(err.name).to.equal(BlocksNotAvailableError.name)
       expect(keys((err as BlocksNotAvailableError).cids)).to.deep.equal(keys([dag.D.cid]))
     })
+  })
+})
+
+describe('core/sessions: the sender\'s want queue', () => {
+  it('a status past the queue cap ends the session with LimitExceededError, and the budget counts exactly what was queued', async () => {
+    const source = new MemoryBlockstore()
+    const root = await rawBlock(new Uint8Array([1, 2, 3]))
+    await source.put(root.cid, root.bytes)
+    const queuedWants = new Budget('queuedWants', 1_000_000)
+    // the queue takes 2 + one list of 2 (maxCidsPerMessage): 4 wants at most
+    const sender = new SenderSession({ blockstore: source, roots: [root.cid], maxCidsPerMessage: 2, maxQueuedWants: 2, budgets: { queuedWants } })
+    expect(queuedWants.used).to.equal(1)
+    const wants = await Promise.all([10, 11, 12, 13].map(async i => (await rawBlock(new Uint8Array([i]))).cid))
+    const err = await rejection(sender.receive({ type: 'status', wants }))
+    expect(err).to.be.an.instanceOf(LimitExceededError)
+    // the root and three wants were queued before the cap: all four are charged, no more
+    expect(queuedWants.used).to.equal(4)
+    sender.close()
+    expect(queuedWants.used).to.equal(0)
   })
 })
