@@ -5,15 +5,9 @@
 import { expect } from 'aegir/chai'
 import { MemoryBlockstore } from 'blockstore-core/memory'
 import { PinningUnavailableError, createCarMirror } from '../src/index.ts'
-import { TREE_V1, addTree, dagBlocks } from './fixtures/dags.ts'
+import { TREE_V1, addTree, dagCids } from './fixtures/dags.ts'
 import { testNodes } from './fixtures/nodes.ts'
 import { rejection } from './fixtures/rejection.ts'
-import type { CID } from 'multiformats/cid'
-
-/** The CIDs of the DAG under `root` in `store` (which holds it whole) */
-async function held (store: Parameters<typeof dagBlocks>[0], root: CID): Promise<string[]> {
-  return [...(await dagBlocks(store, root)).keys()].sort()
-}
 
 describe('pull with pin', () => {
   const { node } = testNodes()
@@ -22,12 +16,12 @@ describe('pull with pin', () => {
     const server = await node()
     const client = await node()
     const root = await addTree(server, TREE_V1)
-    const all = await held(server.blockstore, root)
+    const all = await dagCids(server.blockstore, root)
     const stats = await client.carMirror.pull(server.libp2p.getMultiaddrs(), root, { pin: true })
     expect(stats.blocksReceived).to.equal(all.length)
     expect(await client.pins.isPinned(root)).to.be.true()
     await client.gc()
-    expect(await held(client.blockstore, root)).to.deep.equal(all)
+    expect(await dagCids(client.blockstore, root)).to.deep.equal(all)
   })
 
   it('without pin, gc() removes what was pulled (the pin is what keeps it)', async () => {
