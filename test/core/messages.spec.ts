@@ -305,7 +305,12 @@ describe('messages: decodeMessage against hostile input', function () {
     let decoded = 0
     fc.assert(fc.property(
       fc.constantFrom(0x01, 0x12, 0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xb7, 0xbb),
-      fc.uint8Array({ maxLength: 400 }),
+      fc.oneof(
+        fc.uint8Array({ maxLength: 400 }),
+        // random bytes after the rest of a CIDv1 (raw, sha2-256): a block frame when the first byte is 0x01
+        fc.tuple(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.uint8Array({ maxLength: 365 }))
+          .map(([digest, tail]) => concat([Uint8Array.of(0x55, 0x12, 0x20), digest, tail]))
+      ),
       arbLimits,
       (first, rest, limits) => {
         if (checkDecode(concat([Uint8Array.of(first), rest]), limits) === 'ok') {
@@ -313,6 +318,7 @@ describe('messages: decodeMessage against hostile input', function () {
         }
       }), { numRuns: PREFIXED_RUNS })
     // 0xa0 alone is an empty map (rejected), but CID-looking bodies decode as blocks: the oracle saw both outcomes
+    // (purely random bodies decoded 1 to 9 times in 3,000 over 30 trial runs, and none in one CI run, before the CID tails)
     expect(decoded).to.be.greaterThan(0)
   })
 
