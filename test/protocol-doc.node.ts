@@ -46,6 +46,7 @@ describe('docs/PROTOCOL.md byte-level examples', () => {
     bloom.add(bloomItem(cid))
     examples = {
       pull: { type: 'pull', roots: [cid], wants: [cid], bloom },
+      'pull-shallow': { type: 'pull', roots: [cid], wants: [], depthLimit: 0 },
       push: { type: 'push', roots: [cid], hints: [] },
       header: { type: 'header', roots: [cid] },
       block: { type: 'block', cid, bytes },
@@ -76,7 +77,7 @@ describe('docs/PROTOCOL.md byte-level examples', () => {
     expect(decoded.type).to.equal(examples[name].type)
   }
 
-  for (const name of ['pull', 'push', 'header', 'block', 'status', 'status-clear', 'status-bloom', 'idle', 'sync', 'missing', 'keepalive', 'done', 'error']) {
+  for (const name of ['pull', 'pull-shallow', 'push', 'header', 'block', 'status', 'status-clear', 'status-bloom', 'idle', 'sync', 'missing', 'keepalive', 'done', 'error']) {
     it(`encodes the ${name} example byte for byte and decodes it back`, () => {
       checkExample(name)
     })

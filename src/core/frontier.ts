@@ -53,6 +53,8 @@ export interface ReceiverFrontierInit {
   maxExploreBlocks?: number
   /** Most blocks the sender may report missing before the session gives up; default DEFAULT_MAX_MISSING */
   maxMissing?: number
+  /** Only the roots' own blocks: links of held and received blocks are not followed (a shallow pull) */
+  shallow?: boolean
   yielder?: Yielder
 }
 
@@ -222,7 +224,9 @@ export class ReceiverFrontier {
       this.write(cid, bytes)
       this.unwant(key)
       this.holding.set(key, cid)
-      await this.explore(links, options)
+      if (this.init.shallow !== true) {
+        await this.explore(links, options)
+      }
       if (this.writes.length >= this.maxPendingWrites) {
         await this.writes.shift()
         this.throwWriteError()
@@ -286,8 +290,8 @@ export class ReceiverFrontier {
           throw new LimitExceededError(`Finding what the store holds would walk more than ${this.init.maxExploreBlocks} blocks`)
         }
 
-        // raw blocks have no links: knowing the store holds one is enough
-        const links = cid.code === raw.code ? [] : await this.linkReader.links(cid, await readBlock(this.blockstore, cid, options))
+        // raw blocks have no links: knowing the store holds one is enough (so is any block of a shallow session)
+        const links = cid.code === raw.code || this.init.shallow === true ? [] : await this.linkReader.links(cid, await readBlock(this.blockstore, cid, options))
         if (LinkReader.inlineBytes(cid) == null) {
           this.holding.set(key, cid)
           this.foundInStore.push(cid)

@@ -15,6 +15,12 @@ export interface PullMessage {
   roots: CID[]
   wants: CID[]
   bloom?: BloomFilter
+  /**
+   * How many links below each want the sender walks (`dl` on the wire).
+   * Absent: the whole subgraph. 0: the wants' own blocks only (a shallow
+   * pull), the one value protocol 1.0 defines.
+   */
+  depthLimit?: 0
 }
 
 /** The client's first frame of a push: the DAG's roots and hint CIDs the server may hold */
@@ -288,7 +294,7 @@ export function encodeMessage (message: Message): Uint8Array[] {
     case 'header':
       return [dagCbor.encode({ roots: message.roots, version: 1 })]
     case 'pull':
-      return [dagCbor.encode({ t: 'pull', rs: message.roots, sr: message.wants, ...pullBloomFields(message.bloom) })]
+      return [dagCbor.encode({ t: 'pull', rs: message.roots, sr: message.wants, ...pullBloomFields(message.bloom), ...(message.depthLimit === 0 ? { dl: 0 } : {}) })]
     case 'push':
       return [dagCbor.encode({ t: 'push', rs: message.roots, hs: message.hints })]
     case 'status':
@@ -463,8 +469,8 @@ const CAR_HEADER: ControlSpec = {
 /** Control messages by their `t` */
 const CONTROL: Record<string, ControlSpec> = {
   pull: {
-    keys: new Set(['t', 'rs', 'sr', 'bb', 'bk']),
-    decode: (map, limits) => ({ type: 'pull', roots: cidList(map, 'rs', limits), wants: wantList(map, 'sr', limits), ...optionalBloom(bloomFrom(map, limits) ?? undefined) })
+    keys: new Set(['t', 'rs', 'sr', 'bb', 'bk', 'dl']),
+    decode: (map, limits) => ({ type: 'pull', roots: cidList(map, 'rs', limits), wants: wantList(map, 'sr', limits), ...optionalBloom(bloomFrom(map, limits) ?? undefined), ...depthLimit(map) })
   },
   push: {
     keys: new Set(['t', 'rs', 'hs']),
@@ -617,6 +623,18 @@ function uint (map: Record<string, unknown>, key: string): number {
     throw new ProtocolError(`Field ${key} is not an unsigned integer`)
   }
   return value
+}
+
+/** A pull's `dl`: absent (the whole subgraph) or 0 (the wants only); any other depth is not defined by protocol 1.0 */
+function depthLimit (map: Record<string, unknown>): { depthLimit?: 0 } {
+  if (field(map, 'dl') === undefined) {
+    return {}
+  }
+  const depth = uint(map, 'dl')
+  if (depth !== 0) {
+    throw new ProtocolError(`Field dl is ${depth}: only 0 (the wants only) is defined`)
+  }
+  return { depthLimit: 0 }
 }
 
 /**

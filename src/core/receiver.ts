@@ -13,7 +13,7 @@ import type { BlockVerifier } from './verify.ts'
 import type { Blockstore } from 'interface-blockstore'
 import type { CID } from 'multiformats/cid'
 
-export interface ReceiverSessionInit extends Pick<ReceiverFrontierInit, 'maxWants' | 'wantBudget' | 'maxLinksPerBlock' | 'maxExploreBlocks' | 'maxMissing'> {
+export interface ReceiverSessionInit extends Pick<ReceiverFrontierInit, 'maxWants' | 'wantBudget' | 'maxLinksPerBlock' | 'maxExploreBlocks' | 'maxMissing' | 'shallow'> {
   /** Where held blocks are found and received blocks written */
   blockstore: BlockSink & Partial<Pick<Blockstore, 'getAll'>>
   /** The roots of the DAG to receive */
@@ -42,6 +42,8 @@ export interface ReceiverSessionInit extends Pick<ReceiverFrontierInit, 'maxWant
   walkBudget?: Budget
   /** Called when the session moves forward: a block is stored */
   onProgress?(): void
+  /** Called with each block that was wanted and verified, as its write to the blockstore begins */
+  onBlockStored?(cid: CID, bytes: Uint8Array): void
   /** Most blocks tolerated that the session never asked for; default DEFAULT_MAX_UNREQUESTED_BLOCKS */
   maxUnrequestedBlocks?: number
   /** Most straggler rounds; default DEFAULT_MAX_STRAGGLER_ROUNDS */
@@ -131,6 +133,13 @@ export class ReceiverSession {
    * held blocks under the roots and under the hints.
    */
   async pullRequest (options: { signal?: AbortSignal } = {}): Promise<PullMessage> {
+    if (this.init.shallow === true) {
+      // the sender sends the wants whatever a Bloom holds: a shallow pull needs none (and reveals nothing)
+      this.nextBloomAt = Infinity
+      this.counters.statusesSent++
+      const wanted = this.frontier.wants()
+      return { type: 'pull', roots: this.roots, wants: wanted.length <= this.maxCids ? wanted : [], depthLimit: 0 }
+    }
     const storeItems = await this.storeItems(options)
     const items = storeItems ?? [...this.frontier.held(), ...await this.hinted(options)]
     const bloom = this.bloomOf(items)
@@ -231,6 +240,7 @@ export class ReceiverSession {
         throw new LimitExceededError(`The session may store at most ${maxStoredBytes} bytes (links counted)`)
       }
       this.init.onProgress?.()
+      this.init.onBlockStored?.(cid, bytes)
     } else if (outcome === 'duplicate') {
       this.counters.duplicateBlocks++
       // an honest sender sends each block at most once, plus wants it is asked for again

@@ -147,6 +147,8 @@ export class SenderSession {
   private inPass = 0
   /** Most wants the queue ever holds: what a receiver that names more has not waited for */
   private readonly queueCap: number
+  /** The receiver asked for the wants' blocks only, nothing below them */
+  private readonly shallow: boolean
 
   constructor (init: SenderSessionInit) {
     this.init = init
@@ -160,6 +162,7 @@ export class SenderSession {
       walkBudget: init.budgets?.localWalks,
       yielder: this.yielder
     })
+    this.shallow = init.request?.depthLimit === 0
     this.setBloom(init.request?.bloom ?? init.bloom)
     const wants = init.request?.wants ?? []
     this.queued = []
@@ -435,7 +438,8 @@ export class SenderSession {
         return true
       }
       const key = cidKey(cid)
-      return !mustSend.has(key) && (this.sent.has(key) || this.bloom?.has(bloomItem(cid)) === true)
+      // a shallow pull (`dl: 0`) asked for the wants' own blocks only
+      return !mustSend.has(key) && (this.shallow || this.sent.has(key) || this.bloom?.has(bloomItem(cid)) === true)
     }
     // raw leaves wait until every interior block of the pass is out: interior
     // blocks are small and show the receiver which subgraphs it holds

@@ -419,6 +419,17 @@ describe('messages: encode → decode round trip', function () {
     expect(decoded.type === 'error' && decoded.message).to.equal('x'.repeat(1024))
   })
 
+  it('a pull\'s dl: absent is a whole pull, 0 a shallow one, anything else a ProtocolError', () => {
+    const cid = CID.parse('bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq')
+    const whole = decodeMessage(dagCbor.encode({ t: 'pull', rs: [cid], sr: [] }))
+    expect(whole.type === 'pull' && Object.hasOwn(whole, 'depthLimit')).to.be.false()
+    const shallow = decodeMessage(dagCbor.encode({ t: 'pull', rs: [cid], sr: [], dl: 0 }))
+    expect(shallow.type === 'pull' && shallow.depthLimit).to.equal(0)
+    for (const dl of [1, 7, 'zero', true]) {
+      expect(() => decodeMessage(dagCbor.encode({ t: 'pull', rs: [cid], sr: [], dl })), `dl: ${String(dl)}`).to.throw(ProtocolError)
+    }
+  })
+
   it('an empty bb clears the Bloom in a status and means no Bloom in a pull, whatever bk says', () => {
     const status = decodeMessage(dagCbor.encode({ t: 'status', sr: [], bb: new Uint8Array(0), bk: 1_000_000 }))
     expect(status.type === 'status' && status.bloom).to.be.null()

@@ -49,6 +49,8 @@ interface PullOptions {
   smallStoreBlocks?: number
   /** Replaces the Bloom the sender uses, whatever the receiver asked with */
   senderBloom?: BloomFilter
+  /** A shallow pull: the roots' own blocks only */
+  shallow?: boolean
 }
 
 /**
@@ -61,7 +63,7 @@ async function pull (source: MemoryBlockstore, target: MemoryBlockstore, roots: 
   const [a, b] = await streamPair()
   const senderFramed = new FramedStream(a)
   const receiverFramed = new FramedStream(b)
-  const receiver = await ReceiverSession.create({ blockstore: target, roots, hints: options.hints, smallStoreBlocks: options.smallStoreBlocks })
+  const receiver = await ReceiverSession.create({ blockstore: target, roots, hints: options.hints, smallStoreBlocks: options.smallStoreBlocks, shallow: options.shallow })
   const request = await receiver.pullRequest()
   const receivedTypes: string[] = []
   const receiving = runReceiver(receiverFramed, receiver, { signal, first: [request], onReceived: m => { receivedTypes.push(m.type) } })
@@ -560,6 +562,45 @@ describe('core/sessions over a stream pair', function () {
       expect(err.name).to.equal(BlocksNotAvailableError.name)
       expect(keys((err as BlocksNotAvailableError).cids)).to.deep.equal(keys([dag.D.cid]))
     })
+  })
+})
+
+describe('core/sessions: shallow pulls (dl: 0)', () => {
+  it('sends the roots\' own blocks and nothing below them, with no Bloom in the request', async () => {
+    const leaf = await rawBlock('leaf under a')
+    const child = await pbBlock('child under b', [leaf.cid])
+    const a = await pbBlock('directory a', [leaf.cid])
+    const b = await pbBlock('directory b', [child.cid])
+    const source = await storeOf([leaf, child, a, b])
+    // the target holds something, so a whole pull would send a Bloom of it
+    const target = await storeOf([await rawBlock('unrelated')])
+    const outcome = await pull(source, target, [a.cid, b.cid], { shallow: true })
+    expect(outcome.receiver.complete).to.be.true()
+    expect(outcome.sender.counters.blocksSent).to.equal(2)
+    await expectHoldsAll(target, [a, b])
+    expect(await target.has(leaf.cid)).to.be.false()
+    expect(await target.has(child.cid)).to.be.false()
+    expect(outcome.receiver.counters.bloomBytesSent).to.equal(0)
+  })
+
+  it('reports a root the sender lacks as missing and stores the others', async () => {
+    const held = await pbBlock('held root', [(await rawBlock('below')).cid])
+    const absent = await pbBlock('root the sender lacks')
+    const source = await storeOf([held])
+    const target = new MemoryBlockstore()
+    const err = await rejection(pull(source, target, [held.cid, absent.cid], { shallow: true }))
+    expect(err).to.be.an.instanceOf(BlocksNotAvailableError)
+    expect((err as BlocksNotAvailableError).cids.map(String)).to.deep.equal([absent.cid.toString()])
+    await expectHoldsAll(target, [held])
+  })
+
+  it('a whole pull of the same roots sends the blocks below them (the depth limit is what differs)', async () => {
+    const leaf = await rawBlock('leaf under c')
+    const c = await pbBlock('directory c', [leaf.cid])
+    const target = new MemoryBlockstore()
+    const outcome = await pull(await storeOf([leaf, c]), target, [c.cid])
+    expect(outcome.sender.counters.blocksSent).to.equal(2)
+    await expectHoldsAll(target, [c, leaf])
   })
 })
 
