@@ -1,8 +1,10 @@
+import { InvalidParametersError } from '@libp2p/interface'
 import { logger as defaultLogger } from '@libp2p/logger'
 import { peerIdFromCID } from '@libp2p/peer-id'
 import { isMultiaddr } from '@multiformats/multiaddr'
 import { CID } from 'multiformats/cid'
 import { CustomProgressEvent } from 'progress-events'
+import { CarMirrorBlockBroker } from './broker.ts'
 import { DEFAULT_COLD_CALL_BYTES, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_PUSH_BYTES, DEFAULT_MAX_ROOTS, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PEER, RESUME_MEMORY_MS, DEFAULT_MAX_INBOUND_STREAMS, DEFAULT_MAX_OUTBOUND_STREAMS, DEFAULT_READ_AHEAD, PROTOCOL_ID, DEFAULT_MAX_SESSIONS_PER_ADDRESS, DEFAULT_STALL_TIMEOUT, DEFAULT_EVICT_AFTER, DEFAULT_BUFFERED_BYTES_BUDGET, DEFAULT_BLOOM_BYTES_BUDGET, DEFAULT_QUEUED_WANTS_BUDGET, DEFAULT_READ_AHEAD_BYTES_BUDGET, DEFAULT_PENDING_WANTS_BUDGET, DEFAULT_INDEXED_CIDS_BUDGET, DEFAULT_LOCAL_WALKS, DEFAULT_LARGE_FRAMES, DEFAULT_MAX_ROUTED_PROVIDERS, DEFAULT_MAX_WANTS, DEFAULT_MAX_LINKS_PER_BLOCK, DEFAULT_MAX_CHECK_BLOCKS, DEFAULT_MAX_HINT_BLOCKS, DEFAULT_MAX_EXPLORE_BLOCKS, MAX_SENT_BLOOM_BYTES } from './constants.ts'
 import { Budget, BudgetShare } from './core/budget.ts'
 import { LinkReader } from './core/links.ts'
@@ -21,6 +23,14 @@ import type { BudgetName, CarMirror, CarMirrorComponents, CarMirrorInit, CarMirr
 import type { RunOptions } from './transport/run-session.ts'
 import type { Connection, Logger, PeerId, Stream } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
+
+/** What the block broker adds to a pull: it follows the receiver, and takes each block as it is stored */
+export interface BrokerPullOptions extends PullOptions, FindProvidersOptions {
+  /** Called with each receiver the pull creates (one per provider tried) */
+  onReceiver?(receiver: ReceiverSession): void
+  /** Called with each verified block as its write begins */
+  onBlockStored?(cid: CID, bytes: Uint8Array): void
+}
 
 /** One inbound session, as the node-wide bookkeeping sees it */
 interface InboundSession {
@@ -89,6 +99,8 @@ export class DefaultCarMirror implements CarMirror {
   /** When each budget last looked for a session to evict (ms since the epoch) */
   private readonly relieved = new Map<string, number>()
   private nextTurn?: Promise<void>
+  /** Helia's `car-mirror` block broker, served by this node's pulls */
+  readonly broker: CarMirrorBlockBroker
 
   constructor (components: CarMirrorComponents, init: CarMirrorInit = {}) {
     this.components = components
@@ -115,6 +127,7 @@ export class DefaultCarMirror implements CarMirror {
       localWalks: new Budget('localWalks', budgets.localWalks ?? DEFAULT_LOCAL_WALKS),
       largeFrames: new Budget('largeFrames', budgets.largeFrames ?? DEFAULT_LARGE_FRAMES)
     }
+    this.broker = new CarMirrorBlockBroker(this, components.blockstore, { log: this.log, maxRoots: init.maxRoots })
     // a session waiting for memory that stalled sessions hold gets it by evicting them
     for (const budget of [this.budgets.bufferedBytes, this.budgets.bloomBytes, this.budgets.queuedWants, this.budgets.readAheadBytes, this.budgets.pendingWants]) {
       budget.onShort = (short) => { this.relieve(short) }
@@ -130,7 +143,7 @@ export class DefaultCarMirror implements CarMirror {
     for (const [name, budget] of Object.entries(this.budgets) as Array<[Exclude<BudgetName, 'sessions'>, Budget]>) {
       budgets[name] = { used: budget.used, limit: budget.limit }
     }
-    return { sessions: this.activeSessions, budgets }
+    return { sessions: this.activeSessions, budgets, broker: { ...this.broker.stats } }
   }
 
   async start (): Promise<void> {
@@ -197,13 +210,16 @@ export class DefaultCarMirror implements CarMirror {
 
   async pull (peer: PeerTarget, roots: CID | CID[], options?: PullOptions): Promise<TransferStats>
   async pull (roots: CID | CID[], options?: PullOptions & FindProvidersOptions): Promise<TransferStats>
-  async pull (...args: [PeerTarget, CID | CID[], PullOptions?] | [CID | CID[], (PullOptions & FindProvidersOptions)?]): Promise<TransferStats> {
+  async pull (...args: [PeerTarget, CID | CID[], PullOptions?] | [CID | CID[], BrokerPullOptions?]): Promise<TransferStats> {
     // pull(peer, roots, options) has roots second; pull(roots, options) an options object
     const named = isRoots(args[1])
     const peer = named ? args[0] as PeerTarget : undefined
     const roots = (named ? args[1] : args[0]) as CID | CID[]
-    const options = ((named ? args[2] : args[1]) ?? {}) as PullOptions & FindProvidersOptions
+    const options = ((named ? args[2] : args[1]) ?? {}) as BrokerPullOptions
     const rootList = Array.isArray(roots) ? roots : [roots]
+    if (options.pin === true && options.shallow === true) {
+      throw new InvalidParametersError('pull(..., { shallow: true }) fetches the roots\' blocks only: it cannot pin their DAGs')
+    }
     if (options.pin === true && this.components.pins == null) {
       throw new PinningUnavailableError('pull(..., { pin: true }) needs Helia\'s pins: use withCarMirror() or the carMirror() mixin, or pass `pins` to createCarMirror')
     }
@@ -235,12 +251,17 @@ export class DefaultCarMirror implements CarMirror {
    * Pulls the DAG under the roots into the local store (nothing when it is
    * held already): from `peer`, or from the first provider that serves it
    */
-  private async mirrorInto (peer: PeerTarget | undefined, rootList: CID[], options: PullOptions & FindProvidersOptions, signal: AbortSignal, stats: TransferStats): Promise<void> {
+  private async mirrorInto (peer: PeerTarget | undefined, rootList: CID[], options: BrokerPullOptions, signal: AbortSignal, stats: TransferStats): Promise<void> {
     const errors: Error[] = []
     const targets = peer == null ? this.providersOf(rootList[0], options, signal) : undefined
     while (true) {
       // a fresh receiver each time: its Bloom covers what an earlier provider sent
-      const receiver = await ReceiverSession.create(this.receiverInit(rootList, options.hints), { signal })
+      const receiver = await ReceiverSession.create({
+        ...this.receiverInit(rootList, options.hints),
+        shallow: options.shallow,
+        onBlockStored: options.onBlockStored
+      }, { signal })
+      options.onReceiver?.(receiver)
       try {
         if (receiver.complete) {
           this.log('pull of %s: complete locally', rootList[0])

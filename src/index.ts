@@ -30,6 +30,7 @@
 
 import { DefaultCarMirror } from './car-mirror.ts'
 import { MissingLibp2pError, NotStartedError } from './errors.ts'
+import { pullBeforePinning } from './pins.ts'
 import type { ReceiveOutcome } from './core/frontier.ts'
 import type { BlockDecoder, LoadCodec } from './core/links.ts'
 import type { LoadHasher } from './core/verify.ts'
@@ -88,6 +89,11 @@ export interface PullOptions extends TransferOptions {
    * `carMirror()` mixin has them).
    */
   pin?: boolean
+  /**
+   * Fetch the roots' own blocks only, nothing below them (a `pull` with
+   * `dl: 0` on the wire). No Bloom is sent. Cannot be combined with `pin`.
+   */
+  shallow?: boolean
 }
 
 /** Where a pull that names no peer looks for one */
@@ -202,6 +208,14 @@ export interface CarMirrorInit {
    * libp2p does
    */
   runOnLimitedConnection?: boolean
+  /**
+   * Add the `car-mirror` block broker to the Helia node (`withCarMirror` and
+   * the `carMirror()` mixin), so blocks Helia fetches (`pins.add`,
+   * `@helia/unixfs`, sessions) come over CAR Mirror, and make
+   * `helia.pins.add(root)` pull the whole DAG in one CAR Mirror pull before
+   * it pins. Default true.
+   */
+  broker?: boolean
   /** Decoders for codecs beyond dag-pb, raw, dag-cbor and dag-json */
   codecs?: BlockDecoder[]
   /** Finds decoders for other codecs; defaults to Helia's `getCodec` */
@@ -243,6 +257,28 @@ export type BudgetName = keyof BudgetInit | 'sessions'
 export interface CarMirrorStats {
   sessions: { inbound: number, outbound: number }
   budgets: Record<BudgetName, { used: number, limit: number }>
+  /** What the `car-mirror` block broker has done since the node started */
+  broker: BrokerStats
+}
+
+/** Counters of the `car-mirror` block broker */
+export interface BrokerStats {
+  /** Blocks Helia asked it for */
+  retrieves: number
+  /** Pulls it started */
+  pulls: number
+  /** Of those, pulls of the roots' own blocks only (`shallow`) */
+  shallowPulls: number
+  /** Retrieves served by a pull already under way, or by another retrieve of the same block */
+  joined: number
+  /** Blocks its pulls received */
+  blocksReceived: number
+  /** Block bytes its pulls received, without framing */
+  blockBytesReceived: number
+  /** Bytes its pulls read from streams, framing and control frames included */
+  bytesReceived: number
+  /** Pulls that failed (another broker, such as Bitswap, may have served the block) */
+  failures: number
 }
 
 /** What CAR Mirror needs from its host: a libp2p node and a blockstore */
@@ -372,9 +408,9 @@ export interface HeliaWithCarMirror {
  * ```
  */
 export function carMirror (init: CarMirrorInit = {}): HeliaMixin<HeliaWithLibp2p & Partial<HeliaWithCarMirror>> {
-  let mirror: CarMirror | undefined
+  let mirror: DefaultCarMirror | undefined
   const create = async (helia: HeliaWithLibp2p & Partial<HeliaWithCarMirror>): Promise<void> => {
-    mirror ??= createCarMirror({
+    mirror ??= new DefaultCarMirror({
       libp2p: helia.libp2p,
       blockstore: helia.blockstore,
       logger: helia.logger,
@@ -385,6 +421,12 @@ export function carMirror (init: CarMirrorInit = {}): HeliaMixin<HeliaWithLibp2p
     }, init)
     helia.carMirror = mirror
     await mirror.start()
+    if (init.broker !== false) {
+      if (!helia.hasBlockBroker(mirror.broker.name)) {
+        helia.addBlockBroker(mirror.broker)
+      }
+      pullBeforePinning(helia.pins, mirror.broker, helia.logger.forComponent('helia:car-mirror:pins'))
+    }
   }
   return {
     name: 'car-mirror',
@@ -469,5 +511,8 @@ export type { BlockVerifierInit, LoadHasher } from './core/verify.ts'
 export { walkDag } from './core/walk.ts'
 export type { WalkedBlock, WalkOptions, WalkOrder } from './core/walk.ts'
 export { ReceiverFrontier } from './core/frontier.ts'
+export { FetchPlanner, blockKind } from './core/fetch-plan.ts'
+export type { FetchPlan, FetchPlannerInit, BlockKind } from './core/fetch-plan.ts'
+export { CarMirrorBlockBroker } from './broker.ts'
 export type { ReceiveOutcome, ReceiverFrontierInit } from './core/frontier.ts'
 export * from './errors.ts'
