@@ -67,6 +67,9 @@ const STARTS_PER_TURN = 2
 /** A session may make room for one of a peer holding as many slots only after evictAfter times this */
 const PEER_EVICTION_FACTOR = 10
 
+/** Failures of a push that lie with the local node: another peer would fail the same way */
+const LOCAL_FAILURES = new Set(['BlockNotFoundError', 'BlocksNotAvailableError', 'BlockstoreError'])
+
 /** What a client remembers of a push that broke off after the server accepted it */
 const RESUMABLE_FAILURES = new Set(['SessionClosedError', 'SessionTimeoutError', 'StreamResetError', 'AbortError'])
 
@@ -347,37 +350,68 @@ export class DefaultCarMirror implements CarMirror {
     }
   }
 
-  async push (peer: PeerTarget, roots: CID | CID[], options: TransferOptions = {}): Promise<TransferStats> {
+  async push (peer: PeerTarget, roots: CID | CID[], options?: TransferOptions): Promise<TransferStats>
+  async push (roots: CID | CID[], options?: TransferOptions & FindProvidersOptions): Promise<TransferStats>
+  async push (...args: [PeerTarget, CID | CID[], TransferOptions?] | [CID | CID[], (TransferOptions & FindProvidersOptions)?]): Promise<TransferStats> {
+    const named = isRoots(args[1])
+    const peer = named ? args[0] as PeerTarget : undefined
+    const roots = (named ? args[1] : args[0]) as CID | CID[]
+    const options = ((named ? args[2] : args[1]) ?? {}) as TransferOptions & FindProvidersOptions
     const rootList = Array.isArray(roots) ? roots : [roots]
     return this.session(options, async (signal, stats) => {
       const bloom = await this.hintBloom(options.hints ?? [], signal)
-      const { framed, remotePeer } = await this.open(peer, signal)
-      // a push that broke off after the server accepted it resumes: nothing
-      // goes out before the server's first status says what it holds
-      const resumeKey = `${remotePeer}/${rootList.join(',')}`
-      const resuming = (this.interruptedPushes.get(resumeKey) ?? 0) > Date.now()
-      const sender = new SenderSession({
-        ...this.senderInit(rootList),
-        bloom,
-        awaitFirstStatus: resuming,
-        coldCallBytes: this.init.coldCallBytes ?? DEFAULT_COLD_CALL_BYTES
-      })
-      try {
-        await runSender(framed, sender, { signal, first: [{ type: 'push', roots: rootList, hints: options.hints ?? [] }], maxCidsPerMessage: this.init.maxCidsPerMessage, ...this.progress(options, stats) })
-        this.interruptedPushes.delete(resumeKey)
-      } catch (err) {
-        this.forgetOldInterruptions()
-        if (sender.counters.statusesReceived > 0 && RESUMABLE_FAILURES.has((err as Error).name)) {
-          this.interruptedPushes.set(resumeKey, Date.now() + RESUME_MEMORY_MS)
-        } else {
-          this.interruptedPushes.delete(resumeKey)
-        }
-        throw err
-      } finally {
-        sender.close()
-        this.collect(stats, framed, sender, undefined)
+      if (peer != null) {
+        await this.pushTo(peer, rootList, bloom, options, signal, stats)
+        return
       }
+      // peers that hold the previous version (the first hint) are the likely servers of this one
+      const errors: Error[] = []
+      for await (const target of this.providersOf(options.hints?.[0] ?? rootList[0], options, signal)) {
+        try {
+          await this.pushTo(target, rootList, bloom, options, signal, stats)
+          return
+        } catch (err) {
+          if (signal.aborted || LOCAL_FAILURES.has((err as Error).name)) {
+            throw err
+          }
+          this.log('push of %s to a provider failed, trying the next - %e', rootList[0], err)
+          errors.push(err as Error)
+        }
+      }
+      throw new NoProviderError(errors.length === 0
+        ? `No peer that speaks CAR Mirror was given, connected or found for a push of ${rootList[0]}`
+        : `None of the ${errors.length} peer(s) tried took the push of ${rootList[0]}`, errors)
     }, rootList)
+  }
+
+  /** Pushes the DAG under `rootList` to one peer */
+  private async pushTo (peer: PeerTarget, rootList: CID[], bloom: BloomFilter | undefined, options: TransferOptions, signal: AbortSignal, stats: TransferStats): Promise<void> {
+    const { framed, remotePeer } = await this.open(peer, signal)
+    // a push that broke off after the server accepted it resumes: nothing
+    // goes out before the server's first status says what it holds
+    const resumeKey = `${remotePeer}/${rootList.join(',')}`
+    const resuming = (this.interruptedPushes.get(resumeKey) ?? 0) > Date.now()
+    const sender = new SenderSession({
+      ...this.senderInit(rootList),
+      bloom,
+      awaitFirstStatus: resuming,
+      coldCallBytes: this.init.coldCallBytes ?? DEFAULT_COLD_CALL_BYTES
+    })
+    try {
+      await runSender(framed, sender, { signal, first: [{ type: 'push', roots: rootList, hints: options.hints ?? [] }], maxCidsPerMessage: this.init.maxCidsPerMessage, ...this.progress(options, stats) })
+      this.interruptedPushes.delete(resumeKey)
+    } catch (err) {
+      this.forgetOldInterruptions()
+      if (sender.counters.statusesReceived > 0 && RESUMABLE_FAILURES.has((err as Error).name)) {
+        this.interruptedPushes.set(resumeKey, Date.now() + RESUME_MEMORY_MS)
+      } else {
+        this.interruptedPushes.delete(resumeKey)
+      }
+      throw err
+    } finally {
+      sender.close()
+      this.collect(stats, framed, sender, undefined)
+    }
   }
 
   private forgetOldInterruptions (): void {

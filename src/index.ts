@@ -367,6 +367,25 @@ export interface CarMirror {
    * @throws {BlockNotFoundError | BlocksNotAvailableError} when the local store lacks blocks
    */
   push(peer: PeerTarget, roots: CID | CID[], options?: TransferOptions): Promise<TransferStats>
+
+  /**
+   * Mirrors the local DAG under `roots` to a peer found for it: the
+   * `providers` given, then connected peers that speak CAR Mirror, then
+   * providers that routing finds for the first hint (peers that hold the
+   * previous version), else for the first root. A peer that cannot be
+   * reached, refuses the push or fails is dropped and the next one tried;
+   * a failure of the local store ends the push at once.
+   *
+   * @throws {NoProviderError} when no peer was found, or every one failed (`err.errors` says why)
+   *
+   * @example
+   *
+   * ```ts
+   * // to the connected server that allows it, or one routing finds holding the previous version
+   * await helia.carMirror.push(newRoot, { hints: [previousRoot] })
+   * ```
+   */
+  push(roots: CID | CID[], options?: TransferOptions & FindProvidersOptions): Promise<TransferStats>
 }
 
 /**

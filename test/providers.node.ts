@@ -1,12 +1,12 @@
 /**
- * pull(roots, options) names no peer: it finds one among the `providers`
- * given, connected peers that speak CAR Mirror, and what routing finds,
- * and moves on to the next when one cannot serve.
+ * pull(roots, options) and push(roots, options) name no peer: they find one
+ * among the `providers` given, connected peers that speak CAR Mirror, and
+ * what routing finds, and move on to the next when one cannot serve.
  */
 import { expect } from 'aegir/chai'
 import { MemoryBlockstore } from 'blockstore-core/memory'
 import { BlocksNotAvailableError, NoProviderError, PROTOCOL_ID, createCarMirror } from '../src/index.ts'
-import { TREE_V1, addTree, dagBlocks, dagCids, putBlocks } from './fixtures/dags.ts'
+import { TREE_V1, addTree, dagBlocks, dagCids, putBlocks, totalBytes } from './fixtures/dags.ts'
 import { testNodes } from './fixtures/nodes.ts'
 import { rejection } from './fixtures/rejection.ts'
 import { eventually } from './hostile/helpers.ts'
@@ -100,5 +100,59 @@ describe('pull without a peer', () => {
     await client.libp2p.dial(server.libp2p.getMultiaddrs())
     const err = await rejection(client.carMirror.pull(empty.libp2p.getMultiaddrs(), root))
     expect(err).to.be.an.instanceOf(BlocksNotAvailableError)
+  })
+})
+
+describe('push without a peer', () => {
+  const { node } = testNodes()
+
+  it('pushes to the providers given, skipping one that refuses pushes', async () => {
+    const refusing = await node()
+    const accepting = await node({ allowPush: () => true })
+    const client = await node()
+    const root = await addTree(client, TREE_V1)
+    const stats = await client.carMirror.push(root, { providers: [refusing.libp2p.getMultiaddrs(), accepting.libp2p.getMultiaddrs()] })
+    expect(await dagCids(accepting.blockstore, root)).to.deep.equal(await dagCids(client.blockstore, root))
+    expect(await refusing.blockstore.has(root)).to.be.false()
+    // the refused push's cold call counts too: at most its 1 MiB window went to the refusing peer
+    expect(stats.blocksSent).to.be.at.least((await dagCids(client.blockstore, root)).length)
+    const dagBytes = totalBytes((await dagBlocks(client.blockstore, root)).values())
+    expect(stats.blockBytesSent).to.be.at.most(dagBytes + 1024 * 1024)
+  })
+
+  it('pushes to a connected peer that speaks CAR Mirror, and asks routing for holders of the first hint', async () => {
+    const server = await node({ allowPush: () => true })
+    const client = await node()
+    const root = await addTree(client, TREE_V1)
+    await client.libp2p.dial(server.libp2p.getMultiaddrs())
+    expect(await eventually(async () => (await client.libp2p.peerStore.get(server.libp2p.peerId)).protocols.includes(PROTOCOL_ID))).to.be.true()
+    await client.carMirror.push(root)
+    expect(await dagCids(server.blockstore, root)).to.deep.equal(await dagCids(client.blockstore, root))
+
+    const asked: string[] = []
+    const other = await node({ allowPush: () => true })
+    const mirror = createCarMirror({
+      libp2p: (await node()).libp2p,
+      blockstore: client.blockstore,
+      routing: {
+        async * findProviders (cid): AsyncGenerator<Provider> {
+          asked.push(cid.toString())
+          yield { id: other.libp2p.peerId.toCID(), multiaddrs: other.libp2p.getMultiaddrs(), router: 'test', fallback: false }
+        }
+      }
+    })
+    const previous = await addTree({ blockstore: new MemoryBlockstore() }, TREE_V1.slice(0, 3))
+    await mirror.push(root, { hints: [previous] })
+    expect(asked).to.deep.equal([previous.toString()])
+    expect(await dagCids(other.blockstore, root)).to.deep.equal(await dagCids(client.blockstore, root))
+  })
+
+  it('fails with NoProviderError listing each refusal when no peer takes the push', async () => {
+    const refusing = await node()
+    const client = await node()
+    const root = await addTree(client, TREE_V1)
+    const err = await rejection(client.carMirror.push(root, { providers: [refusing.libp2p.getMultiaddrs()] }))
+    expect(err).to.be.an.instanceOf(NoProviderError)
+    expect((err as NoProviderError).errors.map(e => e.name)).to.deep.equal(['SessionRefusedError'])
   })
 })
