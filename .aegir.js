@@ -54,7 +54,10 @@ export default {
       // provides the Node 22 binary that npm scripts run on
       'node',
       // aegir compiles with the project's pinned TypeScript
-      'typescript'
+      'typescript',
+      // examples/browser.ts imports the package by its own name, as users do
+      // (tsconfig.json's paths map it to src/index.ts for tsc and the test bundles)
+      'helia-car-mirror'
     ]
   }
 }
