@@ -5,11 +5,10 @@
  */
 import { expect } from 'aegir/chai'
 import { MemoryBlockstore } from 'blockstore-core/memory'
-import { BlocksNotAvailableError, NoProviderError, PROTOCOL_ID, createCarMirror } from '../src/index.ts'
+import { BlocksNotAvailableError, NoProviderError, createCarMirror } from '../src/index.ts'
 import { TREE_V1, addTree, dagBlocks, dagCids, putBlocks, totalBytes } from './fixtures/dags.ts'
-import { testNodes } from './fixtures/nodes.ts'
+import { connectTo, testNodes } from './fixtures/nodes.ts'
 import { rejection } from './fixtures/rejection.ts'
-import { eventually } from './hostile/helpers.ts'
 import type { Provider } from '@helia/interface'
 
 describe('pull without a peer', () => {
@@ -19,9 +18,8 @@ describe('pull without a peer', () => {
     const server = await node()
     const client = await node()
     const root = await addTree(server, TREE_V1)
-    await client.libp2p.dial(server.libp2p.getMultiaddrs())
     // identify tells the client which protocols the server speaks
-    expect(await eventually(async () => (await client.libp2p.peerStore.get(server.libp2p.peerId)).protocols.includes(PROTOCOL_ID))).to.be.true()
+    await connectTo(client, server)
     const stats = await client.carMirror.pull(root)
     expect(await dagCids(client.blockstore, root)).to.deep.equal(await dagCids(server.blockstore, root))
     expect(stats.blocksReceived).to.be.above(0)
@@ -124,8 +122,7 @@ describe('push without a peer', () => {
     const server = await node({ allowPush: () => true })
     const client = await node()
     const root = await addTree(client, TREE_V1)
-    await client.libp2p.dial(server.libp2p.getMultiaddrs())
-    expect(await eventually(async () => (await client.libp2p.peerStore.get(server.libp2p.peerId)).protocols.includes(PROTOCOL_ID))).to.be.true()
+    await connectTo(client, server)
     await client.carMirror.push(root)
     expect(await dagCids(server.blockstore, root)).to.deep.equal(await dagCids(client.blockstore, root))
 
