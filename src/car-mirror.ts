@@ -5,12 +5,13 @@ import { isMultiaddr } from '@multiformats/multiaddr'
 import { CID } from 'multiformats/cid'
 import { CustomProgressEvent } from 'progress-events'
 import { CarMirrorBlockBroker } from './broker.ts'
-import { DEFAULT_COLD_CALL_BYTES, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_PUSH_BYTES, DEFAULT_MAX_ROOTS, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PEER, RESUME_MEMORY_MS, DEFAULT_MAX_INBOUND_STREAMS, DEFAULT_MAX_OUTBOUND_STREAMS, DEFAULT_READ_AHEAD, PROTOCOL_ID, DEFAULT_MAX_SESSIONS_PER_ADDRESS, DEFAULT_STALL_TIMEOUT, DEFAULT_EVICT_AFTER, DEFAULT_BUFFERED_BYTES_BUDGET, DEFAULT_BLOOM_BYTES_BUDGET, DEFAULT_QUEUED_WANTS_BUDGET, DEFAULT_READ_AHEAD_BYTES_BUDGET, DEFAULT_PENDING_WANTS_BUDGET, DEFAULT_INDEXED_CIDS_BUDGET, DEFAULT_LOCAL_WALKS, DEFAULT_LARGE_FRAMES, DEFAULT_MAX_ROUTED_PROVIDERS, DEFAULT_MAX_WANTS, DEFAULT_MAX_LINKS_PER_BLOCK, DEFAULT_MAX_CHECK_BLOCKS, DEFAULT_MAX_HINT_BLOCKS, DEFAULT_MAX_EXPLORE_BLOCKS, MAX_SENT_BLOOM_BYTES } from './constants.ts'
+import { DEFAULT_COLD_CALL_BYTES, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_PUSH_BYTES, DEFAULT_MAX_ROOTS, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PEER, RESUME_MEMORY_MS, DEFAULT_MAX_INBOUND_STREAMS, DEFAULT_MAX_OUTBOUND_STREAMS, DEFAULT_READ_AHEAD, PROTOCOL_ID, DEFAULT_MAX_SESSIONS_PER_ADDRESS, DEFAULT_STALL_TIMEOUT, DEFAULT_EVICT_AFTER, DEFAULT_BUFFERED_BYTES_BUDGET, DEFAULT_BLOOM_BYTES_BUDGET, DEFAULT_QUEUED_WANTS_BUDGET, DEFAULT_READ_AHEAD_BYTES_BUDGET, DEFAULT_PENDING_WANTS_BUDGET, DEFAULT_INDEXED_CIDS_BUDGET, DEFAULT_LOCAL_WALKS, DEFAULT_LARGE_FRAMES, DEFAULT_MAX_ROUTED_PROVIDERS, DEFAULT_MAX_WANTS, DEFAULT_MAX_LINKS_PER_BLOCK, DEFAULT_MAX_CHECK_BLOCKS, DEFAULT_MAX_HINT_BLOCKS, DEFAULT_MAX_EXPLORE_BLOCKS, MAX_SENT_BLOOM_BYTES, DEFAULT_STORE_BLOOM_BYTES, STORE_BLOOM_MAX_AGE_MS } from './constants.ts'
 import { Budget, BudgetShare } from './core/budget.ts'
 import { LinkReader } from './core/links.ts'
 import { bloomOf, checkFirstMessageSize } from './core/messages.ts'
 import { ReceiverSession } from './core/receiver.ts'
 import { SenderSession } from './core/sender.ts'
+import { StoreBloom } from './core/store-bloom.ts'
 import { BlockVerifier } from './core/verify.ts'
 import { walkHeldCids } from './core/walk.ts'
 import { LimitExceededError, NoProviderError, PinningUnavailableError, ProtocolError, SessionRefusedError, SessionTimeoutError } from './errors.ts'
@@ -104,6 +105,8 @@ export class DefaultCarMirror implements CarMirror {
   private nextTurn?: Promise<void>
   /** Helia's `car-mirror` block broker, served by this node's pulls */
   readonly broker: CarMirrorBlockBroker
+  /** A Bloom of the whole store, when it is small: the greeting of pushes without hints */
+  private readonly storeBloom: StoreBloom
 
   constructor (components: CarMirrorComponents, init: CarMirrorInit = {}) {
     this.components = components
@@ -130,6 +133,12 @@ export class DefaultCarMirror implements CarMirror {
       localWalks: new Budget('localWalks', budgets.localWalks ?? DEFAULT_LOCAL_WALKS),
       largeFrames: new Budget('largeFrames', budgets.largeFrames ?? DEFAULT_LARGE_FRAMES)
     }
+    this.storeBloom = new StoreBloom({
+      blockstore: components.blockstore,
+      maxBytes: init.storeBloomBytes ?? DEFAULT_STORE_BLOOM_BYTES,
+      maxAgeMs: STORE_BLOOM_MAX_AGE_MS,
+      walkBudget: this.budgets.localWalks
+    })
     this.broker = new CarMirrorBlockBroker(this, components.blockstore, { log: this.log, maxRoots: init.maxRoots })
     // a session waiting for memory that stalled sessions hold gets it by evicting them
     for (const budget of [this.budgets.bufferedBytes, this.budgets.bloomBytes, this.budgets.queuedWants, this.budgets.readAheadBytes, this.budgets.pendingWants]) {
@@ -262,7 +271,10 @@ export class DefaultCarMirror implements CarMirror {
       const receiver = await ReceiverSession.create({
         ...this.receiverInit(rootList, options.hints),
         shallow: options.shallow,
-        onBlockStored: options.onBlockStored
+        onBlockStored: (cid, bytes) => {
+          this.storeBloom.add(cid)
+          options.onBlockStored?.(cid, bytes)
+        }
       }, { signal })
       options.onReceiver?.(receiver)
       try {
@@ -602,6 +614,8 @@ export class DefaultCarMirror implements CarMirror {
           announceRoots: true,
           maxHintBlocks: this.init.maxHintBlocks ?? DEFAULT_MAX_HINT_BLOCKS,
           walkBudget: this.budgets.localWalks,
+          // a client that names no hints learns what this small store holds; hints give an exact, smaller Bloom
+          storeBloom: first.hints.length === 0 ? await this.storeBloom.get(signal) : undefined,
           onProgress: touch
         }, { signal })
         const greeting = await receiver.pushGreeting({ signal })
@@ -799,7 +813,8 @@ export class DefaultCarMirror implements CarMirror {
       maxWants: this.init.maxWants ?? DEFAULT_MAX_WANTS,
       wantBudget: budgets.pendingWants,
       maxLinksPerBlock: this.init.maxLinksPerBlock ?? DEFAULT_MAX_LINKS_PER_BLOCK,
-      maxExploreBlocks: this.init.maxExploreBlocks ?? DEFAULT_MAX_EXPLORE_BLOCKS
+      maxExploreBlocks: this.init.maxExploreBlocks ?? DEFAULT_MAX_EXPLORE_BLOCKS,
+      onBlockStored: (cid) => { this.storeBloom.add(cid) }
     }
   }
 }

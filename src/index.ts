@@ -194,6 +194,15 @@ export interface CarMirrorInit {
   maxCidsPerMessage?: number
   /** A local store of at most this many blocks goes into a pull's Bloom whole; 0 turns it off. Default DEFAULT_SMALL_STORE_BLOCKS */
   smallStoreBlocks?: number
+  /**
+   * Largest Bloom of its whole store a push server sends as its greeting to
+   * a push that names no hints, so the client skips what the server holds
+   * (the store is listed at most once a minute; a larger store gets the
+   * usual Bloom of what it holds under the roots). It shows an allowed
+   * pusher which blocks the store holds; 0 turns it off. Default
+   * DEFAULT_STORE_BLOOM_BYTES (64 KiB: about 10,000 blocks)
+   */
+  storeBloomBytes?: number
   /** Block bytes a push sends before the server's first status (its Bloom); default DEFAULT_COLD_CALL_BYTES (1 MiB) */
   coldCallBytes?: number
   /** Block reads a sender keeps in flight; default DEFAULT_READ_AHEAD */
@@ -514,7 +523,7 @@ export function withCarMirror<H extends Helia> (helia: H, init: CarMirrorInit = 
   return node as H & HeliaWithCarMirror
 }
 
-export { DEFAULT_MAX_SESSIONS_PER_ADDRESS, DEFAULT_STALL_TIMEOUT, DEFAULT_EVICT_AFTER, DEFAULT_BUFFERED_BYTES_BUDGET, DEFAULT_BLOOM_BYTES_BUDGET, DEFAULT_QUEUED_WANTS_BUDGET, DEFAULT_READ_AHEAD_BYTES_BUDGET, DEFAULT_PENDING_WANTS_BUDGET, DEFAULT_INDEXED_CIDS_BUDGET, DEFAULT_LOCAL_WALKS, DEFAULT_LARGE_FRAMES, DEFAULT_MAX_ROUTED_PROVIDERS, DEFAULT_MAX_CHECK_BLOCKS, DEFAULT_MAX_HINT_BLOCKS, DEFAULT_MAX_EXPLORE_BLOCKS, DEFAULT_MAX_WANTS, DEFAULT_MAX_LINKS_PER_BLOCK, DEFAULT_MAX_MISSING, MAX_SENT_BLOOM_BYTES } from './constants.ts'
+export { DEFAULT_STORE_BLOOM_BYTES, DEFAULT_MAX_SESSIONS_PER_ADDRESS, DEFAULT_STALL_TIMEOUT, DEFAULT_EVICT_AFTER, DEFAULT_BUFFERED_BYTES_BUDGET, DEFAULT_BLOOM_BYTES_BUDGET, DEFAULT_QUEUED_WANTS_BUDGET, DEFAULT_READ_AHEAD_BYTES_BUDGET, DEFAULT_PENDING_WANTS_BUDGET, DEFAULT_INDEXED_CIDS_BUDGET, DEFAULT_LOCAL_WALKS, DEFAULT_LARGE_FRAMES, DEFAULT_MAX_ROUTED_PROVIDERS, DEFAULT_MAX_CHECK_BLOCKS, DEFAULT_MAX_HINT_BLOCKS, DEFAULT_MAX_EXPLORE_BLOCKS, DEFAULT_MAX_WANTS, DEFAULT_MAX_LINKS_PER_BLOCK, DEFAULT_MAX_MISSING, MAX_SENT_BLOOM_BYTES } from './constants.ts'
 export { PROTOCOL_ID, DEFAULT_MAX_BLOCK_SIZE, DEFAULT_MAX_BLOOM_BYTES, DEFAULT_MAX_BLOOM_HASH_COUNT, DEFAULT_MAX_CIDS_PER_MESSAGE, DEFAULT_SMALL_STORE_BLOCKS, DEFAULT_IDLE_TIMEOUT, DEFAULT_READ_AHEAD, DEFAULT_COLD_CALL_BYTES, DEFAULT_MAX_ROOTS, DEFAULT_MAX_QUEUED_WANTS, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PEER, DEFAULT_MAX_PUSH_BYTES, DEFAULT_MAX_UNREQUESTED_BLOCKS, DEFAULT_MAX_STRAGGLER_ROUNDS } from './constants.ts'
 export { encodeMessage, decodeMessage, bloomItem } from './core/messages.ts'
 export type { Message, MessageLimits, ErrorCode, StatusMessage, PullMessage, PushMessage, MissingMessage, KeepaliveMessage } from './core/messages.ts'

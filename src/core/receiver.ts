@@ -50,6 +50,12 @@ export interface ReceiverSessionInit extends Pick<ReceiverFrontierInit, 'maxWant
   maxStragglerRounds?: number
   /** Write a status with `rootsHeld` once the roots are held (push servers do, to end the client's cold call) */
   announceRoots?: boolean
+  /**
+   * A Bloom of the whole local store (see `StoreBloom`): a push server sends
+   * it as its greeting, and again to answer a `sync`, instead of Blooms of
+   * what it finds under the roots and hints, which it covers
+   */
+  storeBloom?: BloomFilter
 }
 
 /** What a receiver has done so far */
@@ -104,6 +110,7 @@ export class ReceiverSession {
   private lastAsked: CID[] = []
   private rootsAnnounced = false
   private headerSeen = false
+  private storeBloomSent = false
 
   private constructor (init: ReceiverSessionInit, frontier: ReceiverFrontier) {
     this.init = init
@@ -322,6 +329,17 @@ export class ReceiverSession {
    * under twice the last one.
    */
   private bloomStatus (evenIfNotDoubled = false): StatusMessage | undefined {
+    const store = this.init.storeBloom
+    if (store != null) {
+      // it already holds whatever the session finds in the store: sent once, and again only for a sync
+      if (this.storeBloomSent && !evenIfNotDoubled) {
+        return undefined
+      }
+      this.storeBloomSent = true
+      this.counters.statusesSent++
+      this.counters.bloomBytesSent += store.bytes.byteLength
+      return { type: 'status', wants: [], bloom: store }
+    }
     const found = this.frontier.foundHeld()
     const count = found.length + this.hintedHeld.length
     if (count === 0 || (count < this.nextBloomAt && !evenIfNotDoubled)) {

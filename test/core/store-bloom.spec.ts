@@ -1,0 +1,69 @@
+import { expect } from 'aegir/chai'
+import { MemoryBlockstore } from 'blockstore-core/memory'
+import { bloomItem } from '../../src/core/messages.ts'
+import { ReceiverSession } from '../../src/core/receiver.ts'
+import { StoreBloom } from '../../src/core/store-bloom.ts'
+import { pbBlock, putAll, rawBlock } from '../fixtures/dag.ts'
+import type { Block } from '../fixtures/dag.ts'
+
+async function rawBlocks (count: number, label: string): Promise<Block[]> {
+  return Promise.all(Array.from({ length: count }, async (_, i) => rawBlock(`${label} ${i}`)))
+}
+
+describe('core/store-bloom', () => {
+  it('holds every block of a small store, and blocks added since the listing', async () => {
+    const store = new MemoryBlockstore()
+    const held = await rawBlocks(300, 'held')
+    await putAll(store, held)
+    const cache = new StoreBloom({ blockstore: store, maxBytes: 64 * 1024, maxAgeMs: 60_000 })
+    const bloom = await cache.get()
+    expect(bloom).to.not.be.undefined()
+    for (const block of held) {
+      expect(bloom?.has(bloomItem(block.cid)), String(block.cid)).to.be.true()
+    }
+    const later = await rawBlock('stored by a session later')
+    expect(bloom?.has(bloomItem(later.cid))).to.be.false()
+    cache.add(later.cid)
+    expect((await cache.get())?.has(bloomItem(later.cid))).to.be.true()
+  })
+
+  it('lists the store once per maxAge: a block written by other means shows after the next listing', async () => {
+    const store = new MemoryBlockstore()
+    await putAll(store, await rawBlocks(10, 'first'))
+    const cache = new StoreBloom({ blockstore: store, maxBytes: 64 * 1024, maxAgeMs: 50 })
+    const first = await cache.get()
+    const other = await rawBlock('written by other means')
+    await putAll(store, [other])
+    expect(await cache.get()).to.equal(first)
+    expect(first?.has(bloomItem(other.cid))).to.be.false()
+    await new Promise(resolve => setTimeout(resolve, 80))
+    expect((await cache.get())?.has(bloomItem(other.cid))).to.be.true()
+  })
+
+  it('gives no Bloom for a store too large for maxBytes, or when turned off', async () => {
+    const store = new MemoryBlockstore()
+    await putAll(store, await rawBlocks(2000, 'many'))
+    // 2,000 blocks with headroom need more than 4 KiB at the default false-positive rate
+    expect(await new StoreBloom({ blockstore: store, maxBytes: 4 * 1024, maxAgeMs: 60_000 }).get()).to.be.undefined()
+    expect(await new StoreBloom({ blockstore: store, maxBytes: 0, maxAgeMs: 60_000 }).get()).to.be.undefined()
+    expect(await new StoreBloom({ blockstore: {}, maxBytes: 64 * 1024, maxAgeMs: 60_000 }).get()).to.be.undefined()
+  })
+
+  it('a push server with a store Bloom greets with it, and sends it again only to answer a sync', async () => {
+    const store = new MemoryBlockstore()
+    const leaf = await rawBlock('leaf the server holds')
+    await putAll(store, [leaf])
+    const storeBloom = await new StoreBloom({ blockstore: store, maxBytes: 64 * 1024, maxAgeMs: 60_000 }).get()
+    const root = await pbBlock('root the client pushes', [leaf.cid])
+    const receiver = await ReceiverSession.create({ blockstore: store, roots: [root.cid], smallStoreBlocks: 0, announceRoots: true, storeBloom })
+    const greeting = await receiver.pushGreeting()
+    expect(greeting.bloom).to.equal(storeBloom)
+    await receiver.receive({ type: 'header', roots: [root.cid] })
+    // the root arrives: the receiver finds the leaf held, which the store Bloom already covers
+    const step = await receiver.receive({ type: 'block', cid: root.cid, bytes: root.bytes })
+    expect(step.replies.filter(reply => reply.type === 'status' && reply.bloom != null && reply.bloom !== storeBloom)).to.deep.equal([])
+    const sync = await receiver.receive({ type: 'sync', statuses: receiver.counters.statusesSent })
+    expect(sync.replies).to.have.lengthOf(1)
+    expect(sync.replies[0].type === 'status' && sync.replies[0].bloom).to.equal(storeBloom)
+  })
+})
