@@ -1,5 +1,5 @@
-import { Yielder } from './budget.ts'
 import { BloomFilter, defaultFalsePositiveRate } from './bloom/bloom-filter.ts'
+import { Yielder } from './budget.ts'
 import { bloomItem } from './messages.ts'
 import type { Budget } from './budget.ts'
 import type { Blockstore } from 'interface-blockstore'
