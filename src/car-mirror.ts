@@ -9,6 +9,7 @@ import { DEFAULT_COLD_CALL_BYTES, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_PUSH_BYTES, 
 import { Budget, BudgetShare } from './core/budget.ts'
 import { LinkReader } from './core/links.ts'
 import { bloomOf, checkFirstMessageSize } from './core/messages.ts'
+import { RecentRoots } from './core/recent-roots.ts'
 import { ReceiverSession } from './core/receiver.ts'
 import { SenderSession } from './core/sender.ts'
 import { StoreBloom } from './core/store-bloom.ts'
@@ -107,6 +108,8 @@ export class DefaultCarMirror implements CarMirror {
   readonly broker: CarMirrorBlockBroker
   /** A Bloom of the whole store, when it is small: the greeting of pushes without hints */
   private readonly storeBloom: StoreBloom
+  /** Roots of the DAGs each peer last pushed here or pulled from here: implicit hints for its next push */
+  private readonly recentRoots = new RecentRoots()
 
   constructor (components: CarMirrorComponents, init: CarMirrorInit = {}) {
     this.components = components
@@ -599,6 +602,9 @@ export class DefaultCarMirror implements CarMirror {
         await this.roomForRequest(session.budgets, first, signal)
         sender = new SenderSession({ ...this.senderInit(first.roots, session.budgets), request: first, onProgress: touch })
         await runSender(framed, sender, { signal, maxCidsPerMessage: this.init.maxCidsPerMessage })
+        if (sender.done) {
+          this.recentRoots.remember(session.peer, first.roots)
+        }
       } else if (first.type === 'push') {
         if (!await this.allowed(this.init.allowPush, peer, first.roots, false)) {
           await this.refuse(framed, 'pushes are not allowed from this peer')
@@ -607,19 +613,24 @@ export class DefaultCarMirror implements CarMirror {
         this.log('accepting push of %s from %p', first.roots[0], peer)
         const maxStoredBytes = await this.pushQuota(peer, first.roots)
         framed.keepAliveWhile(() => true)
+        // a push without hints from a peer this node exchanged DAGs with: those roots are likely its previous versions
+        const hints = first.hints.length > 0 ? first.hints : this.recentRoots.of(session.peer)
         receiver = await ReceiverSession.create({
-          ...this.receiverInit(first.roots, first.hints, session.budgets),
+          ...this.receiverInit(first.roots, hints, session.budgets),
           smallStoreBlocks: 0,
           maxStoredBytes,
           announceRoots: true,
           maxHintBlocks: this.init.maxHintBlocks ?? DEFAULT_MAX_HINT_BLOCKS,
           walkBudget: this.budgets.localWalks,
           // a client that names no hints learns what this small store holds; hints give an exact, smaller Bloom
-          storeBloom: first.hints.length === 0 ? await this.storeBloom.get(signal) : undefined,
+          storeBloom: hints.length === 0 ? await this.storeBloom.get(signal) : undefined,
           onProgress: touch
         }, { signal })
         const greeting = await receiver.pushGreeting({ signal })
         await runReceiver(framed, receiver, { signal, first: [greeting], maxCidsPerMessage: this.init.maxCidsPerMessage })
+        if (receiver.complete) {
+          this.recentRoots.remember(session.peer, first.roots)
+        }
       } else {
         throw new ProtocolError(`A session cannot start with a ${first.type} message`)
       }

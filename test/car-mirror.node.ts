@@ -556,6 +556,26 @@ describe('CarMirror over libp2p', function () {
       expect(sent.sort()).to.deep.equal(keys(dag.stored.map(b => b.cid)).sort())
     })
 
+    it('a push without hints from a peer that pushed before is greeted with a Bloom of its previous DAG; a new peer\'s is not', async () => {
+      // no store Bloom: the greeting then shows what the server walked as hints
+      const server = await node({ allowPush: () => true, storeBloomBytes: 0 })
+      const client = await node()
+      const stranger = await node()
+      const v1 = await addTree(client, TREE_V1)
+      // a version the server holds no root of when each is pushed
+      const v3 = await addTree(client, [...TREE_V2, { path: 'extra.txt', size: 900, seed: 1001 }])
+      const v2 = await addTree(stranger, TREE_V2)
+      await client.carMirror.push(addr(server), v1)
+      const greetingBloom = async (pusher: TestNode, root: CID): Promise<number | undefined> => {
+        const progress = new ProgressLog()
+        await pusher.carMirror.push(addr(server), root, { onProgress: progress.onProgress })
+        await expectMirrored(server, root, await dagBlocks(pusher.blockstore, root))
+        return progress.of('car-mirror:status:received')[0]?.bloomBytes
+      }
+      expect(await greetingBloom(stranger, v2)).to.equal(0)
+      expect(await greetingBloom(client, v3)).to.be.above(0)
+    })
+
     describe('warm', () => {
       interface WarmPush {
         server: TestNode
