@@ -12,6 +12,7 @@
  */
 
 import { execFile } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { readdir, readFile, stat } from 'node:fs/promises'
 import { join, relative, resolve, sep } from 'node:path'
 import { promisify } from 'node:util'
@@ -51,6 +52,24 @@ export interface DatasetInfo {
   added: DagSize
   /** Wall time to generate and import both versions, ms */
   buildMs: number
+  /** The file the `cat-path` scenario reads by path in the new version (tree datasets) */
+  catPath?: CatPath
+}
+
+/** One small file deep in the new version, and what reading it by path touches */
+export interface CatPath {
+  /** Path below the root, e.g. `2017/01/docs-0/notes-2-x.md` */
+  path: string
+  /** Directories above the file below the root */
+  depth: number
+  /** Other entries (files and folders) in the file's folder */
+  siblings: number
+  /** The file's length and SHA-256 (hex) */
+  size: number
+  sha256: string
+  /** Distinct blocks (and their bytes) `unixfs.cat(root, { path })` reads: the directory blocks on the path and the file's */
+  blocks: number
+  bytes: number
 }
 
 // ---------------------------------------------------------------------------
@@ -321,6 +340,68 @@ async function importTree (store: Pick<Blockstore, 'get' | 'put' | 'has'>, files
   return root
 }
 
+/**
+ * Picks the file `cat-path` reads: in the folder at depth 3 or more with the
+ * most entries (the deepest folder when none is that deep), the median-sized
+ * file under 256 KiB (one block with raw leaves)
+ */
+function pickCatFile (files: FileEntry[]): { file: FileEntry, depth: number, siblings: number } {
+  const folders = new Map<string, { files: FileEntry[], subfolders: Set<string> }>()
+  const folder = (dir: string): { files: FileEntry[], subfolders: Set<string> } => {
+    let f = folders.get(dir)
+    if (f == null) {
+      f = { files: [], subfolders: new Set() }
+      folders.set(dir, f)
+    }
+    return f
+  }
+  for (const file of files) {
+    const parts = file.path.split('/')
+    folder(parts.slice(0, -1).join('/')).files.push(file)
+    for (let i = 0; i < parts.length - 1; i++) {
+      folder(parts.slice(0, i).join('/')).subfolders.add(parts[i])
+    }
+  }
+  const depthOf = (dir: string): number => dir === '' ? 0 : dir.split('/').length
+  const maxDepth = Math.max(...[...folders.keys()].map(depthOf))
+  const minDepth = Math.min(3, maxDepth)
+  const entries = (dir: string): number => (folders.get(dir)?.files.length ?? 0) + (folders.get(dir)?.subfolders.size ?? 0)
+  const [dir] = [...folders.keys()]
+    .filter(d => depthOf(d) >= minDepth && (folders.get(d)?.files.some(f => f.content.byteLength < 256 * 1024) ?? false))
+    .sort((a, b) => entries(b) - entries(a) || depthOf(b) - depthOf(a) || (a < b ? -1 : 1))
+  const small = (folders.get(dir)?.files ?? []).filter(f => f.content.byteLength < 256 * 1024).sort((a, b) => a.content.byteLength - b.content.byteLength || (a.path < b.path ? -1 : 1))
+  return { file: small[Math.floor((small.length - 1) / 2)], depth: depthOf(dir), siblings: entries(dir) - 1 }
+}
+
+/** Reads the file by path with unixfs and counts the distinct blocks that took */
+async function catPathOf (store: FsBlockstore, root: CID, files: FileEntry[]): Promise<CatPath> {
+  const { file, depth, siblings } = pickCatFile(files)
+  const read = new Map<string, number>()
+  const counting: Pick<Blockstore, 'get' | 'put' | 'has'> = {
+    get: async function * (cid, options) {
+      let bytes = 0
+      for await (const chunk of store.get(cid, options)) {
+        bytes += chunk.byteLength
+        yield chunk
+      }
+      read.set(cid.toString(), bytes)
+    },
+    has: async (cid, options) => store.has(cid, options),
+    put: async (cid, bytes, options) => store.put(cid, bytes, options)
+  }
+  const hash = createHash('sha256')
+  let length = 0
+  for await (const chunk of unixfs({ blockstore: counting }).cat(root, { path: file.path })) {
+    hash.update(chunk)
+    length += chunk.byteLength
+  }
+  const sha256 = hash.digest('hex')
+  if (length !== file.content.byteLength || sha256 !== createHash('sha256').update(file.content).digest('hex')) {
+    throw new Error(`cat of ${file.path} did not return the file`)
+  }
+  return { path: file.path, depth, siblings, size: length, sha256, blocks: read.size, bytes: [...read.values()].reduce((a, b) => a + b, 0) }
+}
+
 async function dagBlocks (store: FsBlockstore, root: CID): Promise<Map<string, number>> {
   const blocks = new Map<string, number>()
   for await (const block of walkDag(store, [root], { readAhead: 32 })) {
@@ -361,6 +442,7 @@ export async function buildDataset (name: DatasetName, options: DatasetOptions):
   let update: string
   let oldRoot: CID
   let importNew: (store: Pick<Blockstore, 'get' | 'put' | 'has'>) => Promise<CID>
+  let newFiles: FileEntry[] | undefined
 
   if (name === 'large') {
     const bytes = options.largeBytes ?? (quick ? 32 : 200) * 1024 * 1024
@@ -394,6 +476,7 @@ export async function buildDataset (name: DatasetName, options: DatasetOptions):
       next = updateWide(files, 0.01, rng)
     }
     update = next.update
+    newFiles = next.files
     oldRoot = await importTree(oldStore, files, shardSplitThresholdBytes)
     importNew = async (store) => importTree(store, next.files, shardSplitThresholdBytes)
   }
@@ -408,6 +491,7 @@ export async function buildDataset (name: DatasetName, options: DatasetOptions):
   const oldBlocks = await dagBlocks(bothStore, oldRoot)
   const newBlocks = await dagBlocks(bothStore, newRoot)
   const added = new Map([...newBlocks].filter(([key]) => !oldBlocks.has(key)))
+  const catPath = newFiles == null ? undefined : await catPathOf(bothStore, newRoot, newFiles)
   return {
     name,
     description,
@@ -419,6 +503,7 @@ export async function buildDataset (name: DatasetName, options: DatasetOptions):
     old: size(oldBlocks),
     new: size(newBlocks),
     added: size(added),
-    buildMs: performance.now() - started
+    buildMs: performance.now() - started,
+    catPath
   }
 }

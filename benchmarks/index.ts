@@ -13,9 +13,16 @@
  * (outside the timed section) and the run fails if anything is missing.
  * Runs over their time budget are reported as DNF.
  *
+ * CAR Mirror's block broker gets its own rows: `broker-pins` is
+ * `helia.pins.add(root)` on a client whose only block broker is CAR Mirror's
+ * (cold-pull, warm-pull), and the `cat-path` scenario reads one small file
+ * deep in the tree with `unixfs(helia).cat(root, { path })`, on that client
+ * (`broker-cat`) or on a Bitswap-only one (`bitswap-cat`).
+ *
  * Options (all optional): --mode quick|full, --datasets real,deep,hamt,large,
- * --scenarios cold-pull,warm-pull,cold-push,warm-push, --methods
+ * --scenarios cold-pull,warm-pull,cold-push,warm-push,cat-path, --methods
  * car-mirror,car-mirror-no-hint,one-shot-car,bitswap-tuned,bitswap-pins,
+ * broker-pins,broker-cat,bitswap-cat,
  * --runs N, --delay MS (one-way, tree datasets), --large-delay MS,
  * --rate MBIT (per direction), --window BYTES, --budget MS, --pins-budget MS,
  * --real-tree DIR, --large-mb N, --out FILE, --keep (keep the work folder).
@@ -28,16 +35,18 @@ import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { buildDataset, DATASET_NAMES } from './datasets.ts'
-import { METHOD_LABELS, METHOD_NAMES } from './methods.ts'
+import { BROKER_METHODS, METHOD_LABELS, METHOD_NAMES } from './methods.ts'
 import { selfCheck, Shaper } from './shaper.ts'
 import type { DatasetInfo, DatasetName, Mode } from './datasets.ts'
 import type { Action, ActionResult, MethodName } from './methods.ts'
 import type { SelfCheckResult } from './shaper.ts'
-import type { Report, RunReply, SetupResult, StoreSpec } from './worker.ts'
+import type { NodeSpec, Report, RunReply, SetupResult, StoreSpec } from './worker.ts'
+import type { BrokerStats } from '../src/index.ts'
 import type { ChildProcess } from 'node:child_process'
 
-type Scenario = 'cold-pull' | 'warm-pull' | 'cold-push' | 'warm-push'
-const SCENARIOS: Scenario[] = ['cold-pull', 'warm-pull', 'cold-push', 'warm-push']
+/** `cat-path`: the client reads one small file deep in the tree by path (tree datasets; methods broker-cat and bitswap-cat) */
+type Scenario = 'cold-pull' | 'warm-pull' | 'cold-push' | 'warm-push' | 'cat-path'
+const SCENARIOS: Scenario[] = ['cold-pull', 'warm-pull', 'cold-push', 'warm-push', 'cat-path']
 
 interface ModeSettings {
   runs: number
@@ -228,6 +237,10 @@ interface RunRecord {
   receiverPeakArrayBuffers?: number
   senderPeakRss: number
   verify?: Report['verify']
+  /** What CAR Mirror's block broker did on the receiver during the run (broker methods) */
+  broker?: BrokerStats
+  /** pins.add: ms to its first pinned CID (broker: the pull; the rest is the local pinning walk) */
+  firstMs?: number
 }
 
 interface Cell {
@@ -241,16 +254,38 @@ interface Cell {
   skipped: number
 }
 
+/** The client receives (a cat reads on the client too) */
 function pulls (scenario: Scenario): boolean {
-  return scenario.endsWith('pull')
+  return scenario.endsWith('pull') || scenario === 'cat-path'
 }
 
 function warm (scenario: Scenario): boolean {
   return scenario.startsWith('warm')
 }
 
-function applicable (scenario: Scenario, method: MethodName): boolean {
+function catMethod (method: MethodName): boolean {
+  return method === 'broker-cat' || method === 'bitswap-cat'
+}
+
+function applicable (scenario: Scenario, method: MethodName, dataset: DatasetInfo): boolean {
+  if (scenario === 'cat-path' || catMethod(method)) {
+    return scenario === 'cat-path' && catMethod(method) && dataset.catPath != null
+  }
+  if (method === 'broker-pins') {
+    return pulls(scenario)
+  }
   return method !== 'car-mirror-no-hint' || warm(scenario)
+}
+
+/**
+ * The nodes' block brokers: by default Bitswap only (CAR Mirror's broker
+ * off, so Bitswap methods measure Bitswap alone); a broker method's client
+ * has CAR Mirror's broker and no Bitswap. Every node serves both protocols
+ * (but the broker client, which has no Bitswap).
+ */
+function nodesFor (method: MethodName): { server: NodeSpec, client: NodeSpec } {
+  const plain: NodeSpec = { bitswap: true, broker: false }
+  return { server: plain, client: BROKER_METHODS.includes(method) ? { bitswap: false, broker: true } : plain }
 }
 
 /** The node that drives the transfer and what it does */
@@ -269,6 +304,15 @@ function actionFor (scenario: Scenario, method: MethodName, dataset: DatasetInfo
       return { actor: pull ? 'client' : 'server', action: { kind: 'bitswap-pins', root } }
     case 'bitswap-tuned':
       return { actor: pull ? 'client' : 'server', action: { kind: 'bitswap-tuned', root, concurrency: 32 } }
+    case 'broker-pins':
+      return { actor: 'client', action: { kind: 'broker-pins', root } }
+    case 'broker-cat':
+    case 'bitswap-cat': {
+      if (dataset.catPath == null) {
+        throw new Error(`dataset ${dataset.name} has no file for cat-path`)
+      }
+      return { actor: 'client', action: { kind: 'cat', root, path: dataset.catPath.path } }
+    }
     default:
       throw new Error(`unknown method ${String(method)}`)
   }
@@ -278,11 +322,18 @@ function actionFor (scenario: Scenario, method: MethodName, dataset: DatasetInfo
  * Untimed runs on a new pair of workers, so that no measured run pays for
  * loading and optimizing the code (without them, whichever cell comes first
  * looks up to twice as slow). They move the smallest dataset built, without
- * added delay, each way with CAR Mirror and the one-shot CAR.
+ * added delay, each way with CAR Mirror and the one-shot CAR, and run the
+ * broker and cat methods once when they are measured.
  */
 async function warmUp (workers: WorkerPair, work: string, dataset: DatasetInfo): Promise<void> {
   const started = performance.now()
-  for (const [scenario, method] of [['cold-pull', 'car-mirror'], ['cold-push', 'car-mirror'], ['cold-pull', 'one-shot-car'], ['cold-push', 'one-shot-car']] as Array<[Scenario, MethodName]>) {
+  const runs: Array<[Scenario, MethodName]> = [['cold-pull', 'car-mirror'], ['cold-push', 'car-mirror'], ['cold-pull', 'one-shot-car'], ['cold-push', 'one-shot-car']]
+  for (const [scenario, method] of [['cold-pull', 'broker-pins'], ['cat-path', 'broker-cat'], ['cat-path', 'bitswap-cat']] as Array<[Scenario, MethodName]>) {
+    if (scenarios.includes(scenario) && methods.includes(method) && applicable(scenario, method, dataset)) {
+      runs.push([scenario, method])
+    }
+  }
+  for (const [scenario, method] of runs) {
     await runOnce(workers, work, dataset, scenario, method, 0, settings.budgetMs)
   }
   process.stderr.write(`warm-up runs (${dataset.name}) took ${msText(performance.now() - started)}\n`)
@@ -307,13 +358,17 @@ function storesFor (work: string, dataset: DatasetInfo, scenario: Scenario): { s
   return { sender: { kind: 'memory', from: dataset.bothDir }, receiver: { kind: 'memory', from: old } }
 }
 
-/** CAR Mirror counts its duplicates; for the one-shot CAR it is what was sent less what was new; for Bitswap, writes of held blocks */
+/** CAR Mirror counts its duplicates; for the one-shot CAR it is what was sent less what was new; for the broker, blocks its pulls received less what was new; for Bitswap, writes of held blocks */
 function duplicatesOf (method: MethodName, result: ActionResult | undefined, receiver: Report): number | undefined {
   if (method === 'car-mirror' || method === 'car-mirror-no-hint') {
     return result?.duplicates
   }
   if (method === 'one-shot-car') {
     return result?.blocks == null ? undefined : result.blocks - receiver.newBlocks
+  }
+  if (BROKER_METHODS.includes(method)) {
+    // Helia writes what a broker returns, though the broker's pull stored it: count the wire's duplicates only
+    return result?.broker == null ? 0 : result.broker.blocksReceived - receiver.newBlocks
   }
   return receiver.duplicatePuts
 }
@@ -337,8 +392,8 @@ function debug (message: string): void {
 /** Connects the client to the server through the shaper and waits until both have identified each other */
 async function connect (workers: WorkerPair, shaper: Shaper, server: SetupResult, client: SetupResult): Promise<string> {
   const addr = `/ip4/127.0.0.1/tcp/${shaper.port}/ws/p2p/${server.peerId}`
-  await workers.client.call('connect', { addr })
-  await workers.server.call('waitPeer', { peerId: client.peerId })
+  await workers.client.call('connect', { addr, protocols: server.protocols })
+  await workers.server.call('waitPeer', { peerId: client.peerId, protocols: client.protocols })
   return addr
 }
 
@@ -351,6 +406,15 @@ async function drive (driver: Worker, action: Action, budgetMs: number): Promise
   }
 }
 
+/** A cat is complete when it returned the file's bytes */
+function verifyCat (dataset: DatasetInfo, result: ActionResult | undefined, receiver: Report): Report['verify'] {
+  if (result == null) {
+    return undefined
+  }
+  const match = result.catBytes === dataset.catPath?.size && result.catSha256 === dataset.catPath?.sha256
+  return { complete: match, blocks: receiver.newBlocks, bytes: result.catBytes ?? 0, missing: match ? 0 : 1 }
+}
+
 /** One run: fresh nodes on fresh stores, connect through a fresh shaper, transfer, report, verify, tear down */
 async function runOnce (workers: WorkerPair, work: string, dataset: DatasetInfo, scenario: Scenario, method: MethodName, delay: number, budgetMs: number, freshProcesses = false): Promise<RunRecord> {
   const pull = pulls(scenario)
@@ -358,10 +422,11 @@ async function runOnce (workers: WorkerPair, work: string, dataset: DatasetInfo,
   const receiver = pull ? workers.client : workers.server
   const sender = pull ? workers.server : workers.client
 
+  const nodes = nodesFor(method)
   const t0 = performance.now()
   const [serverSetup, clientSetup] = await Promise.all([
-    workers.server.call<SetupResult>('setup', { listen: true, store: pull ? stores.sender : stores.receiver }),
-    workers.client.call<SetupResult>('setup', { listen: false, store: pull ? stores.receiver : stores.sender })
+    workers.server.call<SetupResult>('setup', { listen: true, store: pull ? stores.sender : stores.receiver, node: nodes.server }),
+    workers.client.call<SetupResult>('setup', { listen: false, store: pull ? stores.receiver : stores.sender, node: nodes.client })
   ])
   const shaper = await Shaper.start({ targetPort: serverSetup.port as number, delayMs: delay, rateBytesPerSecond, windowBytes })
   try {
@@ -372,10 +437,15 @@ async function runOnce (workers: WorkerPair, work: string, dataset: DatasetInfo,
     const { actor, action } = actionFor(scenario, method, dataset, addr)
     const reply = await drive(actor === 'client' ? workers.client : workers.server, action, budgetMs)
     const after = { ...shaper.counters }
+    // a cat reads one file: it is checked against the dataset's copy instead of walking the DAG
+    const cat = scenario === 'cat-path'
     const [receiverReport, senderReport] = await Promise.all([
-      receiver.call<Report>('report', { root: dataset.newRoot }, 120_000),
+      receiver.call<Report>('report', { root: cat ? undefined : dataset.newRoot }, 120_000),
       sender.call<Report>('report', {})
     ])
+    if (cat) {
+      receiverReport.verify = verifyCat(dataset, reply.result, receiverReport)
+    }
     debug(`phases: setup and connect ${(t1 - t0).toFixed(0)} ms, run and report ${(performance.now() - t1).toFixed(0)} ms`)
     const up = after.clientToServer - before.clientToServer
     const down = after.serverToClient - before.serverToClient
@@ -398,7 +468,9 @@ async function runOnce (workers: WorkerPair, work: string, dataset: DatasetInfo,
       receiverPeakHeap: receiverReport.peakHeap,
       receiverPeakArrayBuffers: receiverReport.peakArrayBuffers,
       senderPeakRss: peak(senderReport),
-      verify: receiverReport.verify
+      verify: receiverReport.verify,
+      broker: reply.result?.broker,
+      firstMs: reply.result?.firstMs
     }
   } finally {
     await Promise.allSettled([workers.server.call('teardown', {}, 30_000), workers.client.call('teardown', {}, 30_000)])
@@ -433,6 +505,10 @@ interface CellSummary {
   /** Receiver's peak RSS over its RSS when the run started */
   receiverDeltaRss?: number
   senderPeakRss?: number
+  /** Medians of the broker's counters over the runs (broker methods) */
+  broker?: BrokerStats
+  /** pins.add: median ms to the first pinned CID */
+  firstMs?: number
 }
 
 function summarize (cell: Cell): CellSummary {
@@ -463,6 +539,16 @@ function summarize (cell: Cell): CellSummary {
   summary.receiverPeakRss = pick(runs, r => r.receiverPeakRss)
   summary.receiverDeltaRss = pick(runs, r => r.receiverPeakRss - r.receiverBaselineRss)
   summary.senderPeakRss = pick(runs, r => r.senderPeakRss)
+  summary.firstMs = pick(ok, r => r.firstMs)
+  const withBroker = runs.filter(r => r.broker != null)
+  if (withBroker.length > 0) {
+    const first = withBroker[0].broker as BrokerStats
+    const broker = { ...first }
+    for (const key of Object.keys(first) as Array<keyof BrokerStats>) {
+      broker[key] = median(withBroker.map(r => (r.broker as BrokerStats)[key]))
+    }
+    summary.broker = broker
+  }
   return summary
 }
 
@@ -502,9 +588,82 @@ function markdownTable (cells: Cell[], datasets: Map<DatasetName, DatasetInfo>):
   for (const cell of cells) {
     const s = summarize(cell)
     const dataset = datasets.get(cell.dataset) as DatasetInfo
-    lines.push(`| ${cell.dataset} | ${cell.scenario} | ${cell.delayMs} ms | ${METHOD_LABELS[cell.method]} | ${s.ok}/${s.total} | ${timeCell(cell, s)} | ${kib(s.bytesToReceiver)} | ${kib(s.bytesToSender)} | ${s.newBlocks ?? 'n/a'} / ${dataset.new.blocks} | ${s.duplicates ?? 'n/a'} | ${s.roundTrips ?? 'n/a'} | ${s.bloomBytes == null ? 'n/a' : kib(s.bloomBytes)} | ${mib(s.receiverPeakRss)} (+${mib(s.receiverDeltaRss)}) | ${mib(s.senderPeakRss)} |`)
+    // a cat needs the directory blocks on its path and the file's
+    const needed = cell.scenario === 'cat-path' ? dataset.catPath?.blocks : dataset.new.blocks
+    lines.push(`| ${cell.dataset} | ${cell.scenario} | ${cell.delayMs} ms | ${METHOD_LABELS[cell.method]} | ${s.ok}/${s.total} | ${timeCell(cell, s)} | ${kib(s.bytesToReceiver)} | ${kib(s.bytesToSender)} | ${s.newBlocks ?? 'n/a'} / ${needed} | ${s.duplicates ?? 'n/a'} | ${s.roundTrips ?? 'n/a'} | ${s.bloomBytes == null ? 'n/a' : kib(s.bloomBytes)} | ${mib(s.receiverPeakRss)} (+${mib(s.receiverDeltaRss)}) | ${mib(s.senderPeakRss)} |`)
   }
   return lines.join('\n')
+}
+
+/** The broker's counters in a table cell: pulls (shallow), blocks and block bytes received, joined retrieves, failures */
+function brokerText (b?: BrokerStats): string {
+  if (b == null) {
+    return 'n/a'
+  }
+  return `${b.retrieves} retrieves, ${b.pulls} pulls (${b.shallowPulls} shallow), ${b.joined} joined, ${b.blocksReceived} blocks / ${kib(b.blockBytesReceived)}, stream ${kib(b.bytesReceived)}, ${b.failures} failed`
+}
+
+/** A cell's time, or n/a when it was not measured */
+function timeOf (found: Found): string {
+  return found.cell == null || found.s == null ? 'n/a' : timeCell(found.cell, found.s)
+}
+
+/** The row of broker pins.add against carMirror.pull and Bitswap's pins.add */
+function pinsRow (checker: TargetChecker, dataset: DatasetInfo, scenario: Scenario): string | undefined {
+  const broker = checker.find(dataset.name, scenario, 'broker-pins')
+  if (broker.cell == null) {
+    return undefined
+  }
+  const cm = checker.find(dataset.name, scenario, 'car-mirror')
+  const bitswap = checker.find(dataset.name, scenario, 'bitswap-pins')
+  const slow = checker.slowTime(bitswap)
+  const dag = warm(scenario) ? dataset.added.bytes : dataset.new.bytes
+  const ms = broker.s?.ms
+  const first = broker.s?.firstMs
+  const walk = ms == null || first == null ? undefined : ms - first
+  return `| ${dataset.name} | ${scenario} | ${broker.cell.delayMs} ms | ${timeOf(broker)} | ${timeOf(cm)} | ${msText(first)} + ${msText(walk)} | ${fixed(ratio(ms, cm.s?.ms))}x | ${timeOf(bitswap)} | ${slow.bound ? '>' : ''}${fixed(ratio(slow.ms, ms), 1)}x | ${kib(broker.s?.bytesToReceiver)} | ${kib(cm.s?.bytesToReceiver)} | ${kib(bitswap.s?.bytesToReceiver)} | ${kib(dag)} | ${fixed(ratio(broker.s?.bytesToReceiver, dag))}x | ${brokerText(broker.s?.broker)} |`
+}
+
+/** The row of cat by path with the broker against Bitswap */
+function catRow (checker: TargetChecker, dataset: DatasetInfo): string | undefined {
+  const broker = checker.find(dataset.name, 'cat-path', 'broker-cat')
+  const bitswap = checker.find(dataset.name, 'cat-path', 'bitswap-cat')
+  const cat = dataset.catPath
+  const delay = broker.cell?.delayMs ?? bitswap.cell?.delayMs
+  if (cat == null || delay == null) {
+    return undefined
+  }
+  const b = broker.s
+  const w = bitswap.s
+  return `| ${dataset.name} | \`${cat.path}\` (depth ${cat.depth}, ${cat.siblings} siblings, ${kib(cat.size)}) | ${delay} ms | ${cat.blocks} blocks / ${kib(cat.bytes)} | ${timeOf(broker)} | ${timeOf(bitswap)} | ${fixed(ratio(b?.ms, w?.ms))}x | ${kib(wire(b))} (${kib(b?.bytesToReceiver)}) | ${kib(wire(w))} (${kib(w?.bytesToReceiver)}) | ${fixed(ratio(wire(b), wire(w)))}x (${fixed(ratio(b?.bytesToReceiver, w?.bytesToReceiver))}x) | ${b?.newBlocks ?? 'n/a'} / ${w?.newBlocks ?? 'n/a'} | ${brokerText(b?.broker)} |`
+}
+
+/**
+ * The block broker's rows side by side: pins.add over CAR Mirror against
+ * `carMirror.pull` and Bitswap's pins.add, and cat by path against Bitswap,
+ * with the ratios the issue's targets name
+ */
+function brokerTables (cells: Cell[], datasets: Map<DatasetName, DatasetInfo>): string {
+  const checker = new TargetChecker(cells)
+  const defined = (row: string | undefined): row is string => row != null
+  const all = [...datasets.values()]
+  const pins = all.flatMap(d => [pinsRow(checker, d, 'cold-pull'), pinsRow(checker, d, 'warm-pull')]).filter(defined)
+  const cats = all.map(d => catRow(checker, d)).filter(defined)
+  const out: string[] = []
+  if (pins.length > 0) {
+    out.push('### pins.add over CAR Mirror\'s block broker (client: CAR Mirror broker only, names no peer)\n')
+    out.push('| dataset | scenario | delay | broker pins.add | carMirror.pull | broker: pull + pinning walk | broker / pull time | Bitswap pins.add | Bitswap / broker time | wire → receiver, broker | pull | Bitswap | DAG bytes (warm: new blocks) | broker wire / DAG | broker counters (median) |')
+    out.push('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |')
+    out.push(...pins, '')
+    out.push('"pull + pinning walk": until pins.add yields its first pinned CID (the broker\'s one pull of the whole DAG), then Helia\'s pinning walk over the local store (medians).\n')
+  }
+  if (cats.length > 0) {
+    out.push('### unixfs.cat of one file by path: CAR Mirror broker only vs Bitswap only\n')
+    out.push('| dataset | file | delay | blocks on the path | broker time | Bitswap time | broker / Bitswap time | broker wire both ways (→ receiver) | Bitswap wire both ways (→ receiver) | broker / Bitswap wire | new blocks broker / Bitswap | broker counters (median) |')
+    out.push('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |')
+    out.push(...cats, '')
+  }
+  return out.join('\n')
 }
 
 interface TargetCheck {
@@ -603,6 +762,48 @@ class TargetChecker {
     this.faster(`${name} ${scenario}`, 10, cm, this.find(name, scenario, 'bitswap-tuned'))
   }
 
+  /** The block broker on the deep tree: pins.add close to a pull and far ahead of Bitswap; cat by path about Bitswap's bytes */
+  broker (dataset: DatasetInfo): void {
+    this.brokerPins(dataset)
+    this.brokerCat(dataset)
+  }
+
+  brokerPins (dataset: DatasetInfo): void {
+    const name = dataset.name
+    const pins = this.find(name, 'cold-pull', 'broker-pins')
+    if (pins.cell == null) {
+      return
+    }
+    const at = `${name} cold-pull at ${pins.cell.delayMs} ms`
+    const ms = pins.s?.ms
+    const cm = this.find(name, 'cold-pull', 'car-mirror')
+    const r = ratio(ms, cm.s?.ms)
+    this.add(`${at}: broker pins.add ≤ 1.3x carMirror.pull's time`, `${msText(ms)} vs ${msText(cm.s?.ms)} = ${fixed(r)}x (of which the pull ${msText(pins.s?.firstMs)})`, r == null ? undefined : r <= 1.3)
+    const slow = this.slowTime(this.find(name, 'cold-pull', 'bitswap-pins'))
+    const speedup = ratio(slow.ms, ms)
+    // a DNF's budget is a lower bound: it settles the target only when it already clears the factor
+    let met: boolean | undefined
+    if (speedup != null && (speedup >= 5 || !slow.bound)) {
+      met = speedup >= 5
+    }
+    this.add(`${at}: broker pins.add ≥ 5x faster than Bitswap pins.add`, `${msText(slow.ms)} vs ${msText(ms)} = ${slow.bound ? '>' : ''}${fixed(speedup, 1)}x`, met)
+    const bytes = ratio(pins.s?.bytesToReceiver, dataset.new.bytes)
+    this.add(`${at}: broker pins.add wire bytes → receiver ≤ 1.15x the DAG's bytes`, `${kib(pins.s?.bytesToReceiver)} vs ${kib(dataset.new.bytes)} = ${fixed(bytes)}x`, bytes == null ? undefined : bytes <= 1.15)
+  }
+
+  brokerCat (dataset: DatasetInfo): void {
+    const name = dataset.name
+    const cat = this.find(name, 'cat-path', 'broker-cat')
+    const bitswap = this.find(name, 'cat-path', 'bitswap-cat')
+    if (cat.cell == null || bitswap.cell == null) {
+      return
+    }
+    const b = cat.s
+    const w = bitswap.s
+    const r = ratio(wire(b), wire(w))
+    this.add(`${name} cat-path at ${cat.cell.delayMs} ms (depth ${dataset.catPath?.depth}): broker wire bytes ≤ 2x Bitswap's`, `${kib(wire(b))} vs ${kib(wire(w))} both ways = ${fixed(r)}x (→ receiver ${kib(b?.bytesToReceiver)} vs ${kib(w?.bytesToReceiver)} = ${fixed(ratio(b?.bytesToReceiver, w?.bytesToReceiver))}x); time ${msText(b?.ms)} vs ${msText(w?.ms)}`, r == null ? undefined : r <= 2)
+  }
+
   /** The large file without delay: the one-shot CAR's throughput, a bounded receiver */
   large (dataset: DatasetInfo, scenario: Scenario): void {
     const cm = this.find('large', scenario, 'car-mirror')
@@ -628,6 +829,10 @@ function checkTargets (cells: Cell[], datasets: Map<DatasetName, DatasetInfo>): 
   const checker = new TargetChecker(cells)
   checker.cold('cold-pull')
   checker.cold('cold-push')
+  const deep = datasets.get('deep')
+  if (deep != null) {
+    checker.broker(deep)
+  }
   for (const dataset of datasets.values()) {
     if (dataset.name === 'large') {
       for (const scenario of SCENARIOS) {
@@ -808,7 +1013,7 @@ try {
     const fresh = dataset.name === 'large' && settings.freshLargeWorkers
     const pool = new WorkerPool(work, fresh ? undefined : trees[0] ?? dataset)
     for (const scenario of scenarios) {
-      for (const method of methods.filter(m => applicable(scenario, m))) {
+      for (const method of methods.filter(m => applicable(scenario, m, dataset))) {
         cells.push(await runCell(pool, work, dataset, scenario, method, fresh))
       }
     }
@@ -817,6 +1022,10 @@ try {
   }
 
   console.info(markdownTable(cells, datasets))
+  const broker = brokerTables(cells, datasets)
+  if (broker.length > 0) {
+    console.info(`\n## CAR Mirror's block broker\n\n${broker}`)
+  }
   console.info(`\nwire bytes are counted by the shaper (everything on the connection: framing, noise, yamux, Bitswap want lists); new blocks = blocks the receiver stored that it did not hold / blocks in the DAG; peak RSS sampled every 10 ms in each worker process${settings.freshLargeWorkers ? ' (the large file: a fresh process per run, its lifetime peak)' : ' (workers are reused across runs in quick mode: RSS is indicative)'}.`)
   const targets = await saveResults(true)
   console.info('\n## Targets\n')

@@ -5,14 +5,22 @@
  * walker, one block at a time); a tuned Bitswap client, a breadth-first walk
  * keeping 32 `helia.blockstore.get` calls in flight with links read by
  * `LinkReader`; and a one-shot CAR of the whole DAG over one stream
- * (./one-shot-car.ts).
+ * (./one-shot-car.ts). With CAR Mirror's block broker (`withCarMirror`'s
+ * `broker`) on a client that has no Bitswap, ordinary Helia calls fetch over
+ * CAR Mirror: `helia.pins.add(root)` (one pull of the whole DAG from the
+ * connected peer, then a local walk) and `unixfs(helia).cat(root, { path })`
+ * of one file by path, which the Bitswap-only client runs too.
  *
  * Every node is Helia light with libp2p over WebSockets (noise, yamux),
- * identify, Bitswap and CAR Mirror (pushes allowed), offline otherwise.
+ * identify and CAR Mirror (pushes allowed), offline otherwise; by default it
+ * has Bitswap and CAR Mirror's broker is off, so Bitswap is its only block
+ * broker (see {@link BenchNodeOptions}).
  */
 
+import { createHash } from 'node:crypto'
 import { withBitswap } from '@helia/bitswap'
 import { withLibp2pLight } from '@helia/libp2p'
+import { unixfs } from '@helia/unixfs'
 import { identify } from '@libp2p/identify'
 import { noise } from '@libp2p/noise'
 import { webSockets } from '@libp2p/websockets'
@@ -23,7 +31,7 @@ import { createHeliaLight } from 'helia'
 import { CID } from 'multiformats/cid'
 import { LinkReader, readBlock, withCarMirror } from '../src/index.ts'
 import { handleOneShotCar, pullCar, pushCar } from './one-shot-car.ts'
-import type { HeliaWithCarMirror, TransferStats } from '../src/index.ts'
+import type { BrokerStats, HeliaWithCarMirror, TransferStats } from '../src/index.ts'
 import type { Helia } from '@helia/interface'
 import type { HeliaWithLibp2p } from '@helia/libp2p'
 import type { Identify } from '@libp2p/identify'
@@ -34,16 +42,22 @@ export type BenchNode = Helia & HeliaWithLibp2p<{ identify: Identify }> & HeliaW
 export const BITSWAP_PROTOCOL = '/ipfs/bitswap/1.2.0'
 
 /** The methods compared, in table order */
-export type MethodName = 'car-mirror' | 'car-mirror-no-hint' | 'one-shot-car' | 'bitswap-tuned' | 'bitswap-pins'
-export const METHOD_NAMES: MethodName[] = ['car-mirror', 'car-mirror-no-hint', 'one-shot-car', 'bitswap-tuned', 'bitswap-pins']
+export type MethodName = 'car-mirror' | 'car-mirror-no-hint' | 'one-shot-car' | 'bitswap-tuned' | 'bitswap-pins' | 'broker-pins' | 'broker-cat' | 'bitswap-cat'
+export const METHOD_NAMES: MethodName[] = ['car-mirror', 'car-mirror-no-hint', 'one-shot-car', 'bitswap-tuned', 'bitswap-pins', 'broker-pins', 'broker-cat', 'bitswap-cat']
 
 export const METHOD_LABELS: Record<MethodName, string> = {
   'car-mirror': 'CAR Mirror',
   'car-mirror-no-hint': 'CAR Mirror, no hint',
   'one-shot-car': 'one-shot CAR',
   'bitswap-tuned': 'Bitswap, tuned (32 gets)',
-  'bitswap-pins': 'Bitswap, pins.add'
+  'bitswap-pins': 'Bitswap, pins.add',
+  'broker-pins': 'CAR Mirror broker, pins.add',
+  'broker-cat': 'CAR Mirror broker, cat',
+  'bitswap-cat': 'Bitswap, cat'
 }
+
+/** Methods whose receiver fetches through CAR Mirror's block broker alone (no Bitswap) */
+export const BROKER_METHODS: MethodName[] = ['broker-pins', 'broker-cat']
 
 /** One transfer, run on the node that drives it */
 export type Action =
@@ -51,6 +65,10 @@ export type Action =
   | { kind: 'car-pull' | 'car-push', addr: string, root: string }
   | { kind: 'bitswap-pins', root: string }
   | { kind: 'bitswap-tuned', root: string, concurrency: number }
+  /** `helia.pins.add(root)` on a node whose only broker is CAR Mirror's */
+  | { kind: 'broker-pins', root: string }
+  /** `unixfs(helia).cat(root, { path })`, read to the end */
+  | { kind: 'cat', root: string, path: string }
 
 /** What the driving node saw (JSON-safe) */
 export interface ActionResult {
@@ -67,16 +85,27 @@ export interface ActionResult {
   /** CAR Mirror: its own count of bytes written and read on its stream */
   streamBytesSent?: number
   streamBytesReceived?: number
+  /** pins.add: ms until it yielded its first pinned CID (with CAR Mirror's broker: the pull of the whole DAG; the rest is Helia's local pinning walk) */
+  firstMs?: number
+  /** cat: the file's length and SHA-256 (hex), checked against the dataset's */
+  catBytes?: number
+  catSha256?: string
+  /** What CAR Mirror's block broker did during the call (`carMirror.stats().broker`), when it did anything */
+  broker?: BrokerStats
 }
 
 export interface BenchNodeOptions {
   blockstore: Blockstore
   /** Listen on 127.0.0.1 (the server); a client does not listen, so nothing dials it except through the shaper */
   listen: boolean
+  /** Add Bitswap (its protocol and its block broker); default true */
+  bitswap?: boolean
+  /** Add CAR Mirror's block broker (`withCarMirror`'s `broker`); default false, so Bitswap methods run on Bitswap alone */
+  broker?: boolean
 }
 
 export async function createBenchNode (options: BenchNodeOptions): Promise<BenchNode> {
-  const helia = withCarMirror(withBitswap(withLibp2pLight(createHeliaLight({
+  const libp2pNode = withLibp2pLight(createHeliaLight({
     blockstore: options.blockstore,
     datastore: new MemoryDatastore()
   }), {
@@ -86,7 +115,11 @@ export async function createBenchNode (options: BenchNodeOptions): Promise<Bench
     streamMuxers: [yamux()],
     services: { identify: identify() },
     connectionGater: { denyDialMultiaddr: () => false }
-  })), { allowPush: () => true })
+  })
+  const helia = withCarMirror(options.bitswap === false ? libp2pNode : withBitswap(libp2pNode), {
+    allowPush: () => true,
+    broker: options.broker === true
+  })
   await helia.start()
   await handleOneShotCar(helia)
   return helia as unknown as BenchNode
@@ -181,8 +214,24 @@ class ConcurrentWalk {
   }
 }
 
+/** What the broker did between two readings of its counters; undefined when it did nothing */
+function brokerDelta (before: BrokerStats, after: BrokerStats): BrokerStats | undefined {
+  const delta = { ...after }
+  for (const key of Object.keys(delta) as Array<keyof BrokerStats>) {
+    delta[key] -= before[key]
+  }
+  return delta.retrieves === 0 && delta.pulls === 0 ? undefined : delta
+}
+
 /** Runs one transfer on the node that drives it; the signal ends it (a DNF) */
 export async function runAction (node: BenchNode, action: Action, signal: AbortSignal): Promise<ActionResult> {
+  const before = node.carMirror.stats().broker
+  const result = await runTimed(node, action, signal)
+  const broker = brokerDelta(before, node.carMirror.stats().broker)
+  return broker == null ? result : { ...result, broker }
+}
+
+async function runTimed (node: BenchNode, action: Action, signal: AbortSignal): Promise<ActionResult> {
   const root = CID.parse(action.root)
   const started = performance.now()
   switch (action.kind) {
@@ -202,15 +251,27 @@ export async function runAction (node: BenchNode, action: Action, signal: AbortS
       const car = await pushCar(node, multiaddr(action.addr), root, { signal })
       return { ms: performance.now() - started, blocks: car.blocks, blockBytes: car.blockBytes }
     }
-    case 'bitswap-pins': {
+    case 'bitswap-pins':
+    case 'broker-pins': {
+      let firstMs: number | undefined
       for await (const pinned of node.pins.add(root, { signal })) {
         void pinned
+        firstMs ??= performance.now() - started
       }
-      return { ms: performance.now() - started }
+      return { ms: performance.now() - started, firstMs }
     }
     case 'bitswap-tuned': {
       await tunedBitswapFetch(node, root, action.concurrency, signal)
       return { ms: performance.now() - started }
+    }
+    case 'cat': {
+      const hash = createHash('sha256')
+      let catBytes = 0
+      for await (const chunk of unixfs(node).cat(root, { path: action.path, signal })) {
+        hash.update(chunk)
+        catBytes += chunk.byteLength
+      }
+      return { ms: performance.now() - started, catBytes, catSha256: hash.digest('hex') }
     }
     default:
       throw new Error(`unknown action ${JSON.stringify(action)}`)

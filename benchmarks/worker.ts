@@ -37,6 +37,14 @@ export interface SetupResult {
   port?: number
   /** Blocks loaded into the store */
   storeBlocks: number
+  /** Of Bitswap and CAR Mirror, the protocols the node speaks (what its peer waits for identify to tell) */
+  protocols: string[]
+}
+
+/** Which block brokers a node has (see BenchNodeOptions) */
+export interface NodeSpec {
+  bitswap?: boolean
+  broker?: boolean
 }
 
 export interface RunReply {
@@ -192,7 +200,7 @@ let store: CountingBlockstore | undefined
 let runDir: string | undefined
 const sampler = new MemorySampler()
 
-async function setup (args: { listen: boolean, store: StoreSpec }): Promise<SetupResult> {
+async function setup (args: { listen: boolean, store: StoreSpec, node?: NodeSpec }): Promise<SetupResult> {
   if (node != null) {
     await teardown()
   }
@@ -219,9 +227,10 @@ async function setup (args: { listen: boolean, store: StoreSpec }): Promise<Setu
     inner = fs
   }
   store = new CountingBlockstore(inner)
-  node = await createBenchNode({ blockstore: store, listen: args.listen })
+  node = await createBenchNode({ blockstore: store, listen: args.listen, ...args.node })
   const port = node.libp2p.getMultiaddrs().map(ma => Number(/\/tcp\/(\d+)/.exec(ma.toString())?.[1] ?? 0)).find(p => p > 0)
-  return { peerId: node.libp2p.peerId.toString(), port, storeBlocks }
+  const spoken = node.libp2p.getProtocols()
+  return { peerId: node.libp2p.peerId.toString(), port, storeBlocks, protocols: [BITSWAP_PROTOCOL, PROTOCOL_ID].filter(p => spoken.includes(p)) }
 }
 
 function current (): BenchNode {
@@ -231,8 +240,8 @@ function current (): BenchNode {
   return node
 }
 
-/** Waits until identify has told us the peer speaks Bitswap and CAR Mirror */
-async function waitForPeer (peerId: string, timeoutMs = 10_000): Promise<void> {
+/** Waits until identify has told us the peer speaks the protocols (default: Bitswap and CAR Mirror) */
+async function waitForPeer (peerId: string, protocols = [BITSWAP_PROTOCOL, PROTOCOL_ID], timeoutMs = 10_000): Promise<void> {
   const n = current()
   const deadline = Date.now() + timeoutMs
   while (true) {
@@ -240,7 +249,7 @@ async function waitForPeer (peerId: string, timeoutMs = 10_000): Promise<void> {
     if (connection != null) {
       try {
         const peer = await n.libp2p.peerStore.get(connection.remotePeer)
-        if (peer.protocols.includes(BITSWAP_PROTOCOL) && peer.protocols.includes(PROTOCOL_ID)) {
+        if (protocols.every(p => peer.protocols.includes(p))) {
           return
         }
       } catch {
@@ -254,9 +263,9 @@ async function waitForPeer (peerId: string, timeoutMs = 10_000): Promise<void> {
   }
 }
 
-async function connect (args: { addr: string }): Promise<void> {
+async function connect (args: { addr: string, protocols?: string[] }): Promise<void> {
   const connection = await current().libp2p.dial(multiaddr(args.addr), { signal: AbortSignal.timeout(15_000) })
-  await waitForPeer(connection.remotePeer.toString())
+  await waitForPeer(connection.remotePeer.toString(), args.protocols)
 }
 
 async function runTransfer (args: { action: Action, budgetMs: number }): Promise<RunReply> {
@@ -324,7 +333,7 @@ async function teardown (): Promise<void> {
 const handlers: Record<string, (args: any) => Promise<unknown>> = {
   setup,
   connect,
-  waitPeer: async (args: { peerId: string }) => { await waitForPeer(args.peerId) },
+  waitPeer: async (args: { peerId: string, protocols?: string[] }) => { await waitForPeer(args.peerId, args.protocols) },
   mark: async () => {
     globalThis.gc?.()
     sampler.start()
