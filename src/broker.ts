@@ -24,6 +24,14 @@ export interface CarMirrorBlockBrokerInit {
   log: Logger
 }
 
+/** What a caller of `pullDag` may follow of the pull */
+export interface PullTaps {
+  /** Each receiver the pull creates (one per provider tried) */
+  onReceiver?(receiver: ReceiverSession): void
+  /** Each block the pull verified, as its write begins */
+  onBlockStored?(cid: CID): void
+}
+
 /** A pull the broker started, as retrieves that may join it see it */
 interface BrokerPull {
   /** Keys of its roots */
@@ -153,8 +161,8 @@ export class CarMirrorBlockBroker implements SessionBlockBroker {
    * Pulls the whole DAG under `root` as one broker pull, which retrieves of
    * its blocks join (what `pins.add(root)` runs before it walks)
    */
-  async pullDag (root: CID, options: AbortOptions = {}): Promise<void> {
-    await this.run({ roots: [root], shallow: false }, [...this.sessionProviders], undefined, options.signal)
+  async pullDag (root: CID, options: AbortOptions & PullTaps = {}): Promise<void> {
+    await this.run({ roots: [root], shallow: false }, [...this.sessionProviders], undefined, options.signal, options)
   }
 
   /** Gets the block to `delivery`: from the store, from a pull under way, or from a new pull */
@@ -210,7 +218,7 @@ export class CarMirrorBlockBroker implements SessionBlockBroker {
    * as soon as it is verified. Follow-up pulls (a file's subgraph) start once
    * this one has ended, so their receivers find its blocks in the store.
    */
-  private async run (plan: FetchPlan, providers: PeerTarget[], after?: Promise<void>, signal?: AbortSignal): Promise<void> {
+  private async run (plan: FetchPlan, providers: PeerTarget[], after?: Promise<void>, signal?: AbortSignal, taps: PullTaps = {}): Promise<void> {
     let end!: () => void
     const pull: BrokerPull = {
       roots: new Set(plan.roots.map(cidKey)),
@@ -230,8 +238,14 @@ export class CarMirrorBlockBroker implements SessionBlockBroker {
         providers,
         shallow: plan.shallow,
         signal,
-        onReceiver: receiver => { pull.receiver = receiver },
-        onBlockStored: (cid, bytes) => { this.stored(cid, bytes, pull, providers) }
+        onReceiver: receiver => {
+          pull.receiver = receiver
+          taps.onReceiver?.(receiver)
+        },
+        onBlockStored: (cid, bytes) => {
+          this.stored(cid, bytes, pull, providers)
+          taps.onBlockStored?.(cid)
+        }
       })
       this.stats.bytesReceived += stats.bytesReceived
     } catch (err) {

@@ -194,6 +194,44 @@ describe('CAR Mirror block broker', () => {
     expect(await eventually(() => client.carMirror.stats().broker.failures >= 1), 'a failed CAR Mirror pull').to.be.true()
   })
 
+  it('pins.add from a peer without CAR Mirror: the pull fails, Helia\'s walk goes on over Bitswap, and the DAG is pinned whole', async () => {
+    const server = await node({ carMirror: false, bitswap: true })
+    const client = await node({ bitswap: true })
+    const root = await addTree(server, TREE_V1)
+    const blocks = await dagCids(server.blockstore, root)
+    await connectTo(client, server, BITSWAP_PROTOCOL)
+
+    const pinned = await all(client.pins.add(root, { signal: AbortSignal.timeout(20_000) }))
+
+    expect(await dagCids(client.blockstore, root)).to.deep.equal(blocks)
+    expect(new Set(pinned.map(String))).to.have.property('size', blocks.length)
+    expect(await client.pins.isPinned(root)).to.be.true()
+    expect(client.carMirror.stats().broker.failures).to.be.at.least(1)
+    await client.gc()
+    expect(await dagCids(client.blockstore, root)).to.deep.equal(blocks)
+  })
+
+  it('pins.add yields every block of the DAG once, those the store held before included', async () => {
+    const server = await node()
+    const client = await node()
+    const root = await addTree(server, TREE_V1)
+    const blocks = await dagBlocks(server.blockstore, root)
+    // the client already holds a third of the blocks
+    const held = [...blocks.values()].filter((_, i) => i % 3 === 0)
+    for (const block of held) {
+      await client.blockstore.put(block.cid, block.bytes)
+    }
+    await connectTo(client, server)
+
+    const pinned = (await all(client.pins.add(root))).map(String)
+
+    expect([...pinned].sort()).to.deep.equal([...blocks.keys()].sort())
+    for (const block of held) {
+      expect(await client.pins.isPinned(block.cid), String(block.cid)).to.be.true()
+    }
+    expect(client.carMirror.stats().broker.blocksReceived).to.equal(blocks.size - held.length)
+  })
+
   it('broker: false adds no broker: a missing block is not fetched, although CAR Mirror still pulls when asked', async () => {
     const server = await node()
     const client = await node({ broker: false })
