@@ -701,7 +701,8 @@ export class DefaultCarMirror implements CarMirror {
 
   private async open (peer: PeerTarget, signal: AbortSignal): Promise<{ framed: FramedStream, remotePeer: PeerId }> {
     const connection = await this.components.libp2p.dial(peer, { signal })
-    const stream = await connection.newStream(this.protocol, { signal, runOnLimitedConnection: this.init.runOnLimitedConnection ?? false })
+    // the protocol name goes out with the first frame: no round trip of its own
+    const stream = await connection.newStream(this.protocol, { signal, runOnLimitedConnection: this.init.runOnLimitedConnection ?? false, negotiateFully: false })
     return { framed: this.frame(stream), remotePeer: connection.remotePeer }
   }
 
