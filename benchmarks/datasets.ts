@@ -54,6 +54,24 @@ export interface DatasetInfo {
   buildMs: number
   /** The file the `cat-path` scenario reads by path in the new version (tree datasets) */
   catPath?: CatPath
+  /** The file the `cat-file` scenario reads whole by its own CID: the new version's largest file of more than one block (tree datasets that have one) */
+  catFile?: CatFile
+}
+
+/** The largest multi-block file of the new version, read whole by its CID */
+export interface CatFile {
+  /** Path below the root (for the report; the cat names the file's CID) */
+  path: string
+  /** The file's root CID */
+  cid: string
+  /** Directories above the file below the root */
+  depth: number
+  /** The file's length and SHA-256 (hex) */
+  size: number
+  sha256: string
+  /** The file's blocks (root and leaves) and their bytes: what `unixfs.cat(cid)` reads */
+  blocks: number
+  bytes: number
 }
 
 /** One small file deep in the new version, and what reading it by path touches */
@@ -402,6 +420,36 @@ async function catPathOf (store: FsBlockstore, root: CID, files: FileEntry[]): P
   return { path: file.path, depth, siblings, size: length, sha256, blocks: read.size, bytes: [...read.values()].reduce((a, b) => a + b, 0) }
 }
 
+/**
+ * Picks the file `cat-file` reads: the largest file of more than one block
+ * (ties by path), found by its path under the root; undefined when every
+ * file fits one block
+ */
+async function catFileOf (store: FsBlockstore, root: CID, files: FileEntry[]): Promise<CatFile | undefined> {
+  const fs = unixfs({ blockstore: store })
+  const [file] = [...files].sort((a, b) => b.content.byteLength - a.content.byteLength || (a.path < b.path ? -1 : 1))
+  if (file == null) {
+    return undefined
+  }
+  const { cid } = await fs.stat(root, { path: file.path, offline: true })
+  const blocks = await dagBlocks(store, cid)
+  if (blocks.size < 2) {
+    // the largest file is one block: so is every other
+    return undefined
+  }
+  const hash = createHash('sha256')
+  let length = 0
+  for await (const chunk of fs.cat(cid, { offline: true })) {
+    hash.update(chunk)
+    length += chunk.byteLength
+  }
+  const sha256 = hash.digest('hex')
+  if (length !== file.content.byteLength || sha256 !== createHash('sha256').update(file.content).digest('hex')) {
+    throw new Error(`cat of ${file.path} (${cid}) did not return the file`)
+  }
+  return { path: file.path, cid: cid.toString(), depth: file.path.split('/').length - 1, size: length, sha256, ...size(blocks) }
+}
+
 async function dagBlocks (store: FsBlockstore, root: CID): Promise<Map<string, number>> {
   const blocks = new Map<string, number>()
   for await (const block of walkDag(store, [root], { readAhead: 32 })) {
@@ -492,6 +540,7 @@ export async function buildDataset (name: DatasetName, options: DatasetOptions):
   const newBlocks = await dagBlocks(bothStore, newRoot)
   const added = new Map([...newBlocks].filter(([key]) => !oldBlocks.has(key)))
   const catPath = newFiles == null ? undefined : await catPathOf(bothStore, newRoot, newFiles)
+  const catFile = newFiles == null ? undefined : await catFileOf(bothStore, newRoot, newFiles)
   return {
     name,
     description,
@@ -504,6 +553,7 @@ export async function buildDataset (name: DatasetName, options: DatasetOptions):
     new: size(newBlocks),
     added: size(added),
     buildMs: performance.now() - started,
-    catPath
+    catPath,
+    catFile
   }
 }

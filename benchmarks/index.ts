@@ -15,14 +15,18 @@
  *
  * CAR Mirror's block broker gets its own rows: `broker-pins` is
  * `helia.pins.add(root)` on a client whose only block broker is CAR Mirror's
- * (cold-pull, warm-pull), and the `cat-path` scenario reads one small file
- * deep in the tree with `unixfs(helia).cat(root, { path })`, on that client
- * (`broker-cat`) or on a Bitswap-only one (`bitswap-cat`).
+ * (cold-pull, warm-pull), the `cat-path` scenario reads one small file
+ * deep in the tree with `unixfs(helia).cat(root, { path })`, and `cat-file`
+ * the largest multi-block file whole by its CID, on that client
+ * (`broker-cat`) or on a Bitswap-only one (`bitswap-cat`). The `both-*`
+ * methods (`both-pins`, `both-cat`) run on a client with both brokers, which
+ * Helia races for every block: their rows show the duplicate bytes Bitswap
+ * adds next to the single-broker rows.
  *
  * Options (all optional): --mode quick|full, --datasets real,deep,hamt,large,
- * --scenarios cold-pull,warm-pull,cold-push,warm-push,cat-path, --methods
- * car-mirror,car-mirror-no-hint,one-shot-car,bitswap-tuned,bitswap-pins,
- * broker-pins,broker-cat,bitswap-cat,
+ * --scenarios cold-pull,warm-pull,cold-push,warm-push,cat-path,cat-file,
+ * --methods car-mirror,car-mirror-no-hint,one-shot-car,bitswap-tuned,
+ * bitswap-pins,broker-pins,both-pins,broker-cat,bitswap-cat,both-cat,
  * --runs N, --delay MS (one-way, tree datasets), --large-delay MS,
  * --rate MBIT (per direction), --window BYTES, --budget MS, --pins-budget MS,
  * --real-tree DIR, --large-mb N, --out FILE, --keep (keep the work folder).
@@ -35,18 +39,22 @@ import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { buildDataset, DATASET_NAMES } from './datasets.ts'
-import { BROKER_METHODS, METHOD_LABELS, METHOD_NAMES } from './methods.ts'
+import { BOTH_METHODS, BROKER_METHODS, METHOD_LABELS, METHOD_NAMES } from './methods.ts'
 import { selfCheck, Shaper } from './shaper.ts'
 import type { DatasetInfo, DatasetName, Mode } from './datasets.ts'
-import type { Action, ActionResult, MethodName } from './methods.ts'
+import type { Action, ActionResult, BitswapCounts, MethodName } from './methods.ts'
 import type { SelfCheckResult } from './shaper.ts'
 import type { NodeSpec, Report, RunReply, SetupResult, StoreSpec } from './worker.ts'
 import type { BrokerStats } from '../src/index.ts'
 import type { ChildProcess } from 'node:child_process'
 
-/** `cat-path`: the client reads one small file deep in the tree by path (tree datasets; methods broker-cat and bitswap-cat) */
-type Scenario = 'cold-pull' | 'warm-pull' | 'cold-push' | 'warm-push' | 'cat-path'
-const SCENARIOS: Scenario[] = ['cold-pull', 'warm-pull', 'cold-push', 'warm-push', 'cat-path']
+/**
+ * `cat-path`: the client reads one small file deep in the tree by path;
+ * `cat-file`: the client reads the largest multi-block file whole by its CID
+ * (tree datasets; methods broker-cat, bitswap-cat and both-cat)
+ */
+type Scenario = 'cold-pull' | 'warm-pull' | 'cold-push' | 'warm-push' | 'cat-path' | 'cat-file'
+const SCENARIOS: Scenario[] = ['cold-pull', 'warm-pull', 'cold-push', 'warm-push', 'cat-path', 'cat-file']
 
 interface ModeSettings {
   runs: number
@@ -239,8 +247,15 @@ interface RunRecord {
   verify?: Report['verify']
   /** What CAR Mirror's block broker did on the receiver during the run (broker methods) */
   broker?: BrokerStats
-  /** pins.add: ms to its first pinned CID (broker: the pull; the rest is the local pinning walk) */
+  /** pins.add: ms to its first pinned CID (the broker pins each block as its pull verifies it, so this is about one round trip) */
   firstMs?: number
+  /** What the receiver's Bitswap received, until the settled reading (receivers with Bitswap) */
+  bitswap?: BitswapCounts
+  /** Block bytes that reached the receiver although it held them or another broker brought them: the brokers' block bytes received (CAR Mirror's pulls, Bitswap's messages) less the new bytes stored (methods with CAR Mirror's broker) */
+  duplicateBytes?: number
+  /** Wire bytes in the settling pause after the call returned (broker-table methods): what was still on its way, such as blocks of a race's loser */
+  lateToReceiver?: number
+  lateToSender?: number
 }
 
 interface Cell {
@@ -254,9 +269,14 @@ interface Cell {
   skipped: number
 }
 
+/** A cat reads one file on the client */
+function catScenario (scenario: Scenario): boolean {
+  return scenario === 'cat-path' || scenario === 'cat-file'
+}
+
 /** The client receives (a cat reads on the client too) */
 function pulls (scenario: Scenario): boolean {
-  return scenario.endsWith('pull') || scenario === 'cat-path'
+  return scenario.endsWith('pull') || catScenario(scenario)
 }
 
 function warm (scenario: Scenario): boolean {
@@ -264,14 +284,20 @@ function warm (scenario: Scenario): boolean {
 }
 
 function catMethod (method: MethodName): boolean {
-  return method === 'broker-cat' || method === 'bitswap-cat'
+  return method === 'broker-cat' || method === 'bitswap-cat' || method === 'both-cat'
+}
+
+/** The broker tables' methods: a pause after the call lets the wire settle before the late bytes are read */
+function settles (method: MethodName): boolean {
+  return catMethod(method) || method === 'broker-pins' || method === 'both-pins'
 }
 
 function applicable (scenario: Scenario, method: MethodName, dataset: DatasetInfo): boolean {
-  if (scenario === 'cat-path' || catMethod(method)) {
-    return scenario === 'cat-path' && catMethod(method) && dataset.catPath != null
+  if (catScenario(scenario) || catMethod(method)) {
+    const file = scenario === 'cat-path' ? dataset.catPath : dataset.catFile
+    return catScenario(scenario) && catMethod(method) && file != null
   }
-  if (method === 'broker-pins') {
+  if (method === 'broker-pins' || method === 'both-pins') {
     return pulls(scenario)
   }
   return method !== 'car-mirror-no-hint' || warm(scenario)
@@ -280,11 +306,15 @@ function applicable (scenario: Scenario, method: MethodName, dataset: DatasetInf
 /**
  * The nodes' block brokers: by default Bitswap only (CAR Mirror's broker
  * off, so Bitswap methods measure Bitswap alone); a broker method's client
- * has CAR Mirror's broker and no Bitswap. Every node serves both protocols
- * (but the broker client, which has no Bitswap).
+ * has CAR Mirror's broker and no Bitswap, a both-* method's client both.
+ * Every node serves both protocols (but the broker client, which has no
+ * Bitswap).
  */
 function nodesFor (method: MethodName): { server: NodeSpec, client: NodeSpec } {
   const plain: NodeSpec = { bitswap: true, broker: false }
+  if (BOTH_METHODS.includes(method)) {
+    return { server: plain, client: { bitswap: true, broker: true } }
+  }
   return { server: plain, client: BROKER_METHODS.includes(method) ? { bitswap: false, broker: true } : plain }
 }
 
@@ -305,9 +335,17 @@ function actionFor (scenario: Scenario, method: MethodName, dataset: DatasetInfo
     case 'bitswap-tuned':
       return { actor: pull ? 'client' : 'server', action: { kind: 'bitswap-tuned', root, concurrency: 32 } }
     case 'broker-pins':
+    case 'both-pins':
       return { actor: 'client', action: { kind: 'broker-pins', root } }
     case 'broker-cat':
-    case 'bitswap-cat': {
+    case 'bitswap-cat':
+    case 'both-cat': {
+      if (scenario === 'cat-file') {
+        if (dataset.catFile == null) {
+          throw new Error(`dataset ${dataset.name} has no multi-block file for cat-file`)
+        }
+        return { actor: 'client', action: { kind: 'cat', root: dataset.catFile.cid } }
+      }
       if (dataset.catPath == null) {
         throw new Error(`dataset ${dataset.name} has no file for cat-path`)
       }
@@ -328,7 +366,11 @@ function actionFor (scenario: Scenario, method: MethodName, dataset: DatasetInfo
 async function warmUp (workers: WorkerPair, work: string, dataset: DatasetInfo): Promise<void> {
   const started = performance.now()
   const runs: Array<[Scenario, MethodName]> = [['cold-pull', 'car-mirror'], ['cold-push', 'car-mirror'], ['cold-pull', 'one-shot-car'], ['cold-push', 'one-shot-car']]
-  for (const [scenario, method] of [['cold-pull', 'broker-pins'], ['cat-path', 'broker-cat'], ['cat-path', 'bitswap-cat']] as Array<[Scenario, MethodName]>) {
+  const extra: Array<[Scenario, MethodName]> = [['cold-pull', 'broker-pins'], ['cold-pull', 'both-pins']]
+  for (const scenario of ['cat-path', 'cat-file'] as Scenario[]) {
+    extra.push([scenario, 'broker-cat'], [scenario, 'bitswap-cat'], [scenario, 'both-cat'])
+  }
+  for (const [scenario, method] of extra) {
     if (scenarios.includes(scenario) && methods.includes(method) && applicable(scenario, method, dataset)) {
       runs.push([scenario, method])
     }
@@ -358,7 +400,12 @@ function storesFor (work: string, dataset: DatasetInfo, scenario: Scenario): { s
   return { sender: { kind: 'memory', from: dataset.bothDir }, receiver: { kind: 'memory', from: old } }
 }
 
-/** CAR Mirror counts its duplicates; for the one-shot CAR it is what was sent less what was new; for the broker, blocks its pulls received less what was new; for Bitswap, writes of held blocks */
+/**
+ * CAR Mirror counts its duplicates; for the one-shot CAR it is what was sent
+ * less what was new; with CAR Mirror's broker, the blocks its pulls and
+ * Bitswap (both-*) received less what was new, up to the receiver's report
+ * (after the settling pause); for Bitswap alone, writes of held blocks
+ */
 function duplicatesOf (method: MethodName, result: ActionResult | undefined, receiver: Report): number | undefined {
   if (method === 'car-mirror' || method === 'car-mirror-no-hint') {
     return result?.duplicates
@@ -366,11 +413,19 @@ function duplicatesOf (method: MethodName, result: ActionResult | undefined, rec
   if (method === 'one-shot-car') {
     return result?.blocks == null ? undefined : result.blocks - receiver.newBlocks
   }
-  if (BROKER_METHODS.includes(method)) {
+  if (BROKER_METHODS.includes(method) || BOTH_METHODS.includes(method)) {
     // Helia writes what a broker returns, though the broker's pull stored it: count the wire's duplicates only
-    return result?.broker == null ? 0 : result.broker.blocksReceived - receiver.newBlocks
+    return (receiver.broker?.blocksReceived ?? 0) + (receiver.bitswap?.blocks ?? 0) - receiver.newBlocks
   }
   return receiver.duplicatePuts
+}
+
+/** The block bytes behind duplicatesOf, for the methods with CAR Mirror's broker */
+function duplicateBytesOf (method: MethodName, receiver: Report): number | undefined {
+  if (BROKER_METHODS.includes(method) || BOTH_METHODS.includes(method)) {
+    return (receiver.broker?.blockBytesReceived ?? 0) + (receiver.bitswap?.blockBytes ?? 0) - receiver.newBytes
+  }
+  return undefined
 }
 
 function statusOf (reply: RunReply, receiver: Report): RunRecord['status'] {
@@ -407,12 +462,35 @@ async function drive (driver: Worker, action: Action, budgetMs: number): Promise
 }
 
 /** A cat is complete when it returned the file's bytes */
-function verifyCat (dataset: DatasetInfo, result: ActionResult | undefined, receiver: Report): Report['verify'] {
+function verifyCat (dataset: DatasetInfo, scenario: Scenario, result: ActionResult | undefined, receiver: Report): Report['verify'] {
   if (result == null) {
     return undefined
   }
-  const match = result.catBytes === dataset.catPath?.size && result.catSha256 === dataset.catPath?.sha256
+  const file = scenario === 'cat-file' ? dataset.catFile : dataset.catPath
+  const match = result.catBytes === file?.size && result.catSha256 === file?.sha256
   return { complete: match, blocks: receiver.newBlocks, bytes: result.catBytes ?? 0, missing: match ? 0 : 1 }
+}
+
+/**
+ * Waits at least two round trips (+ 100 ms) after a call, then until the
+ * wire has been quiet for one round trip (+ 100 ms), so the receiver has
+ * read what was still on its way; at most 5 s
+ */
+async function settle (shaper: Shaper, delay: number): Promise<void> {
+  const started = performance.now()
+  const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
+  await sleep(4 * delay + 100)
+  const quietMs = 2 * delay + 100
+  let last = shaper.counters.clientToServer + shaper.counters.serverToClient
+  let quietSince = performance.now()
+  while (performance.now() - quietSince < quietMs && performance.now() - started < 5_000) {
+    await sleep(20)
+    const now = shaper.counters.clientToServer + shaper.counters.serverToClient
+    if (now !== last) {
+      last = now
+      quietSince = performance.now()
+    }
+  }
 }
 
 /** One run: fresh nodes on fresh stores, connect through a fresh shaper, transfer, report, verify, tear down */
@@ -437,18 +515,25 @@ async function runOnce (workers: WorkerPair, work: string, dataset: DatasetInfo,
     const { actor, action } = actionFor(scenario, method, dataset, addr)
     const reply = await drive(actor === 'client' ? workers.client : workers.server, action, budgetMs)
     const after = { ...shaper.counters }
+    // the broker tables' methods: wait for what is still on its way, such as the blocks of a race's loser
+    if (settles(method)) {
+      await settle(shaper, delay)
+    }
+    const settled = { ...shaper.counters }
     // a cat reads one file: it is checked against the dataset's copy instead of walking the DAG
-    const cat = scenario === 'cat-path'
+    const cat = catScenario(scenario)
     const [receiverReport, senderReport] = await Promise.all([
       receiver.call<Report>('report', { root: cat ? undefined : dataset.newRoot }, 120_000),
       sender.call<Report>('report', {})
     ])
     if (cat) {
-      receiverReport.verify = verifyCat(dataset, reply.result, receiverReport)
+      receiverReport.verify = verifyCat(dataset, scenario, reply.result, receiverReport)
     }
     debug(`phases: setup and connect ${(t1 - t0).toFixed(0)} ms, run and report ${(performance.now() - t1).toFixed(0)} ms`)
     const up = after.clientToServer - before.clientToServer
     const down = after.serverToClient - before.serverToClient
+    const lateUp = settled.clientToServer - after.clientToServer
+    const lateDown = settled.serverToClient - after.serverToClient
     // a fresh process' lifetime peak is this run's peak, sampled or not
     const peak = (report: Report): number => freshProcesses ? Math.max(report.peakRss, report.maxRss) : report.peakRss
     return {
@@ -470,7 +555,11 @@ async function runOnce (workers: WorkerPair, work: string, dataset: DatasetInfo,
       senderPeakRss: peak(senderReport),
       verify: receiverReport.verify,
       broker: reply.result?.broker,
-      firstMs: reply.result?.firstMs
+      firstMs: reply.result?.firstMs,
+      bitswap: receiverReport.bitswap,
+      duplicateBytes: duplicateBytesOf(method, receiverReport),
+      lateToReceiver: settles(method) ? (pull ? lateDown : lateUp) : undefined,
+      lateToSender: settles(method) ? (pull ? lateUp : lateDown) : undefined
     }
   } finally {
     await Promise.allSettled([workers.server.call('teardown', {}, 30_000), workers.client.call('teardown', {}, 30_000)])
@@ -509,6 +598,15 @@ interface CellSummary {
   broker?: BrokerStats
   /** pins.add: median ms to the first pinned CID */
   firstMs?: number
+  /** Medians: what the receiver's Bitswap received (blocks, block bytes, messages) */
+  bitswapBlocks?: number
+  bitswapBlockBytes?: number
+  bitswapMessages?: number
+  /** Median duplicate block bytes (methods with CAR Mirror's broker) */
+  duplicateBytes?: number
+  /** Median wire bytes in the settling pause after the call */
+  lateToReceiver?: number
+  lateToSender?: number
 }
 
 function summarize (cell: Cell): CellSummary {
@@ -540,6 +638,12 @@ function summarize (cell: Cell): CellSummary {
   summary.receiverDeltaRss = pick(runs, r => r.receiverPeakRss - r.receiverBaselineRss)
   summary.senderPeakRss = pick(runs, r => r.senderPeakRss)
   summary.firstMs = pick(ok, r => r.firstMs)
+  summary.bitswapBlocks = pick(runs, r => r.bitswap?.blocks)
+  summary.bitswapBlockBytes = pick(runs, r => r.bitswap?.blockBytes)
+  summary.bitswapMessages = pick(runs, r => r.bitswap?.messages)
+  summary.duplicateBytes = pick(runs, r => r.duplicateBytes)
+  summary.lateToReceiver = pick(runs, r => r.lateToReceiver)
+  summary.lateToSender = pick(runs, r => r.lateToSender)
   const withBroker = runs.filter(r => r.broker != null)
   if (withBroker.length > 0) {
     const first = withBroker[0].broker as BrokerStats
@@ -588,8 +692,8 @@ function markdownTable (cells: Cell[], datasets: Map<DatasetName, DatasetInfo>):
   for (const cell of cells) {
     const s = summarize(cell)
     const dataset = datasets.get(cell.dataset) as DatasetInfo
-    // a cat needs the directory blocks on its path and the file's
-    const needed = cell.scenario === 'cat-path' ? dataset.catPath?.blocks : dataset.new.blocks
+    // a cat needs the directory blocks on its path and the file's, a whole-file cat the file's
+    const needed = cell.scenario === 'cat-path' ? dataset.catPath?.blocks : cell.scenario === 'cat-file' ? dataset.catFile?.blocks : dataset.new.blocks
     lines.push(`| ${cell.dataset} | ${cell.scenario} | ${cell.delayMs} ms | ${METHOD_LABELS[cell.method]} | ${s.ok}/${s.total} | ${timeCell(cell, s)} | ${kib(s.bytesToReceiver)} | ${kib(s.bytesToSender)} | ${s.newBlocks ?? 'n/a'} / ${needed} | ${s.duplicates ?? 'n/a'} | ${s.roundTrips ?? 'n/a'} | ${s.bloomBytes == null ? 'n/a' : kib(s.bloomBytes)} | ${mib(s.receiverPeakRss)} (+${mib(s.receiverDeltaRss)}) | ${mib(s.senderPeakRss)} |`)
   }
   return lines.join('\n')
@@ -624,44 +728,109 @@ function pinsRow (checker: TargetChecker, dataset: DatasetInfo, scenario: Scenar
   return `| ${dataset.name} | ${scenario} | ${broker.cell.delayMs} ms | ${timeOf(broker)} | ${timeOf(cm)} | ${msText(first)} + ${msText(walk)} | ${fixed(ratio(ms, cm.s?.ms))}x | ${timeOf(bitswap)} | ${slow.bound ? '>' : ''}${fixed(ratio(slow.ms, ms), 1)}x | ${kib(broker.s?.bytesToReceiver)} | ${kib(cm.s?.bytesToReceiver)} | ${kib(bitswap.s?.bytesToReceiver)} | ${kib(dag)} | ${fixed(ratio(broker.s?.bytesToReceiver, dag))}x | ${brokerText(broker.s?.broker)} |`
 }
 
-/** The row of cat by path with the broker against Bitswap */
-function catRow (checker: TargetChecker, dataset: DatasetInfo): string | undefined {
-  const broker = checker.find(dataset.name, 'cat-path', 'broker-cat')
-  const bitswap = checker.find(dataset.name, 'cat-path', 'bitswap-cat')
+/** The file a cat scenario reads, and what reading it touches */
+function catTarget (dataset: DatasetInfo, scenario: Scenario): { label: string, blocks: number, bytes: number } | undefined {
+  if (scenario === 'cat-file') {
+    const file = dataset.catFile
+    return file == null ? undefined : { label: `\`${file.path}\` whole, by its CID (depth ${file.depth}, ${kib(file.size)})`, blocks: file.blocks, bytes: file.bytes }
+  }
   const cat = dataset.catPath
+  return cat == null ? undefined : { label: `\`${cat.path}\` (depth ${cat.depth}, ${cat.siblings} siblings, ${kib(cat.size)})`, blocks: cat.blocks, bytes: cat.bytes }
+}
+
+/** The row of a cat (by path, or a whole file) with the broker against Bitswap */
+function catRow (checker: TargetChecker, dataset: DatasetInfo, scenario: Scenario): string | undefined {
+  const broker = checker.find(dataset.name, scenario, 'broker-cat')
+  const bitswap = checker.find(dataset.name, scenario, 'bitswap-cat')
+  const target = catTarget(dataset, scenario)
   const delay = broker.cell?.delayMs ?? bitswap.cell?.delayMs
-  if (cat == null || delay == null) {
+  if (target == null || delay == null) {
     return undefined
   }
   const b = broker.s
   const w = bitswap.s
-  return `| ${dataset.name} | \`${cat.path}\` (depth ${cat.depth}, ${cat.siblings} siblings, ${kib(cat.size)}) | ${delay} ms | ${cat.blocks} blocks / ${kib(cat.bytes)} | ${timeOf(broker)} | ${timeOf(bitswap)} | ${fixed(ratio(b?.ms, w?.ms))}x | ${kib(wire(b))} (${kib(b?.bytesToReceiver)}) | ${kib(wire(w))} (${kib(w?.bytesToReceiver)}) | ${fixed(ratio(wire(b), wire(w)))}x (${fixed(ratio(b?.bytesToReceiver, w?.bytesToReceiver))}x) | ${b?.newBlocks ?? 'n/a'} / ${w?.newBlocks ?? 'n/a'} | ${brokerText(b?.broker)} |`
+  return `| ${dataset.name} | ${scenario} | ${target.label} | ${delay} ms | ${target.blocks} blocks / ${kib(target.bytes)} | ${timeOf(broker)} | ${timeOf(bitswap)} | ${fixed(ratio(b?.ms, w?.ms))}x | ${kib(wire(b))} (${kib(b?.bytesToReceiver)}) | ${kib(wire(w))} (${kib(w?.bytesToReceiver)}) | ${fixed(ratio(wire(b), wire(w)))}x (${fixed(ratio(b?.bytesToReceiver, w?.bytesToReceiver))}x) | ${b?.newBlocks ?? 'n/a'} / ${w?.newBlocks ?? 'n/a'} | ${brokerText(b?.broker)} |`
+}
+
+/** A signed byte count */
+function signedKib (n?: number): string {
+  return n == null ? 'n/a' : `${n < 0 ? '−' : '+'}${kib(Math.abs(n))}`
+}
+
+/** A fraction as a percentage */
+function percent (n?: number): string {
+  return n == null ? 'n/a' : `${n < 0 ? '−' : ''}${(Math.abs(n) * 100).toFixed(1)}%`
+}
+
+/**
+ * The row of a both-* method (Bitswap and CAR Mirror's broker on one
+ * client) against the same call with the broker alone and with Bitswap
+ * alone: the wire bytes it adds over the broker alone are Bitswap's
+ * duplicates plus its protocol overhead
+ */
+function bothRow (checker: TargetChecker, dataset: DatasetInfo, scenario: Scenario): string | undefined {
+  const cat = catScenario(scenario)
+  const both = checker.find(dataset.name, scenario, cat ? 'both-cat' : 'both-pins')
+  if (both.cell == null) {
+    return undefined
+  }
+  const broker = checker.find(dataset.name, scenario, cat ? 'broker-cat' : 'broker-pins')
+  const bitswap = checker.find(dataset.name, scenario, cat ? 'bitswap-cat' : 'bitswap-pins')
+  let what: string
+  let dag: number | undefined
+  if (cat) {
+    const target = catTarget(dataset, scenario)
+    what = `cat ${target?.label ?? 'n/a'}`
+    dag = target?.bytes
+  } else {
+    what = 'pins.add of the DAG'
+    dag = warm(scenario) ? dataset.added.bytes : dataset.new.bytes
+  }
+  const x = both.s
+  const b = broker.s
+  const extra = x?.bytesToReceiver == null || b?.bytesToReceiver == null ? undefined : x.bytesToReceiver - b.bytesToReceiver
+  // with what arrived in the pause after the call: a race's loser may still be sending when the call returns
+  const total = (s?: CellSummary): number | undefined => s?.bytesToReceiver == null ? undefined : s.bytesToReceiver + (s.lateToReceiver ?? 0)
+  const bothTotal = total(x)
+  const brokerTotal = total(b)
+  const extraTotal = bothTotal == null || brokerTotal == null ? undefined : bothTotal - brokerTotal
+  const bitswapReceived = x?.bitswapBlocks == null ? 'n/a' : `${x.bitswapBlocks} / ${kib(x.bitswapBlockBytes)} (${x.bitswapMessages} msgs)`
+  return `| ${dataset.name} | ${scenario} | ${what} | ${both.cell.delayMs} ms | ${timeOf(both)} | ${timeOf(broker)} | ${timeOf(bitswap)} | ${kib(x?.bytesToReceiver)} | ${kib(b?.bytesToReceiver)} | ${signedKib(extra)} (${percent(ratio(extra, dag))}) | ${kib(x?.lateToReceiver)} / ${kib(b?.lateToReceiver)} | ${signedKib(extraTotal)} (${percent(ratio(extraTotal, dag))}) | ${kib(dag)} | ${fixed(ratio(bothTotal, dag))}x | ${kib(x?.bytesToSender)} | ${kib(b?.bytesToSender)} | ${bitswapReceived} | ${x?.duplicates ?? 'n/a'} / ${kib(x?.duplicateBytes)} (${percent(ratio(x?.duplicateBytes, dag))}) | ${brokerText(x?.broker)} |`
 }
 
 /**
  * The block broker's rows side by side: pins.add over CAR Mirror against
- * `carMirror.pull` and Bitswap's pins.add, and cat by path against Bitswap,
- * with the ratios the issue's targets name
+ * `carMirror.pull` and Bitswap's pins.add, cats against Bitswap, and both
+ * brokers on one client against each alone, with the ratios the issue's
+ * targets name
  */
 function brokerTables (cells: Cell[], datasets: Map<DatasetName, DatasetInfo>): string {
   const checker = new TargetChecker(cells)
   const defined = (row: string | undefined): row is string => row != null
   const all = [...datasets.values()]
   const pins = all.flatMap(d => [pinsRow(checker, d, 'cold-pull'), pinsRow(checker, d, 'warm-pull')]).filter(defined)
-  const cats = all.map(d => catRow(checker, d)).filter(defined)
+  const cats = all.flatMap(d => [catRow(checker, d, 'cat-path'), catRow(checker, d, 'cat-file')]).filter(defined)
+  const both = all.flatMap(d => (['cold-pull', 'warm-pull', 'cat-path', 'cat-file'] as Scenario[]).map(scenario => bothRow(checker, d, scenario))).filter(defined)
   const out: string[] = []
   if (pins.length > 0) {
     out.push('### pins.add over CAR Mirror\'s block broker (client: CAR Mirror broker only, names no peer)\n')
-    out.push('| dataset | scenario | delay | broker pins.add | carMirror.pull | broker: pull + pinning walk | broker / pull time | Bitswap pins.add | Bitswap / broker time | wire → receiver, broker | pull | Bitswap | DAG bytes (warm: new blocks) | broker wire / DAG | broker counters (median) |')
+    out.push('| dataset | scenario | delay | broker pins.add | carMirror.pull | broker: first pinned + the rest | broker / pull time | Bitswap pins.add | Bitswap / broker time | wire → receiver, broker | pull | Bitswap | DAG bytes (warm: new blocks) | broker wire / DAG | broker counters (median) |')
     out.push('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |')
     out.push(...pins, '')
-    out.push('"pull + pinning walk": until pins.add yields its first pinned CID (the broker\'s one pull of the whole DAG), then Helia\'s pinning walk over the local store (medians).\n')
+    out.push('"first pinned + the rest": until pins.add yields its first pinned CID (the broker pins each block as its one pull of the whole DAG verifies it), then the rest of the call (medians).\n')
   }
   if (cats.length > 0) {
-    out.push('### unixfs.cat of one file by path: CAR Mirror broker only vs Bitswap only\n')
-    out.push('| dataset | file | delay | blocks on the path | broker time | Bitswap time | broker / Bitswap time | broker wire both ways (→ receiver) | Bitswap wire both ways (→ receiver) | broker / Bitswap wire | new blocks broker / Bitswap | broker counters (median) |')
-    out.push('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |')
+    out.push('### unixfs.cat: CAR Mirror broker only vs Bitswap only (cat-path: one small file by path; cat-file: the largest multi-block file whole, by its CID)\n')
+    out.push('| dataset | scenario | file | delay | blocks read | broker time | Bitswap time | broker / Bitswap time | broker wire both ways (→ receiver) | Bitswap wire both ways (→ receiver) | broker / Bitswap wire | new blocks broker / Bitswap | broker counters (median) |')
+    out.push('| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |')
     out.push(...cats, '')
+  }
+  if (both.length > 0) {
+    out.push('### Both brokers on one client (Bitswap + CAR Mirror broker, raced by Helia for every block): duplicate bytes\n')
+    out.push('| dataset | scenario | what | delay | time, both | broker only | Bitswap only | wire → receiver, both | broker only | both − broker only (% of DAG) | late → receiver, both / broker only | both − broker only, with late (% of DAG) | DAG / file bytes | both with late / DAG | wire → sender, both | broker only | Bitswap received: blocks / block bytes | duplicate blocks / bytes (% of DAG) | broker counters, both (median) |')
+    out.push('| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |')
+    out.push(...both, '')
+    out.push('"both − broker only": the extra wire bytes to the receiver during the call over the same call with CAR Mirror\'s broker alone (medians of separate runs): Bitswap\'s duplicate blocks plus its protocol overhead (want lists are on the wire → sender). "late": wire bytes to the receiver in a pause after the call returned (two round trips + 100 ms, then until the wire is quiet for one round trip + 100 ms), when a race\'s loser may still be sending; "with late" adds them (the duplicate bytes the call caused in all). "Bitswap received": blocks in the Bitswap messages the client decoded (wanted or not), until the end of the pause. "duplicate blocks / bytes": blocks (bytes) CAR Mirror\'s pulls and Bitswap received less the new blocks (bytes) stored, until the end of the pause.\n')
   }
   return out.join('\n')
 }

@@ -9,7 +9,11 @@
  * `broker`) on a client that has no Bitswap, ordinary Helia calls fetch over
  * CAR Mirror: `helia.pins.add(root)` (one pull of the whole DAG from the
  * connected peer, then a local walk) and `unixfs(helia).cat(root, { path })`
- * of one file by path, which the Bitswap-only client runs too.
+ * of one file by path (or of a whole file by its CID), which the Bitswap-only
+ * client runs too. The `both-*` methods run the same calls on a client that
+ * has both brokers, Bitswap and CAR Mirror's, which Helia races for every
+ * block it lacks: the blocks Bitswap moves besides CAR Mirror's are the
+ * duplicates that costs ({@link bitswapCounter} counts what Bitswap received).
  *
  * Every node is Helia light with libp2p over WebSockets (noise, yamux),
  * identify and CAR Mirror (pushes allowed), offline otherwise; by default it
@@ -42,8 +46,8 @@ export type BenchNode = Helia & HeliaWithLibp2p<{ identify: Identify }> & HeliaW
 export const BITSWAP_PROTOCOL = '/ipfs/bitswap/1.2.0'
 
 /** The methods compared, in table order */
-export type MethodName = 'car-mirror' | 'car-mirror-no-hint' | 'one-shot-car' | 'bitswap-tuned' | 'bitswap-pins' | 'broker-pins' | 'broker-cat' | 'bitswap-cat'
-export const METHOD_NAMES: MethodName[] = ['car-mirror', 'car-mirror-no-hint', 'one-shot-car', 'bitswap-tuned', 'bitswap-pins', 'broker-pins', 'broker-cat', 'bitswap-cat']
+export type MethodName = 'car-mirror' | 'car-mirror-no-hint' | 'one-shot-car' | 'bitswap-tuned' | 'bitswap-pins' | 'broker-pins' | 'both-pins' | 'broker-cat' | 'bitswap-cat' | 'both-cat'
+export const METHOD_NAMES: MethodName[] = ['car-mirror', 'car-mirror-no-hint', 'one-shot-car', 'bitswap-tuned', 'bitswap-pins', 'broker-pins', 'both-pins', 'broker-cat', 'bitswap-cat', 'both-cat']
 
 export const METHOD_LABELS: Record<MethodName, string> = {
   'car-mirror': 'CAR Mirror',
@@ -52,12 +56,17 @@ export const METHOD_LABELS: Record<MethodName, string> = {
   'bitswap-tuned': 'Bitswap, tuned (32 gets)',
   'bitswap-pins': 'Bitswap, pins.add',
   'broker-pins': 'CAR Mirror broker, pins.add',
+  'both-pins': 'Bitswap + CAR Mirror broker, pins.add',
   'broker-cat': 'CAR Mirror broker, cat',
-  'bitswap-cat': 'Bitswap, cat'
+  'bitswap-cat': 'Bitswap, cat',
+  'both-cat': 'Bitswap + CAR Mirror broker, cat'
 }
 
 /** Methods whose receiver fetches through CAR Mirror's block broker alone (no Bitswap) */
 export const BROKER_METHODS: MethodName[] = ['broker-pins', 'broker-cat']
+
+/** Methods whose receiver has both block brokers, Bitswap and CAR Mirror's, raced by Helia for every block */
+export const BOTH_METHODS: MethodName[] = ['both-pins', 'both-cat']
 
 /** One transfer, run on the node that drives it */
 export type Action =
@@ -65,10 +74,10 @@ export type Action =
   | { kind: 'car-pull' | 'car-push', addr: string, root: string }
   | { kind: 'bitswap-pins', root: string }
   | { kind: 'bitswap-tuned', root: string, concurrency: number }
-  /** `helia.pins.add(root)` on a node whose only broker is CAR Mirror's */
+  /** `helia.pins.add(root)` on a node with CAR Mirror's broker (alone or next to Bitswap's) */
   | { kind: 'broker-pins', root: string }
-  /** `unixfs(helia).cat(root, { path })`, read to the end */
-  | { kind: 'cat', root: string, path: string }
+  /** `unixfs(helia).cat(root, { path })` (no path: the root is the file), read to the end */
+  | { kind: 'cat', root: string, path?: string }
 
 /** What the driving node saw (JSON-safe) */
 export interface ActionResult {
@@ -92,6 +101,42 @@ export interface ActionResult {
   catSha256?: string
   /** What CAR Mirror's block broker did during the call (`carMirror.stats().broker`), when it did anything */
   broker?: BrokerStats
+}
+
+/** What a node's Bitswap received: messages, and the blocks in them (wanted or not) */
+export interface BitswapCounts {
+  messages: number
+  blocks: number
+  /** Block data bytes, without Bitswap's framing */
+  blockBytes: number
+}
+
+interface BitswapNetwork {
+  addEventListener(type: 'bitswap:message', listener: (evt: CustomEvent<{ message: { blocks?: Array<{ data: Uint8Array }> } }>) => void): void
+}
+
+/**
+ * Counts what a started node's Bitswap receives, by listening to the
+ * messages its network decodes (the event Bitswap's own want list listens
+ * to); undefined when the node has no Bitswap, or @helia/bitswap's internals
+ * changed shape. Reaches into `helia.blockBrokers` and the broker's
+ * `bitswap.network`, neither public API: a benchmark's instrument only.
+ */
+export function bitswapCounter (node: BenchNode): BitswapCounts | undefined {
+  const brokers = (node as unknown as { blockBrokers?: Array<{ name?: string, bitswap?: { network?: BitswapNetwork } }> }).blockBrokers
+  const network = brokers?.find(b => b.name === 'bitswap')?.bitswap?.network
+  if (typeof network?.addEventListener !== 'function') {
+    return undefined
+  }
+  const counts: BitswapCounts = { messages: 0, blocks: 0, blockBytes: 0 }
+  network.addEventListener('bitswap:message', (evt) => {
+    counts.messages++
+    for (const block of evt.detail?.message?.blocks ?? []) {
+      counts.blocks++
+      counts.blockBytes += block.data.byteLength
+    }
+  })
+  return counts
 }
 
 export interface BenchNodeOptions {
@@ -267,7 +312,7 @@ async function runTimed (node: BenchNode, action: Action, signal: AbortSignal): 
     case 'cat': {
       const hash = createHash('sha256')
       let catBytes = 0
-      for await (const chunk of unixfs(node).cat(root, { path: action.path, signal })) {
+      for await (const chunk of unixfs(node).cat(root, { path: action.path === '' ? undefined : action.path, signal })) {
         hash.update(chunk)
         catBytes += chunk.byteLength
       }

@@ -17,8 +17,9 @@ import { MemoryBlockstore } from 'blockstore-core/memory'
 import { FsBlockstore } from 'blockstore-fs'
 import { CID } from 'multiformats/cid'
 import { readBlock, walkDag, PROTOCOL_ID } from '../src/index.ts'
-import { BITSWAP_PROTOCOL, createBenchNode, runAction } from './methods.ts'
-import type { Action, ActionResult, BenchNode } from './methods.ts'
+import { BITSWAP_PROTOCOL, bitswapCounter, createBenchNode, runAction } from './methods.ts'
+import type { Action, ActionResult, BenchNode, BitswapCounts } from './methods.ts'
+import type { BrokerStats } from '../src/index.ts'
 import type { AbortOptions } from '@libp2p/interface'
 import type { Blockstore, InputPair, Pair } from 'interface-blockstore'
 
@@ -70,6 +71,10 @@ export interface Report {
   newBytes: number
   /** Writes of blocks the store already held */
   duplicatePuts: number
+  /** What the node's Bitswap received since the run started (mark), when it has Bitswap */
+  bitswap?: BitswapCounts
+  /** What CAR Mirror's block broker did since the run started (mark): unlike the run's result, this includes what arrived after the call returned */
+  broker?: BrokerStats
   verify?: { complete: boolean, blocks: number, bytes: number, missing: number }
 }
 
@@ -199,6 +204,18 @@ let node: BenchNode | undefined
 let store: CountingBlockstore | undefined
 let runDir: string | undefined
 const sampler = new MemorySampler()
+/** The node's Bitswap counter (cumulative) and its and the broker's readings at mark */
+let bitswapCounts: BitswapCounts | undefined
+let bitswapAtMark: BitswapCounts | undefined
+let brokerAtMark: BrokerStats | undefined
+
+function since<T extends object> (now: T, before: T): T {
+  const delta = { ...now }
+  for (const key of Object.keys(delta) as Array<keyof T>) {
+    (delta[key] as number) = (now[key] as number) - (before[key] as number)
+  }
+  return delta
+}
 
 async function setup (args: { listen: boolean, store: StoreSpec, node?: NodeSpec }): Promise<SetupResult> {
   if (node != null) {
@@ -228,6 +245,9 @@ async function setup (args: { listen: boolean, store: StoreSpec, node?: NodeSpec
   }
   store = new CountingBlockstore(inner)
   node = await createBenchNode({ blockstore: store, listen: args.listen, ...args.node })
+  bitswapCounts = bitswapCounter(node)
+  bitswapAtMark = undefined
+  brokerAtMark = undefined
   const port = node.libp2p.getMultiaddrs().map(ma => Number(/\/tcp\/(\d+)/.exec(ma.toString())?.[1] ?? 0)).find(p => p > 0)
   const spoken = node.libp2p.getProtocols()
   return { peerId: node.libp2p.peerId.toString(), port, storeBlocks, protocols: [BITSWAP_PROTOCOL, PROTOCOL_ID].filter(p => spoken.includes(p)) }
@@ -312,6 +332,8 @@ async function report (args: { root?: string }): Promise<Report> {
     newBlocks: s.newBlocks,
     newBytes: s.newBytes,
     duplicatePuts: s.duplicatePuts,
+    bitswap: bitswapCounts == null || bitswapAtMark == null ? undefined : since(bitswapCounts, bitswapAtMark),
+    broker: node == null || brokerAtMark == null ? undefined : since(node.carMirror.stats().broker, brokerAtMark),
     verify
   }
 }
@@ -321,6 +343,7 @@ async function teardown (): Promise<void> {
   const n = node
   node = undefined
   store = undefined
+  bitswapCounts = undefined
   if (n != null) {
     await Promise.race([n.stop(), new Promise(resolve => setTimeout(resolve, 10_000))])
   }
@@ -335,6 +358,8 @@ const handlers: Record<string, (args: any) => Promise<unknown>> = {
   connect,
   waitPeer: async (args: { peerId: string, protocols?: string[] }) => { await waitForPeer(args.peerId, args.protocols) },
   mark: async () => {
+    bitswapAtMark = bitswapCounts == null ? undefined : { ...bitswapCounts }
+    brokerAtMark = node == null ? undefined : { ...node.carMirror.stats().broker }
     globalThis.gc?.()
     sampler.start()
     return { rss: sampler.baselineRss }
