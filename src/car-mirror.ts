@@ -309,7 +309,7 @@ export class DefaultCarMirror implements CarMirror {
 
   private async pullFrom (peer: PeerTarget, receiver: ReceiverSession, options: TransferOptions, signal: AbortSignal, stats: TransferStats): Promise<void> {
     const request = await receiver.pullRequest({ signal })
-    const { framed } = await this.open(peer, signal)
+    const { framed } = await this.open(peer, signal, options.onProgress)
     try {
       await runReceiver(framed, receiver, { signal, first: [request], maxCidsPerMessage: this.init.maxCidsPerMessage, ...this.progress(options, stats) })
     } finally {
@@ -401,7 +401,7 @@ export class DefaultCarMirror implements CarMirror {
 
   /** Pushes the DAG under `rootList` to one peer */
   private async pushTo (peer: PeerTarget, rootList: CID[], bloom: BloomFilter | undefined, options: TransferOptions, signal: AbortSignal, stats: TransferStats): Promise<void> {
-    const { framed, remotePeer } = await this.open(peer, signal)
+    const { framed, remotePeer } = await this.open(peer, signal, options.onProgress)
     // a push that broke off after the server accepted it resumes: nothing
     // goes out before the server's first status says what it holds
     const resumeKey = `${remotePeer}/${rootList.join(',')}`
@@ -699,8 +699,9 @@ export class DefaultCarMirror implements CarMirror {
     await failSession(framed, new SessionRefusedError(reason), 'refused')
   }
 
-  private async open (peer: PeerTarget, signal: AbortSignal): Promise<{ framed: FramedStream, remotePeer: PeerId }> {
-    const connection = await this.components.libp2p.dial(peer, { signal })
+  private async open (peer: PeerTarget, signal: AbortSignal, onProgress?: TransferOptions['onProgress']): Promise<{ framed: FramedStream, remotePeer: PeerId }> {
+    // libp2p's dial progress events (connection:open, dial-queue:...) reach the caller's onProgress too
+    const connection = await this.components.libp2p.dial(peer, { signal, onProgress })
     // the protocol name goes out with the first frame: no round trip of its own
     const stream = await connection.newStream(this.protocol, { signal, runOnLimitedConnection: this.init.runOnLimitedConnection ?? false, negotiateFully: false })
     return { framed: this.frame(stream), remotePeer: connection.remotePeer }

@@ -35,7 +35,7 @@ import type { ReceiveOutcome } from './core/frontier.ts'
 import type { BlockDecoder, LoadCodec } from './core/links.ts'
 import type { LoadHasher } from './core/verify.ts'
 import type { Helia, HeliaMixin, Pins, Routing } from '@helia/interface'
-import type { AbortOptions, ComponentLogger, Libp2p, Metrics, PeerId } from '@libp2p/interface'
+import type { AbortOptions, ComponentLogger, Libp2p, Metrics, OpenConnectionProgressEvents, PeerId } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Blockstore } from 'interface-blockstore'
 import type { CID } from 'multiformats/cid'
@@ -66,6 +66,7 @@ export interface StatusProgress {
 }
 
 export type CarMirrorProgressEvents =
+  | OpenConnectionProgressEvents
   | ProgressEvent<'car-mirror:block:sent', BlockProgress>
   | ProgressEvent<'car-mirror:block:received', ReceivedBlockProgress>
   | ProgressEvent<'car-mirror:status:sent', StatusProgress>
