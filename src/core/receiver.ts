@@ -183,7 +183,8 @@ export class ReceiverSession {
       return undefined
     }
     this.rootsAnnounced = true
-    const status = this.bloomStatus(true) ?? this.emptyStatus(null)
+    // a store Bloom already sent holds everything held: leave it in place (no bb); otherwise a Bloom or a clear
+    const status = this.storeBloomSent ? this.emptyStatus() : this.bloomStatus(true) ?? this.emptyStatus(null)
     status.rootsHeld = true
     return status
   }

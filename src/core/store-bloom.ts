@@ -84,7 +84,8 @@ export class StoreBloom {
           await this.yielder.maybeYield(signal)
         }
       }
-      if (!fits || !this.fits(items.length)) {
+      // an empty store has nothing to skip: the usual greeting (a clear) says so in two bytes
+      if (!fits || items.length === 0 || !this.fits(items.length)) {
         return undefined
       }
       const capacity = items.length * 2 + 64
