@@ -309,9 +309,13 @@ export class DefaultCarMirror implements CarMirror {
 
   private async pullFrom (peer: PeerTarget, receiver: ReceiverSession, options: TransferOptions, signal: AbortSignal, stats: TransferStats): Promise<void> {
     const request = await receiver.pullRequest({ signal })
-    const { framed } = await this.open(peer, signal, options.onProgress)
+    const { framed, remotePeer } = await this.open(peer, signal, options.onProgress)
     try {
       await runReceiver(framed, receiver, { signal, first: [request], maxCidsPerMessage: this.init.maxCidsPerMessage, ...this.progress(options, stats) })
+      // the next version pushed back to this peer is likely built on what came from it
+      if (receiver.complete && (options as PullOptions).shallow !== true) {
+        this.recentRoots.remember(remotePeer.toString(), receiver.roots)
+      }
     } finally {
       this.collect(stats, framed, undefined, receiver)
     }
@@ -400,8 +404,11 @@ export class DefaultCarMirror implements CarMirror {
   }
 
   /** Pushes the DAG under `rootList` to one peer */
-  private async pushTo (peer: PeerTarget, rootList: CID[], bloom: BloomFilter | undefined, options: TransferOptions, signal: AbortSignal, stats: TransferStats): Promise<void> {
+  private async pushTo (peer: PeerTarget, rootList: CID[], hintedBloom: BloomFilter | undefined, options: TransferOptions, signal: AbortSignal, stats: TransferStats): Promise<void> {
     const { framed, remotePeer } = await this.open(peer, signal, options.onProgress)
+    // no hints given: the roots last exchanged with this peer are likely the previous version, which both hold
+    const hints = (options.hints ?? []).length > 0 ? options.hints ?? [] : this.recentRoots.of(remotePeer.toString())
+    const bloom = hints === options.hints ? hintedBloom : await this.hintBloom(hints, signal)
     // a push that broke off after the server accepted it resumes: nothing
     // goes out before the server's first status says what it holds
     const resumeKey = `${remotePeer}/${rootList.join(',')}`
@@ -413,8 +420,9 @@ export class DefaultCarMirror implements CarMirror {
       coldCallBytes: this.init.coldCallBytes ?? DEFAULT_COLD_CALL_BYTES
     })
     try {
-      await runSender(framed, sender, { signal, first: [{ type: 'push', roots: rootList, hints: options.hints ?? [] }], maxCidsPerMessage: this.init.maxCidsPerMessage, ...this.progress(options, stats) })
+      await runSender(framed, sender, { signal, first: [{ type: 'push', roots: rootList, hints }], maxCidsPerMessage: this.init.maxCidsPerMessage, ...this.progress(options, stats) })
       this.interruptedPushes.delete(resumeKey)
+      this.recentRoots.remember(remotePeer.toString(), rootList)
     } catch (err) {
       this.forgetOldInterruptions()
       if (sender.counters.statusesReceived > 0 && RESUMABLE_FAILURES.has((err as Error).name)) {

@@ -8,6 +8,7 @@ import { cborBlock, keys, rawBlock } from './fixtures/dag.ts'
 import { TREE_V1, TREE_V2, addLargeFile, addTree, allBlocks, cborDag, dagBlocks, difference, fileContent, heldOf, holdsExactly, putBlocks, pseudoRandomBytes, totalBytes, verifiesSha256 } from './fixtures/dags.ts'
 import { testNodes } from './fixtures/nodes.ts'
 import { rejection } from './fixtures/rejection.ts'
+import { firstMessage, scriptServer } from './hostile/helpers.ts'
 import type { CarMirrorProgressEvents, TransferStats } from '../src/index.ts'
 import type { Block } from './fixtures/dag.ts'
 import type { TestNode, TestNodeOptions } from './fixtures/nodes.ts'
@@ -574,6 +575,30 @@ describe('CarMirror over libp2p', function () {
       }
       expect(await greetingBloom(stranger, v2)).to.equal(0)
       expect(await greetingBloom(client, v3)).to.be.above(0)
+    })
+
+    it('a push without hints names, as hints, the roots last pulled from or pushed to that peer; to a new peer, none', async () => {
+      const server = await node()
+      const client = await node()
+      const stranger = await node()
+      const v1 = await addTree(server, TREE_V1)
+      await client.carMirror.pull(addr(server), v1)
+      const v2 = await addTree(client, TREE_V2)
+      await addTree(stranger, TREE_V2)
+      // the server now only records what each push names, and refuses it
+      const named: CID[][] = []
+      await scriptServer(server, async (framed) => {
+        const first = await firstMessage(framed)
+        if (first.type === 'push') {
+          named.push(first.hints)
+        }
+        await framed.write({ type: 'error', code: 'refused', message: 'recording only', cids: [] })
+        await framed.closeWrite()
+      })
+
+      expect(await rejection(client.carMirror.push(addr(server), v2))).to.be.an.instanceOf(SessionRefusedError)
+      expect(await rejection(stranger.carMirror.push(addr(server), v2))).to.be.an.instanceOf(SessionRefusedError)
+      expect(named.map(hints => hints.map(String))).to.deep.equal([[v1.toString()], []])
     })
 
     describe('warm', () => {
