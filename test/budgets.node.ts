@@ -7,11 +7,12 @@
 import { prometheusMetrics } from '@libp2p/prometheus-metrics'
 import { expect } from 'aegir/chai'
 import { register } from 'prom-client'
+import { encodeLength } from '../src/transport/framed-stream.ts'
 import { identityCborBlock } from './fixtures/dag.ts'
 import { TREE_V1, addLargeFile, addTree, cborDag, putBlocks } from './fixtures/dags.ts'
 import { testNodes } from './fixtures/nodes.ts'
 import { randomCid } from './hostile/attacks/dags.ts'
-import { eventually, openFramed, readUntilEnd } from './hostile/helpers.ts'
+import { eventually, openFramed, readUntilEnd, sendRaw } from './hostile/helpers.ts'
 import type { CarMirrorStats } from '../src/index.ts'
 import type { TestNode } from './fixtures/nodes.ts'
 import type { FramedStream } from '../src/transport/framed-stream.ts'
@@ -162,6 +163,21 @@ describe('node-wide budgets', () => {
     // and everything is given back, the large-frame slot too
     await eventually(() => Object.values(server.carMirror.stats().budgets).every(({ used }) => used === 0))
     expectAllReturned(server.carMirror.stats())
+  })
+
+  it('counts a frame still arriving against the buffer budget, and gives it back when the stream ends', async () => {
+    const server = await node({ budgets: { bufferedBytes: 1024 } })
+    const client = await node()
+    const framed = await openFramed(client, server)
+    // a 900 KB frame is announced and 100 KB of it sent; the rest never comes
+    await sendRaw(framed.stream, encodeLength(900_000), { signal: AbortSignal.timeout(2000) })
+    await sendRaw(framed.stream, new Uint8Array(100_000), { signal: AbortSignal.timeout(2000) })
+    // what arrived is charged although no whole frame did: the stream stops reading past the budget
+    expect(await eventually(() => server.carMirror.stats().budgets.bufferedBytes.used > 1024)).to.be.true()
+    expect(server.carMirror.stats().budgets.bufferedBytes.used).to.be.at.most(100_000 + 4)
+    framed.abort(new Error('done'))
+    expect(await eventually(() => server.carMirror.stats().sessions.inbound === 0)).to.be.true()
+    expect(await eventually(() => server.carMirror.stats().budgets.bufferedBytes.used === 0)).to.be.true()
   })
 
   it('publishes budgets and sessions as libp2p metrics', async () => {

@@ -20,6 +20,9 @@ export class Budget {
   readonly limit: number
   private usedAmount = 0
   private readonly waiters: Array<() => void> = []
+  /** Takers let through one per macrotask by `whenAvailableInTurn` */
+  private readonly turns: Array<() => void> = []
+  private turnScheduled = false
   /**
    * Called whenever a taker starts waiting: the node may free what stalled
    * sessions hold (see CarMirror's eviction)
@@ -81,6 +84,40 @@ export class Budget {
     while (this.exhausted) {
       await this.nextRelease(signal)
     }
+  }
+
+  /**
+   * Waits until the budget is no longer used up, then for a turn: waiters get
+   * one turn per macrotask, first come first served, and each only while the
+   * budget still has room (it waits again otherwise). Paused streams resume
+   * one at a time this way, so the frames each one had buffered are counted
+   * before the next resumes, instead of all of them overshooting at once.
+   */
+  async whenAvailableInTurn (): Promise<void> {
+    while (true) {
+      await this.whenAvailable()
+      await new Promise<void>(resolve => {
+        this.turns.push(resolve)
+        this.scheduleTurn()
+      })
+      if (!this.exhausted) {
+        return
+      }
+    }
+  }
+
+  private scheduleTurn (): void {
+    if (this.turnScheduled) {
+      return
+    }
+    this.turnScheduled = true
+    nextMacrotask(() => {
+      this.turnScheduled = false
+      this.turns.shift()?.()
+      if (this.turns.length > 0) {
+        this.scheduleTurn()
+      }
+    })
   }
 
   /** Resolves at the next `release` */

@@ -28,6 +28,11 @@ export class FrameDecoder {
     this.maxLength = maxLength
   }
 
+  /** Bytes received that do not make a whole frame yet (a length prefix, part of a body) */
+  get pendingBytes (): number {
+    return this.buffer.byteLength
+  }
+
   /**
    * @throws {ProtocolError} for a length prefix longer than 9 bytes or not minimal (ending in a 0x00 byte after others)
    * @throws {LimitExceededError} for a frame longer than the limit

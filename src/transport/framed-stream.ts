@@ -84,6 +84,8 @@ export class FramedStream {
   private readonly decoder: FrameDecoder
   private readonly frames: Uint8ArrayList[] = []
   private queuedBytes = 0
+  /** Bytes of the frame still arriving that are charged to the buffer budget */
+  private partialCharged = 0
   private readonly highWaterMark: number
   private paused = false
   private ended = false
@@ -145,6 +147,7 @@ export class FramedStream {
         this.interrupt(err as Error)
         return
       }
+      this.chargePartialFrame()
       if (this.queuedBytes > this.highWaterMark && !this.paused) {
         this.paused = true
         stream.pause()
@@ -429,7 +432,8 @@ export class FramedStream {
       this.paused = true
       this.stream.pause()
     }
-    budget.whenAvailable().then(() => {
+    // one paused stream resumes per turn, each while there is room: a resumed stream hands over what it buffered at once
+    budget.whenAvailableInTurn().then(() => {
       this.waitingForBudget = false
       if (this.paused && this.queuedBytes < this.highWaterMark / 2 && !this.ended) {
         this.paused = false
@@ -451,10 +455,29 @@ export class FramedStream {
     }
   }
 
+  /**
+   * Keeps the part of a frame still arriving charged to the buffer budget,
+   * so a stream stops reading once the node's budget is used up, not only
+   * after a whole frame (up to 1 MiB for each stream) has arrived
+   */
+  private chargePartialFrame (): void {
+    const pending = this.decoder.pendingBytes
+    if (pending > this.partialCharged) {
+      this.bufferBudget?.force(pending - this.partialCharged)
+    } else if (pending < this.partialCharged) {
+      this.bufferBudget?.release(this.partialCharged - pending)
+    }
+    this.partialCharged = pending
+  }
+
   /** Gives the buffer budget back for frames that will never be read: call when the session is over */
   releaseFrames (): void {
     if (this.queuedBytes > 0) {
       this.bufferBudget?.release(this.queuedBytes)
+    }
+    if (this.partialCharged > 0) {
+      this.bufferBudget?.release(this.partialCharged)
+      this.partialCharged = 0
     }
     this.frames.length = 0
     this.queuedBytes = 0

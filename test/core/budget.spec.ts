@@ -1,0 +1,53 @@
+import { expect } from 'aegir/chai'
+import { Budget } from '../../src/core/budget.ts'
+
+/** Lets several macrotasks run */
+async function settle (turns: number = 10): Promise<void> {
+  for (let i = 0; i < turns; i++) {
+    await new Promise(resolve => setTimeout(resolve, 0))
+  }
+}
+
+describe('core/budget', () => {
+  it('whenAvailableInTurn lets waiters through one per turn, each only while there is room: the overshoot is one taker\'s burst', async () => {
+    const budget = new Budget('bufferedBytes', 10)
+    budget.force(20)
+    let through = 0
+    // five paused streams, each handing over 6 units of buffered frames when it resumes
+    const streams = Array.from({ length: 5 }, async () => {
+      await budget.whenAvailableInTurn()
+      through++
+      budget.force(6)
+    })
+    await settle()
+    expect(through).to.equal(0)
+
+    budget.release(20)
+    await settle()
+    // the first resumes (6), the second still finds room (12), the rest find the budget used up and wait
+    expect(through).to.equal(2)
+    expect(budget.used).to.equal(12)
+
+    budget.release(12)
+    await settle()
+    expect(through).to.equal(4)
+    budget.release(12)
+    await Promise.all(streams)
+    expect(through).to.equal(5)
+  })
+
+  it('whenAvailable, by contrast, lets every waiter through at once', async () => {
+    const budget = new Budget('bufferedBytes', 10)
+    budget.force(20)
+    let through = 0
+    const streams = Array.from({ length: 5 }, async () => {
+      await budget.whenAvailable()
+      through++
+      budget.force(6)
+    })
+    budget.release(20)
+    await Promise.all(streams)
+    expect(through).to.equal(5)
+    expect(budget.used).to.equal(30)
+  })
+})
