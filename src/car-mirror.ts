@@ -238,7 +238,7 @@ export class DefaultCarMirror implements CarMirror {
     if (options.pin === true && this.components.pins == null) {
       throw new PinningUnavailableError('pull(..., { pin: true }) needs Helia\'s pins: use withCarMirror() or the carMirror() mixin, or pass `pins` to createCarMirror')
     }
-    return this.session(options, async (signal, stats) => {
+    return this.session('pull', options, async (signal, stats) => {
       await this.mirrorInto(peer, rootList, options, signal, stats)
       if (options.pin === true) {
         await this.pin(rootList, signal)
@@ -292,6 +292,7 @@ export class DefaultCarMirror implements CarMirror {
             : `None of the ${errors.length} provider(s) tried could serve ${rootList[0]}`, errors)
         }
         try {
+          this.log('pull of %s from %s', rootList[0], targetKey(next))
           await this.pullFrom(next, receiver, options, signal, stats)
           return
         } catch (err) {
@@ -377,7 +378,7 @@ export class DefaultCarMirror implements CarMirror {
     const roots = (named ? args[1] : args[0]) as CID | CID[]
     const options = ((named ? args[2] : args[1]) ?? {}) as TransferOptions & FindProvidersOptions
     const rootList = Array.isArray(roots) ? roots : [roots]
-    return this.session(options, async (signal, stats) => {
+    return this.session('push', options, async (signal, stats) => {
       const bloom = await this.hintBloom(options.hints ?? [], signal)
       if (peer != null) {
         await this.pushTo(peer, rootList, bloom, options, signal, stats)
@@ -387,6 +388,7 @@ export class DefaultCarMirror implements CarMirror {
       const errors: Error[] = []
       for await (const target of this.providersOf(options.hints?.[0] ?? rootList[0], options, signal)) {
         try {
+          this.log('push of %s to %s', rootList[0], targetKey(target))
           await this.pushTo(target, rootList, bloom, options, signal, stats)
           return
         } catch (err) {
@@ -720,7 +722,7 @@ export class DefaultCarMirror implements CarMirror {
     return new FramedStream(stream, { limits: this.limits, idleTimeout: this.init.idleTimeout ?? DEFAULT_IDLE_TIMEOUT, bufferBudget, largeFrames: this.budgets.largeFrames })
   }
 
-  private async session (options: TransferOptions, run: (signal: AbortSignal, stats: TransferStats) => Promise<void>, roots: CID[]): Promise<TransferStats> {
+  private async session (kind: 'pull' | 'push', options: TransferOptions, run: (signal: AbortSignal, stats: TransferStats) => Promise<void>, roots: CID[]): Promise<TransferStats> {
     const controller = new AbortController()
     const signal = options.signal == null ? controller.signal : AbortSignal.any([options.signal, controller.signal])
     this.outbound.add(controller)
@@ -741,7 +743,12 @@ export class DefaultCarMirror implements CarMirror {
     }
     try {
       await this.track(run(signal, stats))
+      stats.durationMs = Date.now() - started
+      this.log('%s of %s done in %d ms: %d blocks (%d bytes) received, %d sent, %d round trips, %d Bloom bytes', kind, roots[0], stats.durationMs, stats.blocksReceived, stats.blockBytesReceived, stats.blocksSent, stats.roundTrips, stats.bloomBytes)
       return stats
+    } catch (err) {
+      this.log('%s of %s failed after %d ms - %e', kind, roots[0], Date.now() - started, err)
+      throw err
     } finally {
       stats.durationMs = Date.now() - started
       this.outbound.delete(controller)
