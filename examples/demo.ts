@@ -41,7 +41,11 @@ async function createNode (name: string): Promise<DemoNode> {
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     services: { identify: identify() }
-  })), { allowPush: () => true })
+  })), {
+    allowPush: () => true,
+    // Helia's own calls (the Bitswap rows' pins.add) stay on Bitswap, so the demo compares the two
+    broker: false
+  })
   await helia.start()
   return helia
 }
