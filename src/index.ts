@@ -105,7 +105,11 @@ export interface FindProvidersOptions {
    * providers that `helia.routing.findProviders(root)` finds
    */
   providers?: PeerTarget[]
-  /** Most providers found through routing that are tried; default DEFAULT_MAX_ROUTED_PROVIDERS (3) */
+  /**
+   * Most providers found through routing that are tried
+   *
+   * @default 3 (DEFAULT_MAX_ROUTED_PROVIDERS)
+   */
   maxRoutedProviders?: number
 }
 
@@ -142,88 +146,198 @@ export interface AuthorizeSession {
 }
 
 export interface CarMirrorInit {
-  /** Protocol id to serve and dial; default PROTOCOL_ID */
+  /**
+   * Protocol id to serve and dial
+   *
+   * @default '/car-mirror/stream/1.0.0' (PROTOCOL_ID)
+   */
   protocol?: string
-  /** Who may pull; default everyone */
+  /**
+   * Who may pull
+   *
+   * @default everyone
+   */
   allowPull?: AuthorizeSession
-  /** Who may push; default nobody (pushers get a SessionRefusedError) */
+  /**
+   * Who may push (a refused pusher gets a SessionRefusedError)
+   *
+   * @default nobody
+   */
   allowPush?: AuthorizeSession
-  /** Most block bytes an allowed push may write; default DEFAULT_MAX_PUSH_BYTES (1 GiB) */
+  /**
+   * Most block bytes an allowed push may write
+   *
+   * @default 1 GiB (DEFAULT_MAX_PUSH_BYTES)
+   */
   pushQuota?(peer: PeerId, roots: CID[]): number | Promise<number>
-  /** Most roots one session may name; default DEFAULT_MAX_ROOTS */
+  /**
+   * Most roots one session may name
+   *
+   * @default 1,000 (DEFAULT_MAX_ROOTS)
+   */
   maxRoots?: number
-  /** Most sessions served at once; default DEFAULT_MAX_SESSIONS */
+  /**
+   * Most sessions served at once
+   *
+   * @default 256 (DEFAULT_MAX_SESSIONS)
+   */
   maxSessions?: number
-  /** Most sessions served at once for one peer; default DEFAULT_MAX_SESSIONS_PER_PEER */
+  /**
+   * Most sessions served at once for one peer
+   *
+   * @default 32 (DEFAULT_MAX_SESSIONS_PER_PEER)
+   */
   maxSessionsPerPeer?: number
-  /** Most sessions served at once for one remote IP address; default DEFAULT_MAX_SESSIONS_PER_ADDRESS */
+  /**
+   * Most sessions served at once for one remote IP address
+   *
+   * @default 128 (DEFAULT_MAX_SESSIONS_PER_ADDRESS)
+   */
   maxSessionsPerAddress?: number
   /**
    * An inbound session that makes no progress (no block sent or stored, no
-   * new wants) for this long is ended, whatever frames its peer sends, ms;
-   * default DEFAULT_STALL_TIMEOUT
+   * new wants) for this long is ended, whatever frames its peer sends, ms
+   *
+   * @default 120,000 ms (DEFAULT_STALL_TIMEOUT)
    */
   stallTimeout?: number
   /**
    * When session slots run out, the session without progress for longest is
-   * evicted if that has lasted this long, ms; default DEFAULT_EVICT_AFTER
+   * evicted if that has lasted this long, ms
+   *
+   * @default 1,000 ms (DEFAULT_EVICT_AFTER)
    */
   evictAfter?: number
   /** Node-wide budgets; see {@link BudgetInit} */
   budgets?: BudgetInit
-  /** Most blocks a sender reads to check that wants lie in the DAG; default DEFAULT_MAX_CHECK_BLOCKS */
+  /**
+   * Most blocks a sender reads to check that wants lie in the DAG
+   *
+   * @default 1,000,000 (DEFAULT_MAX_CHECK_BLOCKS)
+   */
   maxCheckBlocks?: number
-  /** Most blocks a push server walks under a push's hints; default DEFAULT_MAX_HINT_BLOCKS */
+  /**
+   * Most blocks a push server walks under a push's hints
+   *
+   * @default 100,000 (DEFAULT_MAX_HINT_BLOCKS)
+   */
   maxHintBlocks?: number
-  /** Most held blocks a receiver walks to find what it holds; default DEFAULT_MAX_EXPLORE_BLOCKS */
+  /**
+   * Most held blocks a receiver walks to find what it holds
+   *
+   * @default 1,000,000 (DEFAULT_MAX_EXPLORE_BLOCKS)
+   */
   maxExploreBlocks?: number
-  /** Most wants a receiver keeps at once in one session; default DEFAULT_MAX_WANTS */
+  /**
+   * Most wants a receiver keeps at once in one session
+   *
+   * @default 100,000 (DEFAULT_MAX_WANTS)
+   */
   maxWants?: number
-  /** Most links one received block may have; default DEFAULT_MAX_LINKS_PER_BLOCK */
+  /**
+   * Most links one received block may have
+   *
+   * @default 10,000 (DEFAULT_MAX_LINKS_PER_BLOCK)
+   */
   maxLinksPerBlock?: number
-  /** Most received blocks a session tolerates that it never asked for; default DEFAULT_MAX_UNREQUESTED_BLOCKS */
+  /**
+   * Most received blocks a session tolerates that it never asked for
+   *
+   * @default 16 (DEFAULT_MAX_UNREQUESTED_BLOCKS)
+   */
   maxUnrequestedBlocks?: number
-  /** Most straggler rounds a session runs before it gives up; default DEFAULT_MAX_STRAGGLER_ROUNDS */
+  /**
+   * Most straggler rounds a session runs before it gives up
+   *
+   * @default 100 (DEFAULT_MAX_STRAGGLER_ROUNDS)
+   */
   maxStragglerRounds?: number
-  /** Largest block sent or accepted, bytes; default DEFAULT_MAX_BLOCK_SIZE (2 MiB) */
+  /**
+   * Largest block sent or accepted, bytes
+   *
+   * @default 2 MiB (DEFAULT_MAX_BLOCK_SIZE)
+   */
   maxBlockSize?: number
-  /** Largest Bloom filter accepted, bytes; default DEFAULT_MAX_BLOOM_BYTES */
+  /**
+   * Largest Bloom filter accepted, bytes
+   *
+   * @default 1 MiB (DEFAULT_MAX_BLOOM_BYTES)
+   */
   maxBloomBytes?: number
-  /** Most hash functions a received Bloom may use; default DEFAULT_MAX_BLOOM_HASH_COUNT */
+  /**
+   * Most hash functions a received Bloom may use
+   *
+   * @default 64 (DEFAULT_MAX_BLOOM_HASH_COUNT)
+   */
   maxBloomHashCount?: number
-  /** Most CIDs in one control message; default DEFAULT_MAX_CIDS_PER_MESSAGE */
+  /**
+   * Most CIDs in one control message
+   *
+   * @default 10,000 (DEFAULT_MAX_CIDS_PER_MESSAGE)
+   */
   maxCidsPerMessage?: number
-  /** A local store of at most this many blocks goes into a pull's Bloom whole; 0 turns it off. Default DEFAULT_SMALL_STORE_BLOCKS */
+  /**
+   * A local store of at most this many blocks goes into a pull's Bloom whole; 0 turns it off
+   *
+   * @default 100,000 (DEFAULT_SMALL_STORE_BLOCKS)
+   */
   smallStoreBlocks?: number
   /**
    * Largest Bloom of its whole store a push server sends as its greeting to
    * a push that names no hints, so the client skips what the server holds
    * (the store is listed at most once a minute; a larger store gets the
    * usual Bloom of what it holds under the roots). It shows an allowed
-   * pusher which blocks the store holds; 0 turns it off. Default
-   * DEFAULT_STORE_BLOOM_BYTES (64 KiB: about 10,000 blocks)
+   * pusher which blocks the store holds; 0 turns it off.
+   *
+   * @default 64 KiB, about 10,000 blocks (DEFAULT_STORE_BLOOM_BYTES)
    */
   storeBloomBytes?: number
-  /** Block bytes a push sends before the server's first status (its Bloom); default DEFAULT_COLD_CALL_BYTES (1 MiB) */
+  /**
+   * Block bytes a push sends before the server's first status (its Bloom)
+   *
+   * @default 1 MiB (DEFAULT_COLD_CALL_BYTES)
+   */
   coldCallBytes?: number
-  /** Block reads a sender keeps in flight; default DEFAULT_READ_AHEAD */
+  /**
+   * Block reads a sender keeps in flight
+   *
+   * @default 16 (DEFAULT_READ_AHEAD)
+   */
   readAhead?: number
-  /** A stream with no traffic for this long is aborted, ms; default DEFAULT_IDLE_TIMEOUT */
+  /**
+   * A stream with no traffic for this long is aborted, ms
+   *
+   * @default 60,000 ms (DEFAULT_IDLE_TIMEOUT)
+   */
   idleTimeout?: number
+  /**
+   * Most CAR Mirror streams a remote peer may open on one connection at once
+   *
+   * @default 32 (DEFAULT_MAX_INBOUND_STREAMS)
+   */
   maxInboundStreams?: number
+  /**
+   * Most CAR Mirror streams this node opens on one connection at once
+   *
+   * @default 32 (DEFAULT_MAX_OUTBOUND_STREAMS)
+   */
   maxOutboundStreams?: number
   /**
    * Serve and open CAR Mirror streams on limited connections too (such as
-   * circuit relay v2 ones, which cap bytes and time); default false, as
-   * libp2p does
+   * circuit relay v2 ones, which cap bytes and time), which libp2p does not
+   * by default
+   *
+   * @default false
    */
   runOnLimitedConnection?: boolean
   /**
    * Add the `car-mirror` block broker to the Helia node (`withCarMirror` and
    * the `carMirror()` mixin), so blocks Helia fetches (`pins.add`,
    * `@helia/unixfs`, sessions) come over CAR Mirror, and make
-   * `helia.pins.add(root)` pull the whole DAG in one CAR Mirror pull before
-   * it pins. Default true.
+   * `helia.pins.add(root)` fetch the whole DAG in one CAR Mirror pull,
+   * pinning each block as it is verified
+   *
+   * @default true
    */
   broker?: boolean
   /** Decoders for codecs beyond dag-pb, raw, dag-cbor and dag-json */
@@ -242,21 +356,53 @@ export interface CarMirrorInit {
  * with a `limit` error.
  */
 export interface BudgetInit {
-  /** Bytes of received frames waiting to be handled; streams pause above it. Default DEFAULT_BUFFERED_BYTES_BUDGET (32 MiB) */
+  /**
+   * Bytes of received frames waiting to be handled; streams pause above it
+   *
+   * @default 32 MiB (DEFAULT_BUFFERED_BYTES_BUDGET)
+   */
   bufferedBytes?: number
-  /** Bytes of Bloom filters that senders hold; default DEFAULT_BLOOM_BYTES_BUDGET (64 MiB) */
+  /**
+   * Bytes of Bloom filters that senders hold
+   *
+   * @default 64 MiB (DEFAULT_BLOOM_BYTES_BUDGET)
+   */
   bloomBytes?: number
-  /** Wants queued at senders or in the pass under way; default DEFAULT_QUEUED_WANTS_BUDGET (200,000) */
+  /**
+   * Wants queued at senders or in the pass under way
+   *
+   * @default 200,000 (DEFAULT_QUEUED_WANTS_BUDGET)
+   */
   queuedWants?: number
-  /** Bytes of blocks read ahead of streams (each session's block being written counts too); default DEFAULT_READ_AHEAD_BYTES_BUDGET (32 MiB) */
+  /**
+   * Bytes of blocks read ahead of streams (each session's block being written counts too)
+   *
+   * @default 32 MiB (DEFAULT_READ_AHEAD_BYTES_BUDGET)
+   */
   readAheadBytes?: number
-  /** Wants pending at receivers; default DEFAULT_PENDING_WANTS_BUDGET (500,000) */
+  /**
+   * Wants pending at receivers
+   *
+   * @default 500,000 (DEFAULT_PENDING_WANTS_BUDGET)
+   */
   pendingWants?: number
-  /** CIDs held by walks: indexed to check wants, or queued by senders' walks; default DEFAULT_INDEXED_CIDS_BUDGET (500,000) */
+  /**
+   * CIDs held by walks: indexed to check wants, or queued by senders' walks
+   *
+   * @default 500,000 (DEFAULT_INDEXED_CIDS_BUDGET)
+   */
   indexedCids?: number
-  /** Local walks (want checks, hint walks) at once; default DEFAULT_LOCAL_WALKS (2) */
+  /**
+   * Local walks (want checks, hint walks) at once
+   *
+   * @default 2 (DEFAULT_LOCAL_WALKS)
+   */
   localWalks?: number
-  /** Received control frames over 16 KiB (long CID lists) decoded and taken in at once; default DEFAULT_LARGE_FRAMES (1) */
+  /**
+   * Received control frames over 16 KiB (long CID lists) decoded and taken in at once
+   *
+   * @default 1 (DEFAULT_LARGE_FRAMES)
+   */
   largeFrames?: number
 }
 
