@@ -226,12 +226,7 @@ export class DefaultCarMirror implements CarMirror {
   async pull (peer: PeerTarget, roots: CID | CID[], options?: PullOptions): Promise<TransferStats>
   async pull (roots: CID | CID[], options?: PullOptions & FindProvidersOptions): Promise<TransferStats>
   async pull (...args: [PeerTarget, CID | CID[], PullOptions?] | [CID | CID[], BrokerPullOptions?]): Promise<TransferStats> {
-    // pull(peer, roots, options) has roots second; pull(roots, options) an options object
-    const named = isRoots(args[1])
-    const peer = named ? args[0] as PeerTarget : undefined
-    const roots = (named ? args[1] : args[0]) as CID | CID[]
-    const options = ((named ? args[2] : args[1]) ?? {}) as BrokerPullOptions
-    const rootList = Array.isArray(roots) ? roots : [roots]
+    const { peer, rootList, options } = transferArgs<BrokerPullOptions>(args)
     if (options.pin === true && options.shallow === true) {
       throw new InvalidParametersError('pull(..., { shallow: true }) fetches the roots\' blocks only: it cannot pin their DAGs')
     }
@@ -287,9 +282,7 @@ export class DefaultCarMirror implements CarMirror {
         }
         const next = peer ?? (await targets?.next())?.value
         if (next == null) {
-          throw new NoProviderError(errors.length === 0
-            ? `No peer that speaks CAR Mirror was given, connected or found for ${rootList[0]}`
-            : `None of the ${errors.length} provider(s) tried could serve ${rootList[0]}`, errors)
+          throw noProvider(`a pull of ${rootList[0]}`, errors)
         }
         try {
           this.log('pull of %s from %s', rootList[0], targetKey(next))
@@ -373,11 +366,7 @@ export class DefaultCarMirror implements CarMirror {
   async push (peer: PeerTarget, roots: CID | CID[], options?: TransferOptions): Promise<TransferStats>
   async push (roots: CID | CID[], options?: TransferOptions & FindProvidersOptions): Promise<TransferStats>
   async push (...args: [PeerTarget, CID | CID[], TransferOptions?] | [CID | CID[], (TransferOptions & FindProvidersOptions)?]): Promise<TransferStats> {
-    const named = isRoots(args[1])
-    const peer = named ? args[0] as PeerTarget : undefined
-    const roots = (named ? args[1] : args[0]) as CID | CID[]
-    const options = ((named ? args[2] : args[1]) ?? {}) as TransferOptions & FindProvidersOptions
-    const rootList = Array.isArray(roots) ? roots : [roots]
+    const { peer, rootList, options } = transferArgs<TransferOptions & FindProvidersOptions>(args)
     return this.session('push', options, async (signal, stats) => {
       const bloom = await this.hintBloom(options.hints ?? [], signal)
       if (peer != null) {
@@ -399,9 +388,7 @@ export class DefaultCarMirror implements CarMirror {
           errors.push(err as Error)
         }
       }
-      throw new NoProviderError(errors.length === 0
-        ? `No peer that speaks CAR Mirror was given, connected or found for a push of ${rootList[0]}`
-        : `None of the ${errors.length} peer(s) tried took the push of ${rootList[0]}`, errors)
+      throw noProvider(`a push of ${rootList[0]}`, errors)
     }, rootList)
   }
 
@@ -881,6 +868,27 @@ function evictionVictim (members: InboundSession[], peer: string, now: number, e
 function addressOf (remoteAddr: Multiaddr, peer: PeerId): string {
   const ip = remoteAddr.getComponents().find(component => component.name === 'ip4' || component.name === 'ip6')
   return ip?.value ?? peer.toString()
+}
+
+/**
+ * The arguments of `pull` and `push`: `(peer, roots, options?)` has the roots
+ * second; `(roots, options?)` names no peer
+ */
+function transferArgs<O> (args: unknown[]): { peer?: PeerTarget, rootList: CID[], options: O } {
+  const named = isRoots(args[1])
+  const roots = (named ? args[1] : args[0]) as CID | CID[]
+  return {
+    peer: named ? args[0] as PeerTarget : undefined,
+    rootList: Array.isArray(roots) ? roots : [roots],
+    options: ((named ? args[2] : args[1]) ?? {}) as O
+  }
+}
+
+/** The error of a transfer that named no peer and found none that served it (`errors`: why each one tried failed) */
+function noProvider (transfer: string, errors: Error[]): NoProviderError {
+  return new NoProviderError(errors.length === 0
+    ? `No peer that speaks CAR Mirror was given, connected or found for ${transfer}`
+    : `None of the ${errors.length} peer(s) tried could serve ${transfer}`, errors)
 }
 
 /** True for a root or a list of roots (not a peer target or an options object) */
