@@ -75,11 +75,11 @@ function arrivalWalker (broker: Pick<CarMirrorBlockBroker, 'pullDag'>, log: Logg
       })
 
       const yielded = new Set<string>()
-      const node = async (cid: CID): Promise<GraphNode<T>> => {
+      const node = async (cid: CID, read?: Uint8Array): Promise<GraphNode<T>> => {
         yielded.add(cidKey(cid))
         while (true) {
           try {
-            const bytes = await readBlock(components.blockstore, cid, { signal: options.signal, offline: true })
+            const bytes = read ?? await readBlock(components.blockstore, cid, { signal: options.signal, offline: true })
             const codec = await components.getCodec(cid.code)
             return { block: createUnsafe({ cid, bytes, codec }) as GraphNode<T>['block'], depth: 0, path: [cid] }
           } catch (err) {
@@ -108,7 +108,8 @@ function arrivalWalker (broker: Pick<CarMirrorBlockBroker, 'pullDag'>, log: Logg
         log('pins.add(%s): the CAR Mirror pull failed, walking the DAG through the block brokers - %e', root, failure)
         for await (const block of walkDag(components.blockstore, [root], { signal: options.signal })) {
           if (!yielded.has(cidKey(block.cid))) {
-            yield await node(block.cid)
+            // the walk has read it already
+            yield await node(block.cid, block.bytes)
           }
         }
         return
