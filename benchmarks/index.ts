@@ -804,6 +804,14 @@ function bothRow (checker: TargetChecker, dataset: DatasetInfo, scenario: Scenar
  * brokers on one client against each alone, with the ratios the issue's
  * targets name
  */
+/** A markdown table with its title and an optional note under it; nothing when it has no rows */
+function section (rows: string[], title: string, header: string, align: string, note?: string): string[] {
+  if (rows.length === 0) {
+    return []
+  }
+  return [title, header, align, ...rows, '', ...(note == null ? [] : [note])]
+}
+
 function brokerTables (cells: Cell[], datasets: Map<DatasetName, DatasetInfo>): string {
   const checker = new TargetChecker(cells)
   const defined = (row: string | undefined): row is string => row != null
@@ -811,28 +819,11 @@ function brokerTables (cells: Cell[], datasets: Map<DatasetName, DatasetInfo>): 
   const pins = all.flatMap(d => [pinsRow(checker, d, 'cold-pull'), pinsRow(checker, d, 'warm-pull')]).filter(defined)
   const cats = all.flatMap(d => [catRow(checker, d, 'cat-path'), catRow(checker, d, 'cat-file')]).filter(defined)
   const both = all.flatMap(d => (['cold-pull', 'warm-pull', 'cat-path', 'cat-file'] as Scenario[]).map(scenario => bothRow(checker, d, scenario))).filter(defined)
-  const out: string[] = []
-  if (pins.length > 0) {
-    out.push('### pins.add over CAR Mirror\'s block broker (client: CAR Mirror broker only, names no peer)\n')
-    out.push('| dataset | scenario | delay | broker pins.add | carMirror.pull | broker: first pinned + the rest | broker / pull time | Bitswap pins.add | Bitswap / broker time | wire → receiver, broker | pull | Bitswap | DAG bytes (warm: new blocks) | broker wire / DAG | broker counters (median) |')
-    out.push('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |')
-    out.push(...pins, '')
-    out.push('"first pinned + the rest": until pins.add yields its first pinned CID (the broker pins each block as its one pull of the whole DAG verifies it), then the rest of the call (medians).\n')
-  }
-  if (cats.length > 0) {
-    out.push('### unixfs.cat: CAR Mirror broker only vs Bitswap only (cat-path: one small file by path; cat-file: the largest multi-block file whole, by its CID)\n')
-    out.push('| dataset | scenario | file | delay | blocks read | broker time | Bitswap time | broker / Bitswap time | broker wire both ways (→ receiver) | Bitswap wire both ways (→ receiver) | broker / Bitswap wire | new blocks broker / Bitswap | broker counters (median) |')
-    out.push('| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |')
-    out.push(...cats, '')
-  }
-  if (both.length > 0) {
-    out.push('### Both brokers on one client (Bitswap + CAR Mirror broker, raced by Helia for every block): duplicate bytes\n')
-    out.push('| dataset | scenario | what | delay | time, both | broker only | Bitswap only | wire → receiver, both | broker only | both − broker only (% of DAG) | late → receiver, both / broker only | both − broker only, with late (% of DAG) | DAG / file bytes | both with late / DAG | wire → sender, both | broker only | Bitswap received: blocks / block bytes | duplicate blocks / bytes (% of DAG) | broker counters, both (median) |')
-    out.push('| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |')
-    out.push(...both, '')
-    out.push('"both − broker only": the extra wire bytes to the receiver during the call over the same call with CAR Mirror\'s broker alone (medians of separate runs): Bitswap\'s duplicate blocks plus its protocol overhead (want lists are on the wire → sender). "late": wire bytes to the receiver in a pause after the call returned (two round trips + 100 ms, then until the wire is quiet for one round trip + 100 ms), when a race\'s loser may still be sending; "with late" adds them (the duplicate bytes the call caused in all). "Bitswap received": blocks in the Bitswap messages the client decoded (wanted or not), until the end of the pause. "duplicate blocks / bytes": blocks (bytes) CAR Mirror\'s pulls and Bitswap received less the new blocks (bytes) stored, until the end of the pause.\n')
-  }
-  return out.join('\n')
+  return [
+    ...section(pins, '### pins.add over CAR Mirror\'s block broker (client: CAR Mirror broker only, names no peer)\n', '| dataset | scenario | delay | broker pins.add | carMirror.pull | broker: first pinned + the rest | broker / pull time | Bitswap pins.add | Bitswap / broker time | wire → receiver, broker | pull | Bitswap | DAG bytes (warm: new blocks) | broker wire / DAG | broker counters (median) |', '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |', '"first pinned + the rest": until pins.add yields its first pinned CID (the broker pins each block as its one pull of the whole DAG verifies it), then the rest of the call (medians).\n'),
+    ...section(cats, '### unixfs.cat: CAR Mirror broker only vs Bitswap only (cat-path: one small file by path; cat-file: the largest multi-block file whole, by its CID)\n', '| dataset | scenario | file | delay | blocks read | broker time | Bitswap time | broker / Bitswap time | broker wire both ways (→ receiver) | Bitswap wire both ways (→ receiver) | broker / Bitswap wire | new blocks broker / Bitswap | broker counters (median) |', '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |'),
+    ...section(both, '### Both brokers on one client (Bitswap + CAR Mirror broker, raced by Helia for every block): duplicate bytes\n', '| dataset | scenario | what | delay | time, both | broker only | Bitswap only | wire → receiver, both | broker only | both − broker only (% of DAG) | late → receiver, both / broker only | both − broker only, with late (% of DAG) | DAG / file bytes | both with late / DAG | wire → sender, both | broker only | Bitswap received: blocks / block bytes | duplicate blocks / bytes (% of DAG) | broker counters, both (median) |', '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |', '"both − broker only": the extra wire bytes to the receiver during the call over the same call with CAR Mirror\'s broker alone (medians of separate runs): Bitswap\'s duplicate blocks plus its protocol overhead (want lists are on the wire → sender). "late": wire bytes to the receiver in a pause after the call returned (two round trips + 100 ms, then until the wire is quiet for one round trip + 100 ms), when a race\'s loser may still be sending; "with late" adds them (the duplicate bytes the call caused in all). "Bitswap received": blocks in the Bitswap messages the client decoded (wanted or not), until the end of the pause. "duplicate blocks / bytes": blocks (bytes) CAR Mirror\'s pulls and Bitswap received less the new blocks (bytes) stored, until the end of the pause.\n')
+  ].join('\n')
 }
 
 interface TargetCheck {
