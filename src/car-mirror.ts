@@ -21,7 +21,7 @@ import { failSession, runReceiver, runSender } from './transport/run-session.ts'
 import type { BloomFilter } from './core/bloom/bloom-filter.ts'
 import type { Message, MessageLimits, PullMessage } from './core/messages.ts'
 import type { ReceiverStep } from './core/receiver.ts'
-import type { BudgetName, CarMirror, CarMirrorComponents, CarMirrorInit, CarMirrorStats, FindProvidersOptions, PeerTarget, PullOptions, TransferOptions, TransferStats } from './index.ts'
+import type { BudgetName, CarMirror, CarMirrorComponents, CarMirrorInit, CarMirrorStats, FindProvidersOptions, PeerTarget, PullOptions, ServedSession, TransferOptions, TransferStats } from './index.ts'
 import type { RunOptions } from './transport/run-session.ts'
 import type { Connection, Logger, PeerId, Stream } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
@@ -565,6 +565,8 @@ export class DefaultCarMirror implements CarMirror {
     const framed = this.frame(stream, session.budgets.bufferedBytes)
     let sender: SenderSession | undefined
     let receiver: ReceiverSession | undefined
+    const started = Date.now()
+    const served: Pick<ServedSession, 'kind' | 'roots' | 'outcome' | 'error'> = { kind: 'unknown', roots: [], outcome: 'failed' }
     const admitted = this.admit(session.peer, session.address)
     if (admitted) {
       this.inbound.add(session)
@@ -580,10 +582,15 @@ export class DefaultCarMirror implements CarMirror {
         if (stream.status === 'open') {
           await untilEvent(stream, ['close'], REFUSAL_DELAY_MS, signal)
         }
+        served.outcome = 'refused'
         await this.refuse(framed, 'too many sessions')
         return
       }
       const first = await this.firstMessage(framed, signal)
+      if (first.type === 'pull' || first.type === 'push') {
+        served.kind = first.type
+        served.roots = first.roots
+      }
       if ((first.type === 'pull' || first.type === 'push') && first.roots.length === 0) {
         throw new ProtocolError(`A ${first.type} must name at least one root`)
       }
@@ -592,6 +599,7 @@ export class DefaultCarMirror implements CarMirror {
       }
       if (first.type === 'pull') {
         if (!await this.allowed(this.init.allowPull, peer, first.roots, true)) {
+          served.outcome = 'refused'
           await this.refuse(framed, `pull of ${first.roots[0]} refused`)
           return
         }
@@ -600,10 +608,12 @@ export class DefaultCarMirror implements CarMirror {
         sender = new SenderSession({ ...this.senderInit(first.roots, session.budgets), request: first, onProgress: touch })
         await runSender(framed, sender, { signal, maxCidsPerMessage: this.init.maxCidsPerMessage })
         if (sender.done) {
+          served.outcome = 'done'
           this.recentRoots.remember(session.peer, first.roots)
         }
       } else if (first.type === 'push') {
         if (!await this.allowed(this.init.allowPush, peer, first.roots, false)) {
+          served.outcome = 'refused'
           await this.refuse(framed, 'pushes are not allowed from this peer')
           return
         }
@@ -626,6 +636,7 @@ export class DefaultCarMirror implements CarMirror {
         const greeting = await receiver.pushGreeting({ signal })
         await runReceiver(framed, receiver, { signal, first: [greeting], maxCidsPerMessage: this.init.maxCidsPerMessage })
         if (receiver.complete) {
+          served.outcome = 'done'
           this.recentRoots.remember(session.peer, first.roots)
         }
       } else {
@@ -633,6 +644,7 @@ export class DefaultCarMirror implements CarMirror {
       }
     } catch (err) {
       this.log('inbound session from %p failed - %e', peer, err)
+      served.error = err as Error
       // errors before the session ran (a bad first frame, too many roots) still get an error frame
       await failSession(framed, err as Error)
     } finally {
@@ -642,6 +654,15 @@ export class DefaultCarMirror implements CarMirror {
       sender?.close()
       receiver?.close()
       framed.releaseFrames()
+      this.reportServed({
+        ...served,
+        peer,
+        blocksSent: sender?.counters.blocksSent ?? 0,
+        blockBytesSent: sender?.counters.blockBytesSent ?? 0,
+        blocksReceived: receiver?.counters.blocksReceived ?? 0,
+        blockBytesReceived: receiver?.counters.blockBytesReceived ?? 0,
+        durationMs: Date.now() - started
+      })
     }
   }
 
@@ -688,6 +709,16 @@ export class DefaultCarMirror implements CarMirror {
     } catch (err) {
       this.log.error('authorization hook failed - %e', err)
       return false
+    }
+  }
+
+  /** Hands an ended inbound session to the `onSession` hook */
+  private reportServed (session: ServedSession): void {
+    this.log('%s of %s by %p %s in %d ms: %d blocks sent, %d received', session.kind, session.roots[0], session.peer, session.outcome, session.durationMs, session.blocksSent, session.blocksReceived)
+    try {
+      this.init.onSession?.(session)
+    } catch (err) {
+      this.log.error('onSession hook failed - %e', err)
     }
   }
 

@@ -137,6 +137,28 @@ export interface TransferStats {
   durationMs: number
 }
 
+/** A session another peer opened on this node, once it has ended */
+export interface ServedSession {
+  /** What the peer asked for; 'unknown' when its first frame was neither a pull nor a push (or never came) */
+  kind: 'pull' | 'push' | 'unknown'
+  peer: PeerId
+  /** The roots its first frame named (empty when unknown) */
+  roots: CID[]
+  /**
+   * 'done': every block the peer asked for was sent, or every pushed block is
+   * held; 'refused': too many sessions, or `allowPull`/`allowPush` said no;
+   * 'failed': anything else (`error` says what)
+   */
+  outcome: 'done' | 'refused' | 'failed'
+  error?: Error
+  blocksSent: number
+  blockBytesSent: number
+  /** Blocks received and verified (a push), already held ones included */
+  blocksReceived: number
+  blockBytesReceived: number
+  durationMs: number
+}
+
 /**
  * Decides whether a peer may pull or push a DAG. A thrown error counts as
  * a refusal.
@@ -170,6 +192,20 @@ export interface CarMirrorInit {
    * @default 1 GiB (DEFAULT_MAX_PUSH_BYTES)
    */
   pushQuota?(peer: PeerId, roots: CID[]): number | Promise<number>
+  /**
+   * Called once each session another peer opened here has ended (served,
+   * refused or failed), for logs and metrics. An error it throws is logged
+   * and ignored.
+   *
+   * @example
+   *
+   * ```ts
+   * const helia = withCarMirror(node, {
+   *   onSession: s => { console.info(`${s.kind} of ${s.roots[0]} by ${s.peer}: ${s.outcome}`) }
+   * })
+   * ```
+   */
+  onSession?(session: ServedSession): void
   /**
    * Most roots one session may name
    *

@@ -9,7 +9,7 @@ import { TREE_V1, TREE_V2, addLargeFile, addTree, allBlocks, cborDag, dagBlocks,
 import { testNodes } from './fixtures/nodes.ts'
 import { rejection } from './fixtures/rejection.ts'
 import { firstMessage, scriptServer } from './hostile/helpers.ts'
-import type { CarMirrorProgressEvents, TransferStats } from '../src/index.ts'
+import type { CarMirrorProgressEvents, ServedSession, TransferStats } from '../src/index.ts'
 import type { Block } from './fixtures/dag.ts'
 import type { TestNode, TestNodeOptions } from './fixtures/nodes.ts'
 import type { AbortOptions } from '@libp2p/interface'
@@ -867,5 +867,80 @@ describe('CarMirror over libp2p', function () {
     for (const block of dag.stored) {
       expect(await holdsExactly(store, block)).to.be.true()
     }
+  })
+
+  describe('onSession', () => {
+    /** Collects the server's served sessions; resolves `next()` with each as it ends */
+    function sessionLog (): { sessions: ServedSession[], onSession(s: ServedSession): void, next(): Promise<ServedSession> } {
+      const sessions: ServedSession[] = []
+      const waiting: Array<(s: ServedSession) => void> = []
+      return {
+        sessions,
+        onSession: (s) => {
+          sessions.push(s)
+          waiting.shift()?.(s)
+        },
+        next: async () => new Promise(resolve => { waiting.push(resolve) })
+      }
+    }
+
+    it('reports a served pull and a served push with their peer, roots and block counts', async () => {
+      const log = sessionLog()
+      const server = await node({ allowPush: () => true, onSession: log.onSession })
+      const client = await node()
+      const dag = await cborDag('served')
+      await putBlocks(server.blockstore, dag.stored)
+
+      const ended = log.next()
+      const pulled = await client.carMirror.pull(addr(server), dag.root)
+      const pull = await ended
+      expect(pull.kind).to.equal('pull')
+      expect(pull.outcome).to.equal('done')
+      expect(pull.error).to.be.undefined()
+      expect(pull.peer.equals(client.libp2p.peerId)).to.be.true()
+      expect(keys(pull.roots)).to.deep.equal(keys([dag.root]))
+      expect(pull.blocksSent).to.equal(pulled.blocksReceived)
+      expect(pull.blockBytesSent).to.equal(pulled.blockBytesReceived)
+      expect(pull.blocksReceived).to.equal(0)
+
+      const root = await addTree(client, TREE_V1)
+      const pushEnded = log.next()
+      const pushed = await client.carMirror.push(addr(server), root)
+      const push = await pushEnded
+      expect(push.kind).to.equal('push')
+      expect(push.outcome).to.equal('done')
+      expect(push.blocksReceived).to.equal(pushed.blocksSent)
+      expect(push.blockBytesReceived).to.equal(pushed.blockBytesSent)
+      expect(push.durationMs).to.be.at.least(0)
+    })
+
+    it('reports a refused push as refused and a pull of missing blocks as failed with its error; a throwing hook changes nothing', async () => {
+      const log = sessionLog()
+      const server = await node({
+        onSession: (s) => {
+          log.onSession(s)
+          throw new Error('a broken hook')
+        }
+      })
+      const client = await node()
+      const root = await addTree(client, TREE_V1)
+
+      const refused = log.next()
+      await expect(client.carMirror.push(addr(server), root)).to.eventually.be.rejected.with.property('name', SessionRefusedError.name)
+      expect((await refused).outcome).to.equal('refused')
+
+      const failed = log.next()
+      const absent = await cborDag('held by nobody')
+      await expect(client.carMirror.pull(addr(server), absent.root)).to.eventually.be.rejected.with.property('name', BlocksNotAvailableError.name)
+      const pull = await failed
+      expect(pull.outcome).to.equal('failed')
+      expect(pull.error?.name).to.equal(BlocksNotAvailableError.name)
+
+      // the server still serves after its hook threw
+      const dag = await cborDag('after-hook')
+      await putBlocks(server.blockstore, dag.stored)
+      const stats = await client.carMirror.pull(addr(server), dag.root)
+      expect(stats.blocksReceived).to.equal(dag.stored.length)
+    })
   })
 })
