@@ -13,7 +13,7 @@ import { CID } from 'multiformats/cid'
 import { UsageError } from './args.ts'
 import { exportTo, importPath } from './files.ts'
 import { ProgressBar, formatBytes } from './progress.ts'
-import { openRepo } from './repo.ts'
+import { openRepo, repoBlockTotals } from './repo.ts'
 import type { ParsedCommand } from './args.ts'
 import type { ProgressOutput } from './progress.ts'
 import type { CliNode } from './repo.ts'
@@ -102,13 +102,14 @@ export async function serve (command: ParsedCommand, context: CommandContext): P
     const moved = session.kind === 'push' ? `${session.blocksReceived} blocks (${formatBytes(session.blockBytesReceived)}) received` : `${session.blocksSent} blocks (${formatBytes(session.blockBytesSent)}) sent`
     line(stdout, `${session.kind} of ${session.roots[0] ?? '(nothing)'} by ${session.peer}: ${session.outcome}${session.error != null ? ` (${session.error.message})` : ''}, ${moved} in ${session.durationMs} ms`)
   }
-  const allowPush = command.allowPush.map(id => {
+  // parsed before anything listens, so a bad peer id is a usage error
+  const allowPush = new Set(command.allowPush.map(id => {
     try {
       return peerIdFromString(id).toString()
     } catch {
       throw new UsageError(`--allow-push '${id}' is not a peer id`)
     }
-  })
+  }))
   command.listen.forEach(parseAddress)
   const listen = command.listen.length > 0 ? command.listen : [DEFAULT_LISTEN]
   const node = await openRepo(command.repo, { listen, allowPush, onSession })
@@ -121,7 +122,7 @@ export async function serve (command: ParsedCommand, context: CommandContext): P
       for (const address of addresses) {
         line(stdout, `listening on ${address}`)
       }
-      line(stdout, allowPush.length > 0 ? `pushes allowed from ${allowPush.join(', ')}` : 'pushes refused (allow a peer with --allow-push PEER_ID)')
+      line(stdout, allowPush.size > 0 ? `pushes allowed from ${[...allowPush].join(', ')}` : 'pushes refused (allow a peer with --allow-push PEER_ID)')
     }
     await new Promise<void>(resolve => {
       if (signal.aborted) {
@@ -201,8 +202,9 @@ export async function push (command: ParsedCommand, context: CommandContext): Pr
 export async function ls (command: ParsedCommand, context: CommandContext): Promise<void> {
   const root = parseCid(command.positionals[0], 'CID')
   await withNode(command, async node => {
-    for await (const entry of unixfs(node).ls(root, { offline: true, signal: context.signal })) {
-      const info = await unixfs(node).stat(entry.cid, { offline: true, signal: context.signal })
+    const fs = unixfs(node)
+    for await (const entry of fs.ls(root, { offline: true, signal: context.signal })) {
+      const info = await fs.stat(entry.cid, { offline: true, signal: context.signal })
       const size = info.type === 'directory' ? undefined : Number(info.size)
       if (command.json) {
         line(context.stdout, JSON.stringify({ type: 'entry', name: entry.name, cid: entry.cid.toString(), kind: info.type === 'directory' ? 'directory' : 'file', size }))
@@ -223,14 +225,7 @@ export async function stat (command: ParsedCommand, context: CommandContext): Pr
       line(context.stdout, command.json ? JSON.stringify(result) : `${root}: ${size.blocks} blocks held (${formatBytes(size.bytes)})${size.missing === 0 ? ', complete' : `, ${size.missing} missing below them`}`)
       return
     }
-    let blocks = 0
-    let bytes = 0
-    for await (const block of node.blockstore.getAll({ signal: context.signal })) {
-      blocks++
-      for await (const chunk of block.bytes) {
-        bytes += chunk.byteLength
-      }
-    }
+    const { blocks, bytes } = await repoBlockTotals(command.repo)
     const pins = await count(node.pins.ls({ signal: context.signal }))
     const result = { type: 'repo', repo: command.repo, peerId: node.libp2p.peerId.toString(), blocks, bytes, pins }
     line(context.stdout, command.json ? JSON.stringify(result) : `repo ${command.repo}\npeer id ${result.peerId}\n${blocks} blocks (${formatBytes(bytes)}), ${pins} pins`)

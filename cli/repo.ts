@@ -4,12 +4,11 @@
  * WebSockets with noise and yamux, and CAR Mirror.
  */
 
-import { mkdir } from 'node:fs/promises'
+import { mkdir, readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { withLibp2pLight } from '@helia/libp2p'
 import { identify } from '@libp2p/identify'
 import { noise } from '@libp2p/noise'
-import { peerIdFromString } from '@libp2p/peer-id'
 import { webSockets } from '@libp2p/websockets'
 import { yamux } from '@libp2p/yamux'
 import { FsBlockstore } from 'blockstore-fs'
@@ -25,8 +24,32 @@ export type CliNode = Helia & HeliaWithLibp2p<Record<string, unknown>> & HeliaWi
 export interface OpenRepoOptions extends Pick<CarMirrorInit, 'onSession'> {
   /** Multiaddrs to listen on; none for a client */
   listen?: string[]
-  /** Peer ids whose pushes are accepted */
-  allowPush?: string[]
+  /** Peer ids (as strings, already parsed) whose pushes are accepted */
+  allowPush?: ReadonlySet<string>
+}
+
+/**
+ * The number of blocks in the repository at `dir` and their total size, read
+ * from the file sizes: FsBlockstore keeps each block in its own `.data` file
+ * under `blocks/`, so no block is read.
+ *
+ * @example
+ *
+ * ```ts
+ * const { blocks, bytes } = await repoBlockTotals('/tmp/repo')
+ * ```
+ */
+export async function repoBlockTotals (dir: string): Promise<{ blocks: number, bytes: number }> {
+  const blocksDir = join(dir, 'blocks')
+  let blocks = 0
+  let bytes = 0
+  for (const entry of await readdir(blocksDir, { recursive: true, withFileTypes: true })) {
+    if (entry.isFile() && entry.name.endsWith('.data')) {
+      blocks++
+      bytes += (await stat(join(entry.parentPath, entry.name))).size
+    }
+  }
+  return { blocks, bytes }
 }
 
 /**
@@ -47,8 +70,7 @@ export async function openRepo (dir: string, options: OpenRepoOptions = {}): Pro
   const datastore = new FsDatastore(join(dir, 'datastore'))
   await blockstore.open()
   await datastore.open()
-  // parsed up front, so a bad peer id is a usage error before anything listens
-  const pushers = new Set((options.allowPush ?? []).map(id => peerIdFromString(id).toString()))
+  const pushers = options.allowPush ?? new Set<string>()
   const helia = withLibp2pLight(createHeliaLight({ blockstore, datastore }), {
     addresses: { listen: options.listen ?? [] },
     transports: [webSockets()],

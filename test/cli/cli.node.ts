@@ -14,7 +14,9 @@ import { FsBlockstore } from 'blockstore-fs'
 import { pseudoRandomBytes, verifiesSha256 } from '../fixtures/dags.ts'
 import type { ChildProcess } from 'node:child_process'
 
-const CLI = fileURLToPath(new URL('../../cli/index.js', import.meta.url))
+// the built command, as the package's `bin` names it, whether this suite runs from test/ or dist/test/
+const ROOT = new URL(import.meta.url.includes('/dist/test/') ? '../../../' : '../../', import.meta.url)
+const CLI = fileURLToPath(new URL('dist/cli/index.js', ROOT))
 const MiB = 1024 * 1024
 
 interface Run {
@@ -153,7 +155,7 @@ describe('helia-car-mirror CLI', function () {
 
   it('prints help with no command, and exits 2 with the help on bad usage', async () => {
     const help = await run([])
-    expect(help.code).to.equal(0)
+    expect(help.code, help.stderr).to.equal(0)
     expect(help.stdout).to.include('Usage: helia-car-mirror')
 
     const repo = join(temp, 'repo')
@@ -221,6 +223,9 @@ describe('helia-car-mirror CLI', function () {
     expect(listed.map(entry => `${entry.name}:${entry.kind}:${entry.size ?? ''}`).sort()).to.deep.equal(['2026:directory:', 'empty-folder:directory:', 'empty.txt:file:0', 'readme.txt:file:15'])
     const [dag] = jsonLines((await run(['stat', '--repo', phone, root, '--json'])).stdout)
     expect(dag).to.include({ type: 'dag', cid: root, blocks: pushStats.blocksSent, bytes: pushStats.blockBytesSent, complete: true })
+    // the phone's repo holds that DAG and nothing else
+    const [phoneRepo] = jsonLines((await run(['stat', '--repo', phone, '--json'])).stdout)
+    expect(phoneRepo).to.include({ type: 'repo', blocks: pushStats.blocksSent, bytes: pushStats.blockBytesSent })
 
     // a second pull finds every block here: it ends without opening a session
     const again = jsonLines((await run(['pull', '--repo', phone, node.address, root, '--json'])).stdout)[0]
