@@ -49,7 +49,7 @@ export default {
   },
   dependencyCheck: {
     // the demo and benchmarks use development dependencies only
-    productionIgnorePatterns: ['/benchmarks', '/dist', '/test', '/examples', '.aegir.js'],
+    productionIgnorePatterns: ['/benchmarks', '/dist', '/test', '/examples', '/scripts', '.aegir.js'],
     ignore: [
       // provides the Node 22 binary that npm scripts run on
       'node',

@@ -7,15 +7,31 @@
  * 1. {@link xxh3Reference}: a portable BigInt implementation for every input
  * length, written from the public algorithm description in `xxhash.h`.
  *
- * 2. A small WebAssembly kernel, assembled byte by byte below, that hashes
- * inputs of 0..240 bytes and computes whole runs of Bloom filter indices in
- * one call. It is compiled synchronously at import (about 1.5 KB, well below
- * the 4 KB limit Chromium puts on synchronous compilation on the main
- * thread). If WebAssembly is missing or fails, everything falls back to the
- * reference implementation.
+ * 2. A small WebAssembly kernel that hashes inputs of 0..240 bytes and
+ * computes whole runs of Bloom filter indices in one call. It is compiled
+ * synchronously at import (about 1.5 KB, well below the 4 KB limit Chromium
+ * puts on synchronous compilation on the main thread). If WebAssembly is
+ * missing or fails, everything falls back to the reference implementation.
+ *
+ * The kernel lives in three files:
+ *
+ * - `xxh3-kernel.wat`, next to this file: its source, in the WebAssembly
+ * text format, with comments that follow the algorithm step by step;
+ * - `xxh3-kernel-bytes.ts`: the assembled binary as base64, generated from
+ * the WAT by `npm run build:wasm` (`scripts/build-wasm.ts`, using wabt) and
+ * never edited by hand; `test/core/bloom/xxh3-kernel.node.ts` fails when it
+ * is out of date;
+ * - this module: the loader ({@link Xxh3Kernel}), which instantiates the
+ * bytes, writes the default secret into the kernel's memory, checks the
+ * kernel against the reference, and drives it. The memory layout constants
+ * below must match the WAT.
  *
  * Everything here is synchronous and works in Node.js, browsers and workers.
  */
+
+import { XXH3_KERNEL_WASM } from './xxh3-kernel-bytes.ts'
+
+export { XXH3_KERNEL_WASM }
 
 // ---------------------------------------------------------------------------
 // Constants of the algorithm
@@ -88,7 +104,7 @@ function readU32 (view: DataView, offset: number): bigint {
   return BigInt(view.getUint32(offset, true))
 }
 
-/** Secret words that the short paths only ever use XOR-ed together; the WASM kernel embeds them as constants. */
+/** Secret words that the short paths only ever use XOR-ed together; xxh3-kernel.wat embeds them as constants. */
 const SECRET_WORDS = {
   /** 1..3 bytes: `readLE32(secret) ^ readLE32(secret + 4)` */
   bitflip1to3: readU32(DEFAULT_SECRET_VIEW, 0) ^ readU32(DEFAULT_SECRET_VIEW, 4),
@@ -314,155 +330,7 @@ export function xxh3Reference (input: Uint8Array, seed: bigint | number = 0n): b
 }
 
 // ---------------------------------------------------------------------------
-// WebAssembly kernel: a tiny assembler
-// ---------------------------------------------------------------------------
-
-/** Bytes of WebAssembly code, in the binary format of the WebAssembly core specification. */
-type Code = number[]
-
-/** Value types. */
-const I32 = 0x7F
-const I64 = 0x7E
-/** Block type of a block that leaves nothing on the stack. */
-const EMPTY_BLOCK = 0x40
-
-/** The instructions the kernel uses, by their binary opcode. */
-const OP = {
-  unreachable: 0x00,
-  block: 0x02,
-  loop: 0x03,
-  if: 0x04,
-  else: 0x05,
-  end: 0x0B,
-  br: 0x0C,
-  brIf: 0x0D,
-  return: 0x0F,
-  localGet: 0x20,
-  localSet: 0x21,
-  localTee: 0x22,
-  i64Load: 0x29,
-  i32Load8U: 0x2D,
-  i64Load32U: 0x35,
-  i32Store: 0x36,
-  i64Store: 0x37,
-  i32Const: 0x41,
-  i64Const: 0x42,
-  i32Eqz: 0x45,
-  i32Eq: 0x46,
-  i32Ne: 0x47,
-  i32LtU: 0x49,
-  i32GtU: 0x4B,
-  i32LeU: 0x4D,
-  i32GeU: 0x4F,
-  i32Add: 0x6A,
-  i32Sub: 0x6B,
-  i32And: 0x71,
-  i32Or: 0x72,
-  i32Shl: 0x74,
-  i32ShrU: 0x76,
-  i32Rotl: 0x77,
-  i32Rotr: 0x78,
-  i64Add: 0x7C,
-  i64Sub: 0x7D,
-  i64Mul: 0x7E,
-  i64And: 0x83,
-  i64Or: 0x84,
-  i64Xor: 0x85,
-  i64Shl: 0x86,
-  i64ShrU: 0x88,
-  i64Rotl: 0x89,
-  i32WrapI64: 0xA7,
-  i64ExtendI32U: 0xAD
-} as const
-
-/** Section ids. */
-const SECTION = { type: 1, function: 3, memory: 5, export: 7, code: 10 } as const
-const EXPORT_KIND = { function: 0, memory: 2 } as const
-const FUNCTION_TYPE = 0x60
-
-function unsignedLeb128 (value: number): Code {
-  const bytes: Code = []
-  do {
-    let byte = value & 0x7F
-    value = Math.floor(value / 128)
-    if (value !== 0) {
-      byte |= 0x80
-    }
-    bytes.push(byte)
-  } while (value !== 0)
-  return bytes
-}
-
-function signedLeb128 (value: bigint): Code {
-  const bytes: Code = []
-  for (;;) {
-    const byte = Number(value & 0x7Fn)
-    value >>= 7n
-    const done = (value === 0n && (byte & 0x40) === 0) || (value === -1n && (byte & 0x40) !== 0)
-    bytes.push(done ? byte : byte | 0x80)
-    if (done) {
-      return bytes
-    }
-  }
-}
-
-function vector (items: Code[]): Code {
-  return [...unsignedLeb128(items.length), ...items.flat()]
-}
-
-function name (text: string): Code {
-  return vector([...new TextEncoder().encode(text)].map(byte => [byte]))
-}
-
-function section (id: number, items: Code[]): Code {
-  const content = vector(items)
-  return [id, ...unsignedLeb128(content.length), ...content]
-}
-
-const get = (local: number): Code => [OP.localGet, ...unsignedLeb128(local)]
-const set = (local: number): Code => [OP.localSet, ...unsignedLeb128(local)]
-const tee = (local: number): Code => [OP.localTee, ...unsignedLeb128(local)]
-const i32 = (value: number): Code => [OP.i32Const, ...signedLeb128(BigInt(value | 0))]
-const i64 = (value: bigint): Code => [OP.i64Const, ...signedLeb128(BigInt.asIntN(64, value))]
-/** Memory access with alignment hint 1 (unaligned) and a constant byte offset. */
-const memory = (opcode: number, offset = 0): Code => [opcode, 0, ...unsignedLeb128(offset)]
-
-interface KernelFunction {
-  params: number[]
-  results: number[]
-  /** Types of the extra locals, numbered after the parameters. */
-  locals: number[]
-  body: Code[]
-  exportName?: string
-}
-
-function assembleModule (functions: KernelFunction[]): Uint8Array<ArrayBuffer> {
-  const header = [0x00, 0x61, 0x73, 0x6D, 0x01, 0x00, 0x00, 0x00]
-  const types = functions.map(fn => [FUNCTION_TYPE, ...vector(fn.params.map(type => [type])), ...vector(fn.results.map(type => [type]))])
-  const functionTypes = functions.map((_, index) => unsignedLeb128(index))
-  // one page (64 KiB) that never grows, so views on it stay valid
-  const memories = [[0x01, 0x01, 0x01]]
-  const exports = [
-    [...name('memory'), EXPORT_KIND.memory, 0],
-    ...functions.flatMap((fn, index) => fn.exportName == null ? [] : [[...name(fn.exportName), EXPORT_KIND.function, ...unsignedLeb128(index)]])
-  ]
-  const bodies = functions.map(fn => {
-    const locals = vector(fn.locals.map(type => [1, type]))
-    const code = [...locals, ...fn.body.flat(), OP.end]
-    return [...unsignedLeb128(code.length), ...code]
-  })
-  return Uint8Array.from([
-    ...header,
-    ...section(SECTION.type, types),
-    ...section(SECTION.function, functionTypes),
-    ...section(SECTION.memory, memories),
-    ...section(SECTION.export, exports),
-    ...section(SECTION.code, bodies)
-  ])
-}
-
-// ---------------------------------------------------------------------------
-// WebAssembly kernel: memory layout and functions
+// WebAssembly kernel: memory layout (must match xxh3-kernel.wat)
 // ---------------------------------------------------------------------------
 
 /**
@@ -487,267 +355,6 @@ const MEMORY_SIZE = 65536
  * ```
  */
 export const BLOOM_INDEX_BATCH = 4096
-
-const LOW_32 = (value: Code): Code => [...value, OP.i32WrapI64, OP.i64ExtendI32U]
-
-/**
- * Scratch locals (all i64) for the inline sequences below. The hot code is
- * inlined rather than called (measured about 25% faster in V8), and the
- * module still stays small.
- */
-interface Scratch {
-  lhs: number
-  rhs: number
-  lhsLow: number
-  lhsHigh: number
-  rhsLow: number
-  rhsHigh: number
-  lowLow: number
-  highLow: number
-  cross: number
-}
-
-const SCRATCH_LOCAL_TYPES = [I64, I64, I64, I64, I64, I64, I64, I64, I64]
-
-function scratchFrom (firstLocal: number): Scratch {
-  const [lhs, rhs, lhsLow, lhsHigh, rhsLow, rhsHigh, lowLow, highLow, cross] = SCRATCH_LOCAL_TYPES.map((_, i) => firstLocal + i)
-  return { lhs, rhs, lhsLow, lhsHigh, rhsLow, rhsHigh, lowLow, highLow, cross }
-}
-
-/**
- * Inline `XXH3_mul128_fold64(lhs, rhs)`: the 128-bit product folded by XOR
- * of its halves, from four 32x32->64 products. Leaves an i64 on the stack.
- */
-function emitMul128Fold (lhsValue: Code, rhsValue: Code, scratch: Scratch): Code {
-  const { lhs, rhs, lhsLow, lhsHigh, rhsLow, rhsHigh, lowLow, highLow, cross } = scratch
-  return [
-    ...lhsValue, ...set(lhs),
-    ...rhsValue, ...set(rhs),
-    ...LOW_32(get(lhs)), ...set(lhsLow),
-    ...get(lhs), ...i64(32n), OP.i64ShrU, ...set(lhsHigh),
-    ...LOW_32(get(rhs)), ...set(rhsLow),
-    ...get(rhs), ...i64(32n), OP.i64ShrU, ...set(rhsHigh),
-    ...get(lhsLow), ...get(rhsLow), OP.i64Mul, ...set(lowLow),
-    ...get(lhsHigh), ...get(rhsLow), OP.i64Mul, ...set(highLow),
-    // cross = (lowLow >> 32) + (highLow & 0xFFFFFFFF) + lhsLow * rhsHigh (never overflows)
-    ...get(lowLow), ...i64(32n), OP.i64ShrU,
-    ...LOW_32(get(highLow)), OP.i64Add,
-    ...get(lhsLow), ...get(rhsHigh), OP.i64Mul, OP.i64Add, ...set(cross),
-    // upper = (highLow >> 32) + (cross >> 32) + lhsHigh * rhsHigh
-    ...get(highLow), ...i64(32n), OP.i64ShrU,
-    ...get(cross), ...i64(32n), OP.i64ShrU, OP.i64Add,
-    ...get(lhsHigh), ...get(rhsHigh), OP.i64Mul, OP.i64Add,
-    // lower = (cross << 32) | (lowLow & 0xFFFFFFFF)
-    ...get(cross), ...i64(32n), OP.i64Shl, ...LOW_32(get(lowLow)), OP.i64Or,
-    OP.i64Xor
-  ]
-}
-
-/**
- * Inline `XXH3_mix16B(input, secret, seed)` for the 16 bytes at
- * `inputAddress + inputOffset` and secret at `secretAddress + secretOffset`
- * (addresses are evaluated twice). Leaves an i64 on the stack.
- */
-function emitMix16 (inputAddress: Code, inputOffset: number, secretAddress: Code, secretOffset: number, seed: number, scratch: Scratch): Code {
-  return emitMul128Fold(
-    [...inputAddress, ...memory(OP.i64Load, inputOffset), ...secretAddress, ...memory(OP.i64Load, secretOffset), ...get(seed), OP.i64Add, OP.i64Xor],
-    [...inputAddress, ...memory(OP.i64Load, inputOffset + 8), ...secretAddress, ...memory(OP.i64Load, secretOffset + 8), ...get(seed), OP.i64Sub, OP.i64Xor],
-    scratch
-  )
-}
-
-/** Inline `XXH3_avalanche` of local `hash` (which it overwrites). Leaves an i64 on the stack. */
-function emitAvalanche (hash: number): Code {
-  return [
-    ...get(hash), ...get(hash), ...i64(37n), OP.i64ShrU, OP.i64Xor,
-    ...i64(PRIME_MX1), OP.i64Mul, ...tee(hash),
-    ...get(hash), ...i64(32n), OP.i64ShrU, OP.i64Xor
-  ]
-}
-
-/**
- * The kernel's only function (exported as `run`):
- *
- * `run(length: i32, seedLow: i32, seedHigh: i32, count: i32, maxIndex: i32, mask: i32): i32`
- *
- * Hashes the `length` (0..240) bytes at ITEM_OFFSET with XXH3-64, path by
- * path as {@link xxh3Reference}, starting at seed `seedHigh << 32 | seedLow`.
- *
- * With `count = 0` it writes that one 64-bit hash to OUTPUT_OFFSET and
- * returns 0. With `count > 0` it computes Bloom indices: for seed, seed + 1,
- * …, `value = hash & mask` is kept if `value <= maxIndex` (rejection
- * sampling when the bit count is not a power of two), until `count` values
- * are written to OUTPUT_OFFSET as u32; it returns the low 32 bits of the
- * next unused seed.
- *
- * The hash is inlined in the seed loop, so a whole run of indices costs one
- * call from JavaScript.
- */
-function runFunction (): KernelFunction {
-  // parameters
-  const [length, seedLow, seedHigh, count, maxIndex, mask] = [0, 1, 2, 3, 4, 5]
-  // locals
-  const [seed, output, outputEnd, value, accumulator, low, high, index, lengthTimesPrime] = [6, 7, 8, 9, 10, 11, 12, 13, 14]
-  const scratch = scratchFrom(15)
-  const localTypes = [I64, I32, I32, I32, I64, I64, I64, I32, I64, ...SCRATCH_LOCAL_TYPES]
-
-  const NO_ADDRESS = i32(0)
-  /** accumulator += mix16(inputAddress + ITEM_OFFSET + inputOffset, secretAddress + SECRET_OFFSET + secretOffset) */
-  const addMix = (inputAddress: Code, inputOffset: number, secretAddress: Code, secretOffset: number): Code => [
-    ...get(accumulator),
-    ...emitMix16(inputAddress, ITEM_OFFSET + inputOffset, secretAddress, SECRET_OFFSET + secretOffset, seed, scratch),
-    OP.i64Add, ...set(accumulator)
-  ]
-  const lengthAbove = (bound: number): Code => [...get(length), ...i32(bound), OP.i32GtU]
-  /** Leaves the `if` of a length range with the hash on the stack: branch to the `hashed` block around the paths. */
-  const BREAK_HASHED = [OP.br, 1]
-  const evenBytes64 = 0x00FF00FF00FF00FFn
-  const evenShorts64 = 0x0000FFFF0000FFFFn
-
-  const hash129To240: Code[] = [
-    // eight rounds, avalanche, the remaining whole rounds against the secret
-    // shifted by MID_SIZE_START_OFFSET, then the last 16 bytes
-    lengthAbove(128), [OP.if, EMPTY_BLOCK],
-    get(lengthTimesPrime), set(accumulator),
-    i32(0), set(index),
-    [OP.loop, EMPTY_BLOCK],
-    addMix(get(index), 0, get(index), 0),
-    get(index), i32(16), [OP.i32Add], tee(index), i32(128), [OP.i32Ne], [OP.brIf, 0],
-    [OP.end],
-    emitAvalanche(accumulator), set(accumulator),
-    [OP.block, EMPTY_BLOCK],
-    [OP.loop, EMPTY_BLOCK],
-    // leave once the next round would run past the end (round = index / 16 < length / 16)
-    get(index), i32(16), [OP.i32Add], get(length), [OP.i32GtU], [OP.brIf, 1],
-    addMix(get(index), 0, get(index), MID_SIZE_START_OFFSET - 128),
-    get(index), i32(16), [OP.i32Add], set(index),
-    [OP.br, 0],
-    [OP.end],
-    [OP.end],
-    addMix(get(length), -16, NO_ADDRESS, SECRET_SIZE_MIN - MID_SIZE_LAST_OFFSET),
-    emitAvalanche(accumulator), BREAK_HASHED,
-    [OP.end]
-  ]
-
-  const hash17To128: Code[] = [
-    // ceil(length / 32) pairs: 16 bytes from the front (secret 32j) and 16 from the back (secret 32j + 16)
-    lengthAbove(16), [OP.if, EMPTY_BLOCK],
-    get(lengthTimesPrime), set(accumulator),
-    i32(0), set(index),
-    [OP.loop, EMPTY_BLOCK],
-    addMix(get(index), 0, [...get(index), ...get(index), OP.i32Add], 0),
-    addMix([...get(length), ...get(index), OP.i32Sub], -16, [...get(index), ...get(index), OP.i32Add], 16),
-    get(index), i32(16), [OP.i32Add], tee(index), get(index), [OP.i32Add], get(length), [OP.i32LtU], [OP.brIf, 0],
-    [OP.end],
-    emitAvalanche(accumulator), BREAK_HASHED,
-    [OP.end]
-  ]
-
-  const hash9To16: Code[] = [
-    lengthAbove(8), [OP.if, EMPTY_BLOCK],
-    NO_ADDRESS, memory(OP.i64Load, ITEM_OFFSET), i64(SECRET_WORDS.bitflip9to16Low), get(seed), [OP.i64Add], [OP.i64Xor], set(low),
-    get(length), memory(OP.i64Load, ITEM_OFFSET - 8), i64(SECRET_WORDS.bitflip9to16High), get(seed), [OP.i64Sub], [OP.i64Xor], set(high),
-    // accumulator = length + byteSwap64(low) + high + mul128Fold(low, high)
-    get(length), [OP.i64ExtendI32U],
-    // byteSwap64: swap bytes within 16-bit lanes, then 16-bit lanes within 32-bit lanes, then the halves
-    get(low), i64(evenBytes64), [OP.i64And], i64(8n), [OP.i64Shl],
-    get(low), i64(8n), [OP.i64ShrU], i64(evenBytes64), [OP.i64And], [OP.i64Or], set(accumulator),
-    get(accumulator), i64(evenShorts64), [OP.i64And], i64(16n), [OP.i64Shl],
-    get(accumulator), i64(16n), [OP.i64ShrU], i64(evenShorts64), [OP.i64And], [OP.i64Or], i64(32n), [OP.i64Rotl],
-    [OP.i64Add],
-    get(high), [OP.i64Add],
-    emitMul128Fold(get(low), get(high), scratch), [OP.i64Add], set(accumulator),
-    emitAvalanche(accumulator), BREAK_HASHED,
-    [OP.end]
-  ]
-
-  const seedLow32 = [...get(seed), OP.i32WrapI64]
-  const hash4To8: Code[] = [
-    get(length), i32(4), [OP.i32GeU], [OP.if, EMPTY_BLOCK],
-    // low = seed ^ (byteSwap32(low 32 bits of seed) << 32)
-    get(seed),
-    seedLow32, i32(0xFF00FF00), [OP.i32And], i32(8), [OP.i32Rotr],
-    seedLow32, i32(0x00FF00FF), [OP.i32And], i32(8), [OP.i32Rotl], [OP.i32Or], i32(16), [OP.i32Rotl],
-    [OP.i64ExtendI32U], i64(32n), [OP.i64Shl], [OP.i64Xor], set(low),
-    // keyed = (readLE32(last 4) + (readLE32(first 4) << 32)) ^ (bitflip - low)
-    get(length), memory(OP.i64Load32U, ITEM_OFFSET - 4), NO_ADDRESS, memory(OP.i64Load32U, ITEM_OFFSET), i64(32n), [OP.i64Shl], [OP.i64Add],
-    i64(SECRET_WORDS.bitflip4to8), get(low), [OP.i64Sub], [OP.i64Xor], set(accumulator),
-    // rrmxmx(keyed, length)
-    get(accumulator), get(accumulator), i64(49n), [OP.i64Rotl], get(accumulator), i64(24n), [OP.i64Rotl], [OP.i64Xor], [OP.i64Xor],
-    i64(PRIME_MX2), [OP.i64Mul], set(accumulator),
-    get(accumulator), get(accumulator), i64(35n), [OP.i64ShrU], get(length), [OP.i64ExtendI32U], [OP.i64Add], [OP.i64Xor],
-    i64(PRIME_MX2), [OP.i64Mul], set(accumulator),
-    get(accumulator), get(accumulator), i64(28n), [OP.i64ShrU], [OP.i64Xor], BREAK_HASHED,
-    [OP.end]
-  ]
-
-  const hash0To3: Code[] = [
-    get(length), [OP.if, EMPTY_BLOCK],
-    // combined = first << 16 | middle << 24 | last | length << 8
-    NO_ADDRESS, memory(OP.i32Load8U, ITEM_OFFSET), i32(16), [OP.i32Shl],
-    get(length), i32(1), [OP.i32ShrU], memory(OP.i32Load8U, ITEM_OFFSET), i32(24), [OP.i32Shl], [OP.i32Or],
-    get(length), memory(OP.i32Load8U, ITEM_OFFSET - 1), [OP.i32Or],
-    get(length), i32(8), [OP.i32Shl], [OP.i32Or],
-    [OP.i64ExtendI32U], i64(SECRET_WORDS.bitflip1to3), get(seed), [OP.i64Add], [OP.i64Xor], set(accumulator),
-    [OP.else],
-    get(seed), i64(SECRET_WORDS.bitflipEmpty), [OP.i64Xor], set(accumulator),
-    [OP.end],
-    // XXH64 avalanche, left on the stack as the result of the `hashed` block
-    get(accumulator), get(accumulator), i64(33n), [OP.i64ShrU], [OP.i64Xor], i64(PRIME64_2), [OP.i64Mul], set(accumulator),
-    get(accumulator), get(accumulator), i64(29n), [OP.i64ShrU], [OP.i64Xor], i64(PRIME64_3), [OP.i64Mul], set(accumulator),
-    get(accumulator), get(accumulator), i64(32n), [OP.i64ShrU], [OP.i64Xor]
-  ]
-
-  return {
-    params: [I32, I32, I32, I32, I32, I32],
-    results: [I32],
-    locals: localTypes,
-    exportName: 'run',
-    body: [
-      get(seedLow), [OP.i64ExtendI32U], get(seedHigh), [OP.i64ExtendI32U], i64(32n), [OP.i64Shl], [OP.i64Or], set(seed),
-      i32(OUTPUT_OFFSET), set(output),
-      get(count), i32(2), [OP.i32Shl], i32(OUTPUT_OFFSET), [OP.i32Add], set(outputEnd),
-      get(length), [OP.i64ExtendI32U], i64(PRIME64_1), [OP.i64Mul], set(lengthTimesPrime),
-      [OP.loop, EMPTY_BLOCK],
-      // ---- hashed = XXH3-64(item, seed)
-      [OP.block, I64],
-      ...hash129To240,
-      ...hash17To128,
-      ...hash9To16,
-      ...hash4To8,
-      ...hash0To3,
-      [OP.end],
-      set(accumulator),
-      // ---- count = 0: the hash itself
-      get(count), [OP.i32Eqz], [OP.if, EMPTY_BLOCK],
-      i32(OUTPUT_OFFSET), get(accumulator), memory(OP.i64Store),
-      i32(0), [OP.return],
-      [OP.end],
-      // ---- otherwise the next Bloom index, if not rejected
-      get(accumulator), [OP.i32WrapI64], get(mask), [OP.i32And], set(value),
-      get(seed), i64(1n), [OP.i64Add], set(seed),
-      get(value), get(maxIndex), [OP.i32LeU], [OP.if, EMPTY_BLOCK],
-      get(output), get(value), memory(OP.i32Store),
-      get(output), i32(4), [OP.i32Add], tee(output), get(outputEnd), [OP.i32Eq], [OP.if, EMPTY_BLOCK],
-      get(seed), [OP.i32WrapI64], [OP.return],
-      [OP.end],
-      [OP.end],
-      [OP.br, 0],
-      [OP.end],
-      [OP.unreachable]
-    ]
-  }
-}
-
-/**
- * The kernel's WebAssembly binary (about 1.5 KB), assembled at import.
- *
- * @example
- * ```ts
- * WebAssembly.validate(XXH3_KERNEL_WASM) // true
- * ```
- */
-export const XXH3_KERNEL_WASM: Uint8Array<ArrayBuffer> = assembleModule([runFunction()])
 
 // ---------------------------------------------------------------------------
 // Instantiation and the public API
