@@ -18,7 +18,7 @@ import { join, relative, resolve, sep } from 'node:path'
 import { promisify } from 'node:util'
 import { unixfs } from '@helia/unixfs'
 import { FsBlockstore } from 'blockstore-fs'
-import { walkDag } from '../src/index.ts'
+import { walkDag } from '../src/core/index.ts'
 import type { Blockstore } from 'interface-blockstore'
 import type { CID } from 'multiformats/cid'
 

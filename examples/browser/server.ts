@@ -53,7 +53,9 @@ interface Asset {
 const ownPackage: Plugin = {
   name: 'helia-car-mirror-source',
   setup (build) {
-    build.onResolve({ filter: /^helia-car-mirror$/ }, () => ({ path: fileURLToPath(new URL('../../src/index.ts', import.meta.url)) }))
+    build.onResolve({ filter: /^helia-car-mirror(\/core)?$/ }, args => ({
+      path: fileURLToPath(new URL(args.path.endsWith('/core') ? '../../src/core/index.ts' : '../../src/index.ts', import.meta.url))
+    }))
   }
 }
 

@@ -5,8 +5,9 @@
  * the issue's "done when" criteria (see BOUNDS).
  */
 
+import { encodeMessage } from '../../../src/core/index.ts'
 import { maxFrameSize } from '../../../src/core/messages.ts'
-import { BloomFilter, DEFAULT_MAX_BLOOM_BYTES, encodeMessage } from '../../../src/index.ts'
+import { BloomFilter, DEFAULT_MAX_BLOOM_BYTES } from '../../../src/index.ts'
 import { cborBlock, rawBlock } from '../../fixtures/dag.ts'
 import { pseudoRandomBytes, seedOf } from '../../fixtures/dags.ts'
 import { KiB, MiB } from '../helpers.ts'
@@ -15,7 +16,7 @@ import { Attackers, HonestClient, slot } from './peers.ts'
 import { ServerProcess } from './server.ts'
 import type { AttackSession, HonestPull, Tally } from './peers.ts'
 import type { ServerConfig, ServerExit, ServerReport } from './server.ts'
-import type { Message } from '../../../src/index.ts'
+import type { Message } from '../../../src/core/index.ts'
 import type { Block } from '../../fixtures/dag.ts'
 import type { CID } from 'multiformats/cid'
 

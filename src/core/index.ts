@@ -1,0 +1,48 @@
+/**
+ * @packageDocumentation
+ *
+ * The transport-free building blocks of CAR Mirror, for people writing their
+ * own transport or tools: the message codec, the sender and receiver session
+ * state machines, the receiver's have/want frontier, DAG walks and link
+ * readers, block verification and the fetch planner. Most users need only the
+ * root export (`withCarMirror`, `createCarMirror`, the broker, the errors and
+ * `BloomFilter`); what is here may change between minor versions more often.
+ *
+ * @example Walk a DAG held in a blockstore
+ *
+ * ```ts
+ * import { walkDag } from 'helia-car-mirror/core'
+ *
+ * let bytes = 0
+ * for await (const block of walkDag(helia.blockstore, [root])) {
+ *   bytes += block.bytes.byteLength
+ * }
+ * ```
+ *
+ * @example Encode and decode a message frame body
+ *
+ * ```ts
+ * import { decodeMessage, encodeMessage } from 'helia-car-mirror/core'
+ *
+ * const [body] = encodeMessage({ type: 'keepalive' })
+ * decodeMessage(body) // { type: 'keepalive' }
+ * ```
+ */
+
+export { encodeMessage, decodeMessage, bloomItem } from './messages.ts'
+export type { Message, MessageLimits, ErrorCode, StatusMessage, PullMessage, PushMessage, MissingMessage, KeepaliveMessage } from './messages.ts'
+export { SenderSession } from './sender.ts'
+export { ReceiverSession } from './receiver.ts'
+export { BloomFilter, InvalidBloomError } from './bloom/bloom-filter.ts'
+export { readBlock, hasBlock } from './blocks.ts'
+export type { BlockSource, BlockSink, BlockReadOptions } from './blocks.ts'
+export { LinkReader, BUILT_IN_CODECS } from './links.ts'
+export type { BlockDecoder, LoadCodec, LinkReaderInit } from './links.ts'
+export { BlockVerifier, BUILT_IN_HASHERS, BLAKE3_CODE, blake3 } from './verify.ts'
+export type { BlockVerifierInit, LoadHasher } from './verify.ts'
+export { walkDag } from './walk.ts'
+export type { WalkedBlock, WalkOptions, WalkOrder } from './walk.ts'
+export { ReceiverFrontier } from './frontier.ts'
+export type { ReceiveOutcome, ReceiverFrontierInit } from './frontier.ts'
+export { FetchPlanner, blockKind } from './fetch-plan.ts'
+export type { FetchPlan, FetchPlannerInit, BlockKind } from './fetch-plan.ts'
