@@ -86,6 +86,8 @@ export class DefaultCarMirror implements CarMirror {
   private readonly components: CarMirrorComponents
   private readonly init: CarMirrorInit
   private readonly log: Logger
+  /** Numbers the sessions in log namespaces: helia:car-mirror:session-N */
+  private sessionCount = 0
   private readonly linkReader: LinkReader
   private readonly verifier: BlockVerifier
   private readonly limits: MessageLimits
@@ -252,7 +254,7 @@ export class DefaultCarMirror implements CarMirror {
         continue
       }
       for await (const cid of pins.add(root, { signal })) {
-        this.log.trace('pinned %s under %s', cid, root)
+        this.log.trace('pinned %c under %c', cid, root)
       }
     }
   }
@@ -277,7 +279,7 @@ export class DefaultCarMirror implements CarMirror {
       options.onReceiver?.(receiver)
       try {
         if (receiver.complete) {
-          this.log('pull of %s: complete locally', rootList[0])
+          this.log('pull of %c: complete locally', rootList[0])
           return
         }
         const next = peer ?? (await targets?.next())?.value
@@ -285,14 +287,14 @@ export class DefaultCarMirror implements CarMirror {
           throw noProvider(`a pull of ${rootList[0]}`, errors)
         }
         try {
-          this.log('pull of %s from %s', rootList[0], targetKey(next))
+          this.log('pull of %c from %s', rootList[0], targetKey(next))
           await this.pullFrom(next, receiver, options, signal, stats)
           return
         } catch (err) {
           if (peer != null || signal.aborted) {
             throw err
           }
-          this.log('provider of %s failed, trying the next - %e', rootList[0], err)
+          this.log('provider of %c failed, trying the next - %e', rootList[0], err)
           errors.push(err as Error)
         }
       } finally {
@@ -303,13 +305,19 @@ export class DefaultCarMirror implements CarMirror {
 
   private async pullFrom (peer: PeerTarget, receiver: ReceiverSession, options: TransferOptions, signal: AbortSignal, stats: TransferStats): Promise<void> {
     const request = await receiver.pullRequest({ signal })
-    const { framed, remotePeer } = await this.open(peer, signal, options.onProgress)
+    const log = this.sessionLog()
+    const { framed, remotePeer } = await this.open(peer, signal, options.onProgress, log)
+    log('pull of %c (%d root(s)) from %p: %d want(s), a Bloom of %d bytes', receiver.roots[0], receiver.roots.length, remotePeer, request.type === 'pull' ? request.wants.length : 0, request.type === 'pull' ? request.bloom?.bytes.byteLength ?? 0 : 0)
     try {
-      await runReceiver(framed, receiver, { signal, first: [request], maxCidsPerMessage: this.init.maxCidsPerMessage, ...this.progress(options, stats) })
+      await runReceiver(framed, receiver, { signal, first: [request], maxCidsPerMessage: this.init.maxCidsPerMessage, log, ...this.progress(options, stats) })
       // the next version pushed back to this peer is likely built on what came from it
       if (receiver.complete && (options as PullOptions).shallow !== true) {
         this.recentRoots.remember(remotePeer.toString(), receiver.roots)
       }
+      logReceiverEnd(log, receiver)
+    } catch (err) {
+      log('failed after %d block(s) - %e', receiver.counters.blocksReceived, err)
+      throw err
     } finally {
       this.collect(stats, framed, undefined, receiver)
     }
@@ -359,7 +367,7 @@ export class DefaultCarMirror implements CarMirror {
       if (signal.aborted) {
         throw err
       }
-      this.log('routing found no (more) providers of %s - %e', root, err)
+      this.log('routing found no (more) providers of %c - %e', root, err)
     }
   }
 
@@ -377,14 +385,14 @@ export class DefaultCarMirror implements CarMirror {
       const errors: Error[] = []
       for await (const target of this.providersOf(options.hints?.[0] ?? rootList[0], options, signal)) {
         try {
-          this.log('push of %s to %s', rootList[0], targetKey(target))
+          this.log('push of %c to %s', rootList[0], targetKey(target))
           await this.pushTo(target, rootList, bloom, options, signal, stats)
           return
         } catch (err) {
           if (signal.aborted || LOCAL_FAILURES.has((err as Error).name)) {
             throw err
           }
-          this.log('push of %s to a provider failed, trying the next - %e', rootList[0], err)
+          this.log('push of %c to a provider failed, trying the next - %e', rootList[0], err)
           errors.push(err as Error)
         }
       }
@@ -394,7 +402,8 @@ export class DefaultCarMirror implements CarMirror {
 
   /** Pushes the DAG under `rootList` to one peer */
   private async pushTo (peer: PeerTarget, rootList: CID[], hintedBloom: BloomFilter | undefined, options: TransferOptions, signal: AbortSignal, stats: TransferStats): Promise<void> {
-    const { framed, remotePeer } = await this.open(peer, signal, options.onProgress)
+    const log = this.sessionLog()
+    const { framed, remotePeer } = await this.open(peer, signal, options.onProgress, log)
     // no hints given: the roots last exchanged with this peer are likely the previous version, which both hold
     const hints = (options.hints ?? []).length > 0 ? options.hints ?? [] : this.recentRoots.of(remotePeer.toString())
     const bloom = hints === options.hints ? hintedBloom : await this.hintBloom(hints, signal)
@@ -408,11 +417,14 @@ export class DefaultCarMirror implements CarMirror {
       awaitFirstStatus: resuming,
       coldCallBytes: this.init.coldCallBytes ?? DEFAULT_COLD_CALL_BYTES
     })
+    log('push of %c (%d root(s)) to %p: %d hint(s)%s', rootList[0], rootList.length, remotePeer, hints.length, resuming ? ', resuming' : '')
     try {
-      await runSender(framed, sender, { signal, first: [{ type: 'push', roots: rootList, hints }], maxCidsPerMessage: this.init.maxCidsPerMessage, ...this.progress(options, stats) })
+      await runSender(framed, sender, { signal, first: [{ type: 'push', roots: rootList, hints }], maxCidsPerMessage: this.init.maxCidsPerMessage, log, ...this.progress(options, stats) })
+      logSenderEnd(log, sender)
       this.interruptedPushes.delete(resumeKey)
       this.recentRoots.remember(remotePeer.toString(), rootList)
     } catch (err) {
+      log('failed after %d block(s) - %e', sender.counters.blocksSent, err)
       this.forgetOldInterruptions()
       if (sender.counters.statusesReceived > 0 && RESUMABLE_FAILURES.has((err as Error).name)) {
         this.interruptedPushes.set(resumeKey, Date.now() + RESUME_MEMORY_MS)
@@ -562,7 +574,8 @@ export class DefaultCarMirror implements CarMirror {
       session.lastProgress = Date.now()
       session.progressed = true
     }
-    const framed = this.frame(stream, session.budgets.bufferedBytes)
+    const log = this.sessionLog()
+    const framed = this.frame(stream, session.budgets.bufferedBytes, log)
     let sender: SenderSession | undefined
     let receiver: ReceiverSession | undefined
     const started = Date.now()
@@ -576,7 +589,7 @@ export class DefaultCarMirror implements CarMirror {
     signal.addEventListener('abort', onAbort, { once: true })
     try {
       if (!admitted) {
-        this.log('refusing a session from %p: too many sessions', peer)
+        log('refusing a session from %p: too many sessions', peer)
         // the answer comes after a pause: a peer re-opening refused sessions
         // in a loop is held to a few per second by its connection's stream limit
         if (stream.status === 'open') {
@@ -603,10 +616,10 @@ export class DefaultCarMirror implements CarMirror {
           await this.refuse(framed, `pull of ${first.roots[0]} refused`)
           return
         }
-        this.log('serving pull of %s to %p', first.roots[0], peer)
+        log('serving a pull of %c (%d root(s)) to %p: %d want(s), a Bloom of %d bytes', first.roots[0], first.roots.length, peer, first.wants.length, first.bloom?.bytes.byteLength ?? 0)
         await this.roomForRequest(session.budgets, first, signal)
         sender = new SenderSession({ ...this.senderInit(first.roots, session.budgets), request: first, onProgress: touch })
-        await runSender(framed, sender, { signal, maxCidsPerMessage: this.init.maxCidsPerMessage })
+        await runSender(framed, sender, { signal, maxCidsPerMessage: this.init.maxCidsPerMessage, log })
         if (sender.done) {
           served.outcome = 'done'
           this.recentRoots.remember(session.peer, first.roots)
@@ -617,7 +630,7 @@ export class DefaultCarMirror implements CarMirror {
           await this.refuse(framed, 'pushes are not allowed from this peer')
           return
         }
-        this.log('accepting push of %s from %p', first.roots[0], peer)
+        log('accepting a push of %c (%d root(s)) from %p: %d hint(s)', first.roots[0], first.roots.length, peer, first.hints.length)
         const maxStoredBytes = await this.pushQuota(peer, first.roots)
         framed.keepAliveWhile(() => true)
         // a push without hints from a peer this node exchanged DAGs with: those roots are likely its previous versions
@@ -634,7 +647,7 @@ export class DefaultCarMirror implements CarMirror {
           onProgress: touch
         }, { signal })
         const greeting = await receiver.pushGreeting({ signal })
-        await runReceiver(framed, receiver, { signal, first: [greeting], maxCidsPerMessage: this.init.maxCidsPerMessage })
+        await runReceiver(framed, receiver, { signal, first: [greeting], maxCidsPerMessage: this.init.maxCidsPerMessage, log })
         if (receiver.complete) {
           served.outcome = 'done'
           this.recentRoots.remember(session.peer, first.roots)
@@ -643,7 +656,8 @@ export class DefaultCarMirror implements CarMirror {
         throw new ProtocolError(`A session cannot start with a ${first.type} message`)
       }
     } catch (err) {
-      this.log('inbound session from %p failed - %e', peer, err)
+      // what a peer gets wrong is logged at debug level: it is not this node's error
+      log('failed - %e', err)
       served.error = err as Error
       // errors before the session ran (a bad first frame, too many roots) still get an error frame
       await failSession(framed, err as Error)
@@ -654,7 +668,7 @@ export class DefaultCarMirror implements CarMirror {
       sender?.close()
       receiver?.close()
       framed.releaseFrames()
-      this.reportServed({
+      this.reportServed(log, {
         ...served,
         peer,
         blocksSent: sender?.counters.blocksSent ?? 0,
@@ -713,8 +727,8 @@ export class DefaultCarMirror implements CarMirror {
   }
 
   /** Hands an ended inbound session to the `onSession` hook */
-  private reportServed (session: ServedSession): void {
-    this.log('%s of %s by %p %s in %d ms: %d blocks sent, %d received', session.kind, session.roots[0], session.peer, session.outcome, session.durationMs, session.blocksSent, session.blocksReceived)
+  private reportServed (log: Logger, session: ServedSession): void {
+    log('%s of %c by %p %s in %d ms: %d block(s) (%d bytes) sent, %d (%d bytes) received', session.kind, session.roots[0], session.peer, session.outcome, session.durationMs, session.blocksSent, session.blockBytesSent, session.blocksReceived, session.blockBytesReceived)
     try {
       this.init.onSession?.(session)
     } catch (err) {
@@ -727,17 +741,22 @@ export class DefaultCarMirror implements CarMirror {
     await failSession(framed, new SessionRefusedError(reason), 'refused')
   }
 
-  private async open (peer: PeerTarget, signal: AbortSignal, onProgress?: TransferOptions['onProgress']): Promise<{ framed: FramedStream, remotePeer: PeerId }> {
+  /** A logger of its own for each session, so the lines of concurrent sessions can be told apart */
+  private sessionLog (): Logger {
+    return this.log.newScope(`session-${++this.sessionCount}`)
+  }
+
+  private async open (peer: PeerTarget, signal: AbortSignal, onProgress: TransferOptions['onProgress'], log: Logger): Promise<{ framed: FramedStream, remotePeer: PeerId }> {
     // libp2p's dial progress events (connection:open, dial-queue:...) reach the caller's onProgress too
     const connection = await this.components.libp2p.dial(peer, { signal, onProgress })
     // the protocol name goes out with the first frame: no round trip of its own
     const stream = await connection.newStream(this.protocol, { signal, runOnLimitedConnection: this.init.runOnLimitedConnection ?? false, negotiateFully: false })
-    return { framed: this.frame(stream), remotePeer: connection.remotePeer }
+    return { framed: this.frame(stream, this.budgets.bufferedBytes, log), remotePeer: connection.remotePeer }
   }
 
   /** Frames a CAR Mirror stream with this node's limits, idle timeout and buffer budget */
-  private frame (stream: Stream, bufferBudget: Budget = this.budgets.bufferedBytes): FramedStream {
-    return new FramedStream(stream, { limits: this.limits, idleTimeout: this.init.idleTimeout ?? DEFAULT_IDLE_TIMEOUT, bufferBudget, largeFrames: this.budgets.largeFrames })
+  private frame (stream: Stream, bufferBudget: Budget, log: Logger): FramedStream {
+    return new FramedStream(stream, { limits: this.limits, idleTimeout: this.init.idleTimeout ?? DEFAULT_IDLE_TIMEOUT, bufferBudget, largeFrames: this.budgets.largeFrames, log })
   }
 
   private async session (kind: 'pull' | 'push', options: TransferOptions, run: (signal: AbortSignal, stats: TransferStats) => Promise<void>, roots: CID[]): Promise<TransferStats> {
@@ -762,10 +781,10 @@ export class DefaultCarMirror implements CarMirror {
     try {
       await this.track(run(signal, stats))
       stats.durationMs = Date.now() - started
-      this.log('%s of %s done in %d ms: %d blocks (%d bytes) received, %d sent, %d round trips, %d Bloom bytes', kind, roots[0], stats.durationMs, stats.blocksReceived, stats.blockBytesReceived, stats.blocksSent, stats.roundTrips, stats.bloomBytes)
+      this.log('%s of %c done in %d ms: %d blocks (%d bytes) received, %d sent, %d round trips, %d Bloom bytes', kind, roots[0], stats.durationMs, stats.blocksReceived, stats.blockBytesReceived, stats.blocksSent, stats.roundTrips, stats.bloomBytes)
       return stats
     } catch (err) {
-      this.log('%s of %s failed after %d ms - %e', kind, roots[0], Date.now() - started, err)
+      this.log('%s of %c failed after %d ms - %e', kind, roots[0], Date.now() - started, err)
       throw err
     } finally {
       stats.durationMs = Date.now() - started
@@ -937,4 +956,16 @@ function targetKey (target: PeerTarget): string {
     return id ?? addrs.map(addr => addr.toString()).join(',')
   }
   return String(first)
+}
+
+/** The end of a session that received: its blocks, duplicates and straggler rounds */
+function logReceiverEnd (log: Logger, receiver: ReceiverSession): void {
+  const { blocksReceived, blockBytesReceived, duplicateBlocks, stragglerRounds, statusesSent, bloomBytesSent } = receiver.counters
+  log('done: %d block(s) (%d bytes) received, %d duplicate(s), %d straggler round(s), %d status frame(s) with %d Bloom bytes', blocksReceived, blockBytesReceived, duplicateBlocks, stragglerRounds, statusesSent, bloomBytesSent)
+}
+
+/** The end of a session that sent: its blocks, passes and what the receiver held already */
+function logSenderEnd (log: Logger, sender: SenderSession): void {
+  const { blocksSent, blockBytesSent, passes, statusesReceived, duplicatesReported } = sender.counters
+  log('done: %d block(s) (%d bytes) sent in %d pass(es), %d status frame(s) read, %d duplicate(s) reported', blocksSent, blockBytesSent, passes, statusesReceived, duplicatesReported)
 }

@@ -6,7 +6,7 @@ import { SessionClosedError, SessionTimeoutError } from '../errors.ts'
 import { FrameDecoder } from './frame-decoder.ts'
 import type { Budget } from '../core/budget.ts'
 import type { Message, MessageLimits } from '../core/messages.ts'
-import type { AbortOptions, Stream } from '@libp2p/interface'
+import type { AbortOptions, Logger, Stream } from '@libp2p/interface'
 
 export interface MessagesOptions extends AbortOptions {
   /** Awaited with the size of each frame before it is decoded */
@@ -30,6 +30,8 @@ export interface FramedStreamInit {
    * takes in the message's CIDs)
    */
   largeFrames?: Budget
+  /** Logs when reading pauses and resumes */
+  log?: Logger
 }
 
 /** Block frames are batched until this many bytes are waiting */
@@ -104,6 +106,7 @@ export class FramedStream {
   private keepaliveTimer?: ReturnType<typeof setInterval>
   private readonly bufferBudget?: Budget
   private readonly largeFrames?: Budget
+  private readonly log?: Logger
   private waitingForBudget = false
   private discarding = false
   private readonly yielder = new Yielder()
@@ -119,6 +122,7 @@ export class FramedStream {
     this.idleTimeout = init.idleTimeout ?? 0
     this.bufferBudget = init.bufferBudget
     this.largeFrames = init.largeFrames
+    this.log = init.log
     this.remoteEnded = new Promise(resolve => { this.endedResolve = resolve })
     this.armIdleTimer()
     this.decoder = new FrameDecoder(maxFrame)
@@ -148,9 +152,8 @@ export class FramedStream {
         return
       }
       this.chargePartialFrame()
-      if (this.queuedBytes > this.highWaterMark && !this.paused) {
-        this.paused = true
-        stream.pause()
+      if (this.queuedBytes > this.highWaterMark) {
+        this.pauseReading('%d bytes wait to be handled', this.queuedBytes)
       }
       this.waitForBudget()
       this.wakeup.notify()
@@ -237,9 +240,8 @@ export class FramedStream {
         if (frame != null) {
           this.queuedBytes -= frame.byteLength
           this.bufferBudget?.release(frame.byteLength)
-          if (this.paused && this.queuedBytes < this.highWaterMark / 2 && !this.waitingForBudget) {
-            this.paused = false
-            this.stream.resume()
+          if (this.queuedBytes < this.highWaterMark / 2 && !this.waitingForBudget) {
+            this.resumeReading()
           }
           // decoding a large control frame takes milliseconds: in slices, between other work
           let message: Message | undefined = frame.byteLength > LARGE_FRAME_BYTES
@@ -428,18 +430,33 @@ export class FramedStream {
       return
     }
     this.waitingForBudget = true
-    if (!this.paused) {
-      this.paused = true
-      this.stream.pause()
-    }
+    this.pauseReading('the node-wide buffer budget is used up (%d of %d bytes)', budget.used, budget.limit)
     // one paused stream resumes per turn, each while there is room: a resumed stream hands over what it buffered at once
     budget.whenAvailableInTurn().then(() => {
       this.waitingForBudget = false
-      if (this.paused && this.queuedBytes < this.highWaterMark / 2 && !this.ended) {
-        this.paused = false
-        this.stream.resume()
+      if (this.queuedBytes < this.highWaterMark / 2 && !this.ended) {
+        this.resumeReading()
       }
     }, () => {})
+  }
+
+  /** Stops taking in the peer's bytes (if reading is not paused already), saying why */
+  private pauseReading (why: string, ...args: number[]): void {
+    if (this.paused) {
+      return
+    }
+    this.paused = true
+    this.stream.pause()
+    this.log?.(`reading paused: ${why}`, ...args)
+  }
+
+  private resumeReading (): void {
+    if (!this.paused) {
+      return
+    }
+    this.paused = false
+    this.stream.resume()
+    this.log?.('reading resumed')
   }
 
   /**
@@ -449,10 +466,7 @@ export class FramedStream {
   discardIncoming (): void {
     this.discarding = true
     this.releaseFrames()
-    if (this.paused) {
-      this.paused = false
-      this.stream.resume()
-    }
+    this.resumeReading()
   }
 
   /**

@@ -5,7 +5,7 @@ import type { FramedStream } from './framed-stream.ts'
 import type { ErrorCode, Message } from '../core/messages.ts'
 import type { ReceiverSession, ReceiverStep } from '../core/receiver.ts'
 import type { SenderSession } from '../core/sender.ts'
-import type { AbortOptions } from '@libp2p/interface'
+import type { AbortOptions, Logger } from '@libp2p/interface'
 
 export interface RunOptions extends AbortOptions {
   /** Messages to write before anything else (a request or greeting) */
@@ -18,6 +18,8 @@ export interface RunOptions extends AbortOptions {
   onReceiverStep?(step: ReceiverStep): void
   /** Most CIDs named in an error frame; default 10,000 */
   maxCidsPerMessage?: number
+  /** The session's own logger: rounds, pauses, the peer's errors and the end */
+  log?: Logger
 }
 
 /** How long a receiver that said done waits for the sender to close, before it resets the stream (ms) */
@@ -64,6 +66,7 @@ export async function runSender (framed: FramedStream, sender: SenderSession, op
       // true when the session is done
       const handle = async (message: Message): Promise<boolean> => {
         options.onReceived?.(message)
+        logReceived(options, message)
         if (message.type === 'error') {
           throw remoteError(message.code, message.message, message.cids)
         }
@@ -111,6 +114,8 @@ export async function runSender (framed: FramedStream, sender: SenderSession, op
  */
 export async function runReceiver (framed: FramedStream, receiver: ReceiverSession, options: RunOptions = {}): Promise<void> {
   let receiving = false
+  // status frames that named wants: the first round, then straggler rounds
+  let rounds = 0
   framed.keepAliveWhile(() => receiving)
   await guard(framed, 'receiver', options, async () => {
     const outbox = new Outbox(framed, options)
@@ -123,6 +128,7 @@ export async function runReceiver (framed: FramedStream, receiver: ReceiverSessi
         for await (const message of framed.messages(options)) {
           outbox.check()
           options.onReceived?.(message)
+          logReceived(options, message)
           receiving = true
           let step
           try {
@@ -132,6 +138,7 @@ export async function runReceiver (framed: FramedStream, receiver: ReceiverSessi
           }
           options.onReceiverStep?.(step)
           for (const reply of step.replies) {
+            rounds += logRound(options, reply, rounds)
             outbox.send(reply)
           }
           if (receiver.complete) {
@@ -159,6 +166,43 @@ export async function runReceiver (framed: FramedStream, receiver: ReceiverSessi
       framed.abort(new SessionClosedError('The session is over'))
     })
   })
+}
+
+/** Logs what a peer says that changes the course of a session: its errors, its wants, its end */
+function logReceived (options: RunOptions, message: Message): void {
+  const log = options.log
+  if (log == null) {
+    return
+  }
+  switch (message.type) {
+    case 'error':
+      // a peer's complaint or refusal is its business: debug level, not error
+      log('peer sent error/%s: %s', message.code, message.message)
+      break
+    case 'status':
+      if (message.wants.length > 0) {
+        log('peer asks for %d subgraph(s), the first %c', message.wants.length, message.wants[0])
+      }
+      break
+    case 'missing':
+      log('peer lacks %d block(s), the first %c', message.cids.length, message.cids[0])
+      break
+    case 'done':
+      log('peer is done (%d duplicate block(s))', message.duplicates)
+      break
+    default:
+      // blocks, idles and syncs: too many to log one by one
+      break
+  }
+}
+
+/** Logs a receiver's status that names wants (the first round, then straggler rounds): 1 if it was one */
+function logRound (options: RunOptions, reply: Message, rounds: number): number {
+  if (reply.type !== 'status' || reply.wants.length === 0) {
+    return 0
+  }
+  options.log?.('round %d: asking for %d subgraph(s), the first %c', rounds + 1, reply.wants.length, reply.wants[0])
+  return 1
 }
 
 /** Writes a receiver's replies in order, in a task of its own, so its reading never waits for them */
