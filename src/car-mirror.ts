@@ -5,7 +5,7 @@ import { isMultiaddr } from '@multiformats/multiaddr'
 import { CID } from 'multiformats/cid'
 import { CustomProgressEvent } from 'progress-events'
 import { CarMirrorBlockBroker } from './broker.ts'
-import { DEFAULT_COLD_CALL_BYTES, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_PUSH_BYTES, DEFAULT_MAX_ROOTS, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PEER, RESUME_MEMORY_MS, DEFAULT_MAX_INBOUND_STREAMS, DEFAULT_MAX_OUTBOUND_STREAMS, DEFAULT_READ_AHEAD, PROTOCOL_ID, DEFAULT_MAX_SESSIONS_PER_ADDRESS, DEFAULT_STALL_TIMEOUT, DEFAULT_EVICT_AFTER, DEFAULT_BUFFERED_BYTES_BUDGET, DEFAULT_BLOOM_BYTES_BUDGET, DEFAULT_QUEUED_WANTS_BUDGET, DEFAULT_READ_AHEAD_BYTES_BUDGET, DEFAULT_PENDING_WANTS_BUDGET, DEFAULT_INDEXED_CIDS_BUDGET, DEFAULT_LOCAL_WALKS, DEFAULT_LARGE_FRAMES, DEFAULT_MAX_ROUTED_PROVIDERS, DEFAULT_MAX_WANTS, DEFAULT_MAX_LINKS_PER_BLOCK, DEFAULT_MAX_CHECK_BLOCKS, DEFAULT_MAX_HINT_BLOCKS, DEFAULT_MAX_EXPLORE_BLOCKS, MAX_SENT_BLOOM_BYTES, DEFAULT_STORE_BLOOM_BYTES, STORE_BLOOM_MAX_AGE_MS } from './constants.ts'
+import { DEFAULT_MAX_PUSH_BYTES, RESUME_MEMORY_MS, DEFAULT_MAX_ROUTED_PROVIDERS, MAX_SENT_BLOOM_BYTES, STORE_BLOOM_MAX_AGE_MS } from './constants.ts'
 import { Budget, BudgetShare } from './core/budget.ts'
 import { LinkReader } from './core/links.ts'
 import { bloomOf, checkFirstMessageSize } from './core/messages.ts'
@@ -16,12 +16,14 @@ import { StoreBloom } from './core/store-bloom.ts'
 import { BlockVerifier } from './core/verify.ts'
 import { walkHeldCids } from './core/walk.ts'
 import { LimitExceededError, NoProviderError, PinningUnavailableError, ProtocolError, SessionRefusedError, SessionTimeoutError } from './errors.ts'
+import { resolveCarMirrorInit } from './options.ts'
 import { FramedStream, untilEvent } from './transport/framed-stream.ts'
 import { failSession, runReceiver, runSender } from './transport/run-session.ts'
 import type { BloomFilter } from './core/bloom/bloom-filter.ts'
 import type { Message, MessageLimits, PullMessage } from './core/messages.ts'
 import type { ReceiverStep } from './core/receiver.ts'
 import type { BudgetName, CarMirror, CarMirrorComponents, CarMirrorInit, CarMirrorStats, FindProvidersOptions, PeerTarget, PullOptions, ServedSession, TransferOptions, TransferStats } from './index.ts'
+import type { ResolvedCarMirrorInit } from './options.ts'
 import type { RunOptions } from './transport/run-session.ts'
 import type { Connection, Logger, PeerId, Stream } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
@@ -84,7 +86,7 @@ const RESUMABLE_FAILURES = new Set(['SessionClosedError', 'SessionTimeoutError',
 export class DefaultCarMirror implements CarMirror {
   readonly protocol: string
   private readonly components: CarMirrorComponents
-  private readonly init: CarMirrorInit
+  private readonly init: ResolvedCarMirrorInit
   private readonly log: Logger
   /** Numbers the sessions in log namespaces: helia:car-mirror:session-N */
   private sessionCount = 0
@@ -115,36 +117,36 @@ export class DefaultCarMirror implements CarMirror {
 
   constructor (components: CarMirrorComponents, init: CarMirrorInit = {}) {
     this.components = components
-    this.init = init
-    this.protocol = init.protocol ?? PROTOCOL_ID
+    this.init = resolveCarMirrorInit(init)
+    this.protocol = this.init.protocol
     this.log = components.logger?.forComponent('helia:car-mirror') ?? defaultLogger('helia:car-mirror')
     this.linkReader = new LinkReader({ codecs: init.codecs, loadCodec: init.loadCodec ?? components.getCodec })
     this.verifier = new BlockVerifier({ hashers: init.hashers, loadHasher: init.loadHasher ?? components.getHasher })
     this.limits = {
-      maxBlockSize: init.maxBlockSize,
-      maxBloomBytes: init.maxBloomBytes,
-      maxBloomHashCount: init.maxBloomHashCount,
-      maxCidsPerMessage: init.maxCidsPerMessage
+      maxBlockSize: this.init.maxBlockSize,
+      maxBloomBytes: this.init.maxBloomBytes,
+      maxBloomHashCount: this.init.maxBloomHashCount,
+      maxCidsPerMessage: this.init.maxCidsPerMessage
     }
-    const budgets = init.budgets ?? {}
-    this.maxSessions = init.maxSessions ?? DEFAULT_MAX_SESSIONS
+    const budgets = this.init.budgets
+    this.maxSessions = this.init.maxSessions
     this.budgets = {
-      bufferedBytes: new Budget('bufferedBytes', budgets.bufferedBytes ?? DEFAULT_BUFFERED_BYTES_BUDGET),
-      bloomBytes: new Budget('bloomBytes', budgets.bloomBytes ?? DEFAULT_BLOOM_BYTES_BUDGET),
-      queuedWants: new Budget('queuedWants', budgets.queuedWants ?? DEFAULT_QUEUED_WANTS_BUDGET),
-      readAheadBytes: new Budget('readAheadBytes', budgets.readAheadBytes ?? DEFAULT_READ_AHEAD_BYTES_BUDGET),
-      pendingWants: new Budget('pendingWants', budgets.pendingWants ?? DEFAULT_PENDING_WANTS_BUDGET),
-      indexedCids: new Budget('indexedCids', budgets.indexedCids ?? DEFAULT_INDEXED_CIDS_BUDGET),
-      localWalks: new Budget('localWalks', budgets.localWalks ?? DEFAULT_LOCAL_WALKS),
-      largeFrames: new Budget('largeFrames', budgets.largeFrames ?? DEFAULT_LARGE_FRAMES)
+      bufferedBytes: new Budget('bufferedBytes', budgets.bufferedBytes),
+      bloomBytes: new Budget('bloomBytes', budgets.bloomBytes),
+      queuedWants: new Budget('queuedWants', budgets.queuedWants),
+      readAheadBytes: new Budget('readAheadBytes', budgets.readAheadBytes),
+      pendingWants: new Budget('pendingWants', budgets.pendingWants),
+      indexedCids: new Budget('indexedCids', budgets.indexedCids),
+      localWalks: new Budget('localWalks', budgets.localWalks),
+      largeFrames: new Budget('largeFrames', budgets.largeFrames)
     }
     this.storeBloom = new StoreBloom({
       blockstore: components.blockstore,
-      maxBytes: init.storeBloomBytes ?? DEFAULT_STORE_BLOOM_BYTES,
+      maxBytes: this.init.storeBloomBytes,
       maxAgeMs: STORE_BLOOM_MAX_AGE_MS,
       walkBudget: this.budgets.localWalks
     })
-    this.broker = new CarMirrorBlockBroker(this, components.blockstore, { log: this.log, maxRoots: init.maxRoots })
+    this.broker = new CarMirrorBlockBroker(this, components.blockstore, { log: this.log, maxRoots: this.init.maxRoots })
     // a session waiting for memory that stalled sessions hold gets it by evicting them
     for (const budget of [this.budgets.bufferedBytes, this.budgets.bloomBytes, this.budgets.queuedWants, this.budgets.readAheadBytes, this.budgets.pendingWants]) {
       budget.onShort = (short) => { this.relieve(short) }
@@ -170,9 +172,9 @@ export class DefaultCarMirror implements CarMirror {
     await this.components.libp2p.handle(this.protocol, async (stream, connection) => {
       await this.track(this.turnToStart().then(async () => { await this.serve(stream, connection) }))
     }, {
-      maxInboundStreams: this.init.maxInboundStreams ?? DEFAULT_MAX_INBOUND_STREAMS,
-      maxOutboundStreams: this.init.maxOutboundStreams ?? DEFAULT_MAX_OUTBOUND_STREAMS,
-      runOnLimitedConnection: this.init.runOnLimitedConnection ?? false
+      maxInboundStreams: this.init.maxInboundStreams,
+      maxOutboundStreams: this.init.maxOutboundStreams,
+      runOnLimitedConnection: this.init.runOnLimitedConnection
     })
     // with a metrics component, the budgets' use is scraped like libp2p's own metrics
     this.components.libp2p.metrics?.registerMetricGroup('helia_car_mirror_budgets', {
@@ -185,7 +187,7 @@ export class DefaultCarMirror implements CarMirror {
       help: 'CAR Mirror sessions running now',
       calculate: () => ({ ...this.activeSessions })
     })
-    const stallTimeout = this.init.stallTimeout ?? DEFAULT_STALL_TIMEOUT
+    const stallTimeout = this.init.stallTimeout
     this.stallTimer = setInterval(() => { this.endStalledSessions(stallTimeout) }, Math.max(100, Math.min(stallTimeout / 4, 5000)))
     this.started = true
   }
@@ -415,7 +417,7 @@ export class DefaultCarMirror implements CarMirror {
       ...this.senderInit(rootList),
       bloom,
       awaitFirstStatus: resuming,
-      coldCallBytes: this.init.coldCallBytes ?? DEFAULT_COLD_CALL_BYTES
+      coldCallBytes: this.init.coldCallBytes
     })
     log('push of %c (%d root(s)) to %p: %d hint(s)%s', rootList[0], rootList.length, remotePeer, hints.length, resuming ? ', resuming' : '')
     try {
@@ -482,11 +484,11 @@ export class DefaultCarMirror implements CarMirror {
    */
   private admit (peer: string, address: string): boolean {
     const groups: Array<{ limit: number, member(session: InboundSession): boolean }> = [
-      { limit: this.init.maxSessionsPerPeer ?? DEFAULT_MAX_SESSIONS_PER_PEER, member: session => session.peer === peer },
-      { limit: this.init.maxSessionsPerAddress ?? DEFAULT_MAX_SESSIONS_PER_ADDRESS, member: session => session.address === address },
+      { limit: this.init.maxSessionsPerPeer, member: session => session.peer === peer },
+      { limit: this.init.maxSessionsPerAddress, member: session => session.address === address },
       { limit: this.maxSessions, member: () => true }
     ]
-    const evictAfter = this.init.evictAfter ?? DEFAULT_EVICT_AFTER
+    const evictAfter = this.init.evictAfter
     const now = Date.now()
     for (const { limit, member } of groups) {
       const members = [...this.inbound].filter(member)
@@ -511,7 +513,7 @@ export class DefaultCarMirror implements CarMirror {
    * that is slow because the node is busy.
    */
   private relieve (budget: Budget): void {
-    const evictAfter = this.init.evictAfter ?? DEFAULT_EVICT_AFTER
+    const evictAfter = this.init.evictAfter
     const now = Date.now()
     // every waiter asks again at each release: look at most once per interval
     if (now - (this.relieved.get(budget.name) ?? 0) < RELIEVE_INTERVAL_MS) {
@@ -607,8 +609,8 @@ export class DefaultCarMirror implements CarMirror {
       if ((first.type === 'pull' || first.type === 'push') && first.roots.length === 0) {
         throw new ProtocolError(`A ${first.type} must name at least one root`)
       }
-      if ((first.type === 'pull' || first.type === 'push') && first.roots.length > (this.init.maxRoots ?? DEFAULT_MAX_ROOTS)) {
-        throw new LimitExceededError(`A session may name at most ${this.init.maxRoots ?? DEFAULT_MAX_ROOTS} roots`)
+      if ((first.type === 'pull' || first.type === 'push') && first.roots.length > (this.init.maxRoots)) {
+        throw new LimitExceededError(`A session may name at most ${this.init.maxRoots} roots`)
       }
       if (first.type === 'pull') {
         if (!await this.allowed(this.init.allowPull, peer, first.roots, true)) {
@@ -640,7 +642,7 @@ export class DefaultCarMirror implements CarMirror {
           smallStoreBlocks: 0,
           maxStoredBytes,
           announceRoots: true,
-          maxHintBlocks: this.init.maxHintBlocks ?? DEFAULT_MAX_HINT_BLOCKS,
+          maxHintBlocks: this.init.maxHintBlocks,
           walkBudget: this.budgets.localWalks,
           // a client that names no hints learns what this small store holds; hints give an exact, smaller Bloom
           storeBloom: hints.length === 0 ? await this.storeBloom.get(signal) : undefined,
@@ -750,13 +752,13 @@ export class DefaultCarMirror implements CarMirror {
     // libp2p's dial progress events (connection:open, dial-queue:...) reach the caller's onProgress too
     const connection = await this.components.libp2p.dial(peer, { signal, onProgress })
     // the protocol name goes out with the first frame: no round trip of its own
-    const stream = await connection.newStream(this.protocol, { signal, runOnLimitedConnection: this.init.runOnLimitedConnection ?? false, negotiateFully: false })
+    const stream = await connection.newStream(this.protocol, { signal, runOnLimitedConnection: this.init.runOnLimitedConnection, negotiateFully: false })
     return { framed: this.frame(stream, this.budgets.bufferedBytes, log), remotePeer: connection.remotePeer }
   }
 
   /** Frames a CAR Mirror stream with this node's limits, idle timeout and buffer budget */
   private frame (stream: Stream, bufferBudget: Budget, log: Logger): FramedStream {
-    return new FramedStream(stream, { limits: this.limits, idleTimeout: this.init.idleTimeout ?? DEFAULT_IDLE_TIMEOUT, bufferBudget, largeFrames: this.budgets.largeFrames, log })
+    return new FramedStream(stream, { limits: this.limits, idleTimeout: this.init.idleTimeout, bufferBudget, largeFrames: this.budgets.largeFrames, log })
   }
 
   private async session (kind: 'pull' | 'push', options: TransferOptions, run: (signal: AbortSignal, stats: TransferStats) => Promise<void>, roots: CID[]): Promise<TransferStats> {
@@ -856,10 +858,10 @@ export class DefaultCarMirror implements CarMirror {
       blockstore: this.components.blockstore,
       roots,
       linkReader: this.linkReader,
-      readAhead: this.init.readAhead ?? DEFAULT_READ_AHEAD,
+      readAhead: this.init.readAhead,
       maxBlockSize: this.init.maxBlockSize,
       maxCidsPerMessage: this.init.maxCidsPerMessage,
-      maxCheckBlocks: this.init.maxCheckBlocks ?? DEFAULT_MAX_CHECK_BLOCKS,
+      maxCheckBlocks: this.init.maxCheckBlocks,
       budgets
     }
   }
@@ -875,10 +877,10 @@ export class DefaultCarMirror implements CarMirror {
       maxCidsPerMessage: this.init.maxCidsPerMessage,
       maxUnrequestedBlocks: this.init.maxUnrequestedBlocks,
       maxStragglerRounds: this.init.maxStragglerRounds,
-      maxWants: this.init.maxWants ?? DEFAULT_MAX_WANTS,
+      maxWants: this.init.maxWants,
       wantBudget: budgets.pendingWants,
-      maxLinksPerBlock: this.init.maxLinksPerBlock ?? DEFAULT_MAX_LINKS_PER_BLOCK,
-      maxExploreBlocks: this.init.maxExploreBlocks ?? DEFAULT_MAX_EXPLORE_BLOCKS,
+      maxLinksPerBlock: this.init.maxLinksPerBlock,
+      maxExploreBlocks: this.init.maxExploreBlocks,
       onBlockStored: (cid) => { this.storeBloom.add(cid) }
     }
   }
