@@ -15,12 +15,19 @@ import type { Multiaddr } from '@multiformats/multiaddr'
 
 /** What the broker needs of the CAR Mirror service: pulls it can follow */
 export interface BrokerHost {
+  /** Pulls the DAGs under `roots` (the broker passes its own options) */
   pull(roots: CID | CID[], options?: BrokerPullOptions): Promise<TransferStats>
 }
 
+/** Options of the block broker */
 export interface CarMirrorBlockBrokerInit {
-  /** Most roots one pull names; default 1,000 */
+  /**
+   * Most roots one pull names
+   *
+   * @default 1000
+   */
   maxRoots?: number
+  /** Where the broker logs its pulls */
   log: Logger
 }
 
@@ -92,6 +99,7 @@ class Delivery {
  */
 export class CarMirrorBlockBroker implements SessionBlockBroker {
   readonly name = 'car-mirror'
+  /** What the broker has done since the node started */
   readonly stats: BrokerStats = { retrieves: 0, pulls: 0, shallowPulls: 0, joined: 0, blocksReceived: 0, blockBytesReceived: 0, bytesReceived: 0, failures: 0 }
   private readonly host: BrokerHost
   private readonly blockstore: BlockSource

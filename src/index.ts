@@ -47,6 +47,7 @@ export type PeerTarget = PeerId | Multiaddr | Multiaddr[]
 
 /** Progress of one block */
 export interface BlockProgress {
+  /** The block's CID */
   cid: CID
   /** The block's size in bytes */
   bytes: number
@@ -54,6 +55,7 @@ export interface BlockProgress {
 
 /** Progress of one received block, with what became of it */
 export interface ReceivedBlockProgress extends BlockProgress {
+  /** 'stored' (verified and written), 'duplicate' (held already) or 'unrequested' (dropped: the session did not ask for it) */
   outcome: ReceiveOutcome
 }
 
@@ -65,6 +67,22 @@ export interface StatusProgress {
   bloomBytes: number
 }
 
+/**
+ * The progress events of a pull or push: libp2p's dial events, then one per
+ * block and status frame
+ *
+ * @example
+ *
+ * ```ts
+ * await helia.carMirror.pull(peer, root, {
+ *   onProgress: (event) => {
+ *     if (event.type === 'car-mirror:block:received') {
+ *       console.info(event.detail.cid, event.detail.bytes, event.detail.outcome)
+ *     }
+ *   }
+ * })
+ * ```
+ */
 export type CarMirrorProgressEvents =
   | OpenConnectionProgressEvents
   | ProgressEvent<'car-mirror:block:sent', BlockProgress>
@@ -72,6 +90,7 @@ export type CarMirrorProgressEvents =
   | ProgressEvent<'car-mirror:status:sent', StatusProgress>
   | ProgressEvent<'car-mirror:status:received', StatusProgress>
 
+/** Options of a pull or push: an abort signal, progress events and hints */
 export interface TransferOptions extends AbortOptions, ProgressOptions<CarMirrorProgressEvents> {
   /**
    * Roots of related DAGs the receiver may already hold, such as the previous
@@ -115,8 +134,11 @@ export interface FindProvidersOptions {
 
 /** What one pull or push did, seen from the client */
 export interface TransferStats {
+  /** The roots the session mirrored */
   roots: CID[]
+  /** Blocks written to the stream (a push) */
   blocksSent: number
+  /** Blocks read from the stream and verified (a pull), held ones included */
   blocksReceived: number
   /** Block bytes sent, without framing */
   blockBytesSent: number
@@ -134,6 +156,7 @@ export interface TransferStats {
   statusFrames: number
   /** Times the client waited for the other side: the request's answer, then each straggler round */
   roundTrips: number
+  /** From the call to its end, dialling included (ms) */
   durationMs: number
 }
 
@@ -141,6 +164,7 @@ export interface TransferStats {
 export interface ServedSession {
   /** What the peer asked for; 'unknown' when its first frame was neither a pull nor a push (or never came) */
   kind: 'pull' | 'push' | 'unknown'
+  /** The peer that opened the session */
   peer: PeerId
   /** The roots its first frame named (empty when unknown) */
   roots: CID[]
@@ -150,12 +174,17 @@ export interface ServedSession {
    * 'failed': anything else (`error` says what)
    */
   outcome: 'done' | 'refused' | 'failed'
+  /** Why the session failed or was refused */
   error?: Error
+  /** Blocks sent (a pull) */
   blocksSent: number
+  /** Block bytes sent, without framing */
   blockBytesSent: number
   /** Blocks received and verified (a push), already held ones included */
   blocksReceived: number
+  /** Block bytes received, without framing */
   blockBytesReceived: number
+  /** From the first frame to the end (ms) */
   durationMs: number
 }
 
@@ -167,6 +196,21 @@ export interface AuthorizeSession {
   (peer: PeerId, roots: CID[]): boolean | Promise<boolean>
 }
 
+/**
+ * Options of a CAR Mirror node: who may pull and push, limits on what a peer
+ * may make this node hold, timeouts and tuning. Every option has a default
+ * that suits a public server.
+ *
+ * @example
+ *
+ * ```ts
+ * const helia = withCarMirror(await createHelia(), {
+ *   allowPush: (peer) => trusted.has(peer.toString()),
+ *   maxSessions: 64,
+ *   idleTimeout: 30_000
+ * })
+ * ```
+ */
 export interface CarMirrorInit {
   /**
    * Protocol id to serve and dial
@@ -447,8 +491,20 @@ export type BudgetName = keyof BudgetInit | 'sessions'
 
 /** What the node holds now, against its budgets */
 export interface CarMirrorStats {
-  sessions: { inbound: number, outbound: number }
-  budgets: Record<BudgetName, { used: number, limit: number }>
+  /** Sessions running now: served for other peers and started here */
+  sessions: {
+    /** Served for other peers */
+    inbound: number
+    /** Started here */
+    outbound: number
+  }
+  /** Each node-wide budget: how much is held now, and its limit */
+  budgets: Record<BudgetName, {
+    /** Held now */
+    used: number
+    /** The most the node holds */
+    limit: number
+  }>
   /** What the `car-mirror` block broker has done since the node started */
   broker: BrokerStats
 }
@@ -475,10 +531,18 @@ export interface BrokerStats {
 
 /** What CAR Mirror needs from its host: a libp2p node and a blockstore */
 export interface CarMirrorComponents {
-  libp2p: Pick<Libp2p, 'handle' | 'unhandle' | 'dial'> & Partial<Pick<Libp2p, 'getConnections' | 'peerStore'>> & { metrics?: Metrics }
+  /** The libp2p node that serves the protocol and dials peers (with `getConnections` and `peerStore`, a pull may name no peer) */
+  libp2p: Pick<Libp2p, 'handle' | 'unhandle' | 'dial'> & Partial<Pick<Libp2p, 'getConnections' | 'peerStore'>> & {
+    /** libp2p's metrics: CAR Mirror registers its session and budget gauges there */
+    metrics?: Metrics
+  }
+  /** Where received blocks are written (after verification) and sent blocks are read */
   blockstore: Blockstore
+  /** Helia's or libp2p's logger; default `defaultLogger()` of `@libp2p/logger` */
   logger?: ComponentLogger
+  /** Decoders of codecs besides dag-pb, dag-cbor, dag-json and raw (Helia's `getCodec`) */
   getCodec?: LoadCodec
+  /** Hashers besides sha2-256, sha2-512, blake3 and identity (Helia's `getHasher`) */
   getHasher?: LoadHasher
   /** Helia's pins, for `pull(..., { pin: true })` */
   pins?: Pick<Pins, 'add' | 'isPinned'>
@@ -492,7 +556,12 @@ export interface CarMirror {
   readonly protocol: string
 
   /** Sessions running now: served for other peers (inbound) and started here (outbound) */
-  readonly activeSessions: { inbound: number, outbound: number }
+  readonly activeSessions: {
+    /** Served for other peers */
+    inbound: number
+    /** Started here */
+    outbound: number
+  }
 
   /**
    * Sessions and the use of every node-wide budget now
@@ -598,11 +667,13 @@ export function createCarMirror (components: CarMirrorComponents, init: CarMirro
 
 /** A Helia node with libp2p, as made by `withLibp2p` or `createHelia` */
 export interface HeliaWithLibp2p extends Helia {
+  /** The node's libp2p */
   libp2p: Libp2p
 }
 
 /** A Helia node with CAR Mirror */
 export interface HeliaWithCarMirror {
+  /** Pull and push DAGs, and the node's CAR Mirror stats */
   carMirror: CarMirror
 }
 
@@ -709,10 +780,13 @@ export function withCarMirror<H extends Helia> (helia: H, init: CarMirrorInit = 
 export { DEFAULT_STORE_BLOOM_BYTES, DEFAULT_MAX_SESSIONS_PER_ADDRESS, DEFAULT_STALL_TIMEOUT, DEFAULT_EVICT_AFTER, DEFAULT_BUFFERED_BYTES_BUDGET, DEFAULT_BLOOM_BYTES_BUDGET, DEFAULT_QUEUED_WANTS_BUDGET, DEFAULT_READ_AHEAD_BYTES_BUDGET, DEFAULT_PENDING_WANTS_BUDGET, DEFAULT_INDEXED_CIDS_BUDGET, DEFAULT_LOCAL_WALKS, DEFAULT_LARGE_FRAMES, DEFAULT_MAX_ROUTED_PROVIDERS, DEFAULT_MAX_CHECK_BLOCKS, DEFAULT_MAX_HINT_BLOCKS, DEFAULT_MAX_EXPLORE_BLOCKS, DEFAULT_MAX_WANTS, DEFAULT_MAX_LINKS_PER_BLOCK, DEFAULT_MAX_MISSING, MAX_SENT_BLOOM_BYTES } from './constants.ts'
 export { PROTOCOL_ID, DEFAULT_MAX_BLOCK_SIZE, DEFAULT_MAX_BLOOM_BYTES, DEFAULT_MAX_BLOOM_HASH_COUNT, DEFAULT_MAX_CIDS_PER_MESSAGE, DEFAULT_SMALL_STORE_BLOCKS, DEFAULT_IDLE_TIMEOUT, DEFAULT_READ_AHEAD, DEFAULT_COLD_CALL_BYTES, DEFAULT_MAX_ROOTS, DEFAULT_MAX_QUEUED_WANTS, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PEER, DEFAULT_MAX_PUSH_BYTES, DEFAULT_MAX_UNREQUESTED_BLOCKS, DEFAULT_MAX_STRAGGLER_ROUNDS } from './constants.ts'
 export { BloomFilter, InvalidBloomError } from './core/bloom/bloom-filter.ts'
+export type { BloomSize, OptimalSizeOptions, HasBytes } from './core/bloom/bloom-filter.ts'
 // the types the init options and progress events name; the building blocks
 // themselves are exported by `helia-car-mirror/core`
 export type { BlockDecoder, LoadCodec } from './core/links.ts'
 export type { LoadHasher } from './core/verify.ts'
 export type { ReceiveOutcome } from './core/frontier.ts'
 export { CarMirrorBlockBroker } from './broker.ts'
+export type { BrokerHost, CarMirrorBlockBrokerInit, PullTaps } from './broker.ts'
+export type { BrokerPullOptions } from './car-mirror.ts'
 export * from './errors.ts'

@@ -16,6 +16,7 @@ export type BlockSink = Pick<Blockstore, 'get' | 'has' | 'put'>
  * networked blockstore from asking Bitswap for blocks a walk does not find.
  */
 export interface BlockReadOptions extends AbortOptions {
+  /** True: look in the local store only, never the network; default the blockstore's own behaviour */
   offline?: boolean
 }
 

@@ -16,7 +16,9 @@ import { LimitExceededError } from '../errors.ts'
  * ```
  */
 export class Budget {
+  /** What the budget counts, as named in errors (for example `bloomBytes`) */
   readonly name: string
+  /** The most that may be taken, in the budget's unit (bytes, CIDs or slots) */
   readonly limit: number
   private usedAmount = 0
   private readonly waiters: Array<() => void> = []
@@ -174,6 +176,7 @@ export class Budget {
  * ```
  */
 export class BudgetShare extends Budget {
+  /** The node-wide budget this share takes from and gives back to */
   readonly node: Budget
   /** What this session holds of the node's budget */
   held = 0
@@ -241,6 +244,11 @@ export class Yielder {
     this.sliceMs = sliceMs
   }
 
+  /**
+   * Returns at once while the current slice lasts; otherwise waits for this
+   * loop's turn in a later turn of the event loop, then throws the signal's
+   * reason if `signal` was aborted meanwhile
+   */
   async maybeYield (signal?: AbortSignal): Promise<void> {
     if (now() - turnStarted() < this.sliceMs) {
       return

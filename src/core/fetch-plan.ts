@@ -12,10 +12,13 @@ export type BlockKind = 'file' | 'directory' | 'other'
 
 /** A pull the block broker should start: its roots, and whether only their own blocks (`shallow`) */
 export interface FetchPlan {
+  /** The CIDs to pull, the one a caller asked for first */
   roots: CID[]
+  /** True: only the roots' own blocks (a pull with `dl: 0`); false: their whole subgraphs */
   shallow: boolean
 }
 
+/** Limits of a {@link FetchPlanner} */
 export interface FetchPlannerInit {
   /** Most roots one planned pull names; default 1,000 (the protocol's minimum) */
   maxRoots?: number
@@ -124,7 +127,12 @@ export class FetchPlanner {
  * A block's kind and links: dag-pb blocks are read as UnixFS (a node whose
  * `Data` does not parse is `other`); any other codec is `other`
  */
-export function blockKind (cid: CID, bytes: Uint8Array): { kind: BlockKind, links: CID[] } {
+export function blockKind (cid: CID, bytes: Uint8Array): {
+  /** What the block says about the blocks below it */
+  kind: BlockKind
+  /** The block's links in link order when it is dag-pb; empty for other codecs and for bytes that do not decode */
+  links: CID[]
+} {
   if (cid.code !== DAG_PB_CODE) {
     return { kind: 'other', links: [] }
   }

@@ -36,10 +36,13 @@ export type ReceiveOutcome =
   /** neither held nor wanted: the sender sent something this session never asked for; not written */
   | 'unrequested'
 
+/** Where a {@link ReceiverFrontier} finds and stores blocks, how it reads and checks them, and its limits */
 export interface ReceiverFrontierInit {
   /** Where held blocks are looked up and received blocks are written */
   blockstore: BlockSink
+  /** Reads the links of held and received blocks; default a LinkReader with the built-in codecs */
   linkReader?: LinkReader
+  /** Checks that received blocks hash to their CIDs; default a BlockVerifier with the built-in hashers */
   verifier?: BlockVerifier
   /** Blockstore writes that may overlap with receiving more blocks; default 16 */
   maxPendingWrites?: number
@@ -55,6 +58,7 @@ export interface ReceiverFrontierInit {
   maxMissing?: number
   /** Only the roots' own blocks: links of held and received blocks are not followed (a shallow pull) */
   shallow?: boolean
+  /** Gives the event loop a turn during long local walks; default a new Yielder (10 ms slices) */
   yielder?: Yielder
 }
 
@@ -166,10 +170,12 @@ export class ReceiverFrontier {
     return [...this.wanted.values()]
   }
 
+  /** True when `cid` is a want: a missing root or link of a held block, not reported unavailable */
   isWanted (cid: CID): boolean {
     return this.wanted.has(cidKey(cid))
   }
 
+  /** True when `cid` is a held block reachable from the roots, found in the store or received (identity CIDs: false) */
   holds (cid: CID): boolean {
     return this.holding.has(cidKey(cid))
   }

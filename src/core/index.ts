@@ -30,10 +30,14 @@
  */
 
 export { encodeMessage, decodeMessage, bloomItem } from './messages.ts'
-export type { Message, MessageLimits, ErrorCode, StatusMessage, PullMessage, PushMessage, MissingMessage, KeepaliveMessage } from './messages.ts'
+export type { Message, MessageLimits, ErrorCode, PullMessage, PushMessage, HeaderMessage, BlockMessage, StatusMessage, IdleMessage, SyncMessage, DoneMessage, MissingMessage, KeepaliveMessage, ErrorMessage } from './messages.ts'
 export { SenderSession } from './sender.ts'
+export type { SenderSessionInit, SenderBudgets, SenderCounters } from './sender.ts'
 export { ReceiverSession } from './receiver.ts'
-export { BloomFilter, InvalidBloomError } from './bloom/bloom-filter.ts'
+export type { ReceiverSessionInit, ReceiverCounters, ReceiverStep } from './receiver.ts'
+export { BloomFilter, InvalidBloomError, MAX_BLOOM_BYTES, MAX_HASH_COUNT, defaultFalsePositiveRate } from './bloom/bloom-filter.ts'
+export type { BloomSize, OptimalSizeOptions, HasBytes } from './bloom/bloom-filter.ts'
+export { Budget, BudgetShare, Yielder } from './budget.ts'
 export { readBlock, hasBlock } from './blocks.ts'
 export type { BlockSource, BlockSink, BlockReadOptions } from './blocks.ts'
 export { LinkReader, BUILT_IN_CODECS } from './links.ts'

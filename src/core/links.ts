@@ -11,7 +11,9 @@ import type { BlockCodec } from 'multiformats/codecs/interface'
 
 /** Anything that can decode a block's bytes into a data model value */
 export interface BlockDecoder {
+  /** The codec's multicodec code, as in a CID */
   code: number
+  /** Decodes a block's bytes into the data model, where links are CIDs */
   decode(bytes: Uint8Array): unknown
 }
 
@@ -24,6 +26,7 @@ export interface LoadCodec {
   (code: number): BlockDecoder | undefined | Promise<BlockDecoder | undefined>
 }
 
+/** Codecs a {@link LinkReader} reads beyond the built-in ones */
 export interface LinkReaderInit {
   /** Extra decoders, checked before `loadCodec` */
   codecs?: BlockDecoder[]

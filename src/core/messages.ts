@@ -11,9 +11,13 @@ import { ITEMS_PER_STEP, controlValue, runSteps } from './control-values.ts'
  * holds (none: no `bb`/`bk` keys on the wire).
  */
 export interface PullMessage {
+  /** The message type (wire `t: "pull"`) */
   type: 'pull'
+  /** The roots of the DAG to pull, at least one (wire `rs`) */
   roots: CID[]
+  /** Subgraph roots the client misses, never identity CIDs (wire `sr`); empty means the roots */
   wants: CID[]
+  /** A Bloom filter of blocks the client holds (wire `bb` and `bk`); absent: no Bloom */
   bloom?: BloomFilter
   /**
    * How many links below each want the sender walks (`dl` on the wire).
@@ -25,21 +29,29 @@ export interface PullMessage {
 
 /** The client's first frame of a push: the DAG's roots and hint CIDs the server may hold */
 export interface PushMessage {
+  /** The message type (wire `t: "push"`) */
   type: 'push'
+  /** The roots of the DAG to push, at least one (wire `rs`) */
   roots: CID[]
+  /** Roots of related DAGs the server may hold, such as a previous version; may be empty (wire `hs`) */
   hints: CID[]
 }
 
 /** The sender's first frame: a CARv1 header (at least one root), so the sender's block frames form a CARv1 stream */
 export interface HeaderMessage {
+  /** The message type; on the wire the CAR header has no `t` key, only `roots` and `version: 1` */
   type: 'header'
+  /** The session's roots, in the order of the first frame's `rs` (wire `roots`) */
   roots: CID[]
 }
 
 /** One block, laid out as a CARv1 section (CID bytes then block bytes) */
 export interface BlockMessage {
+  /** The message type; on the wire a block frame has no `t` key: its body starts with the CID */
   type: 'block'
+  /** The block's CID, written first in the frame body */
   cid: CID
+  /** The block's data, the rest of the frame body; may be empty. Decoded: a view into the frame body */
   bytes: Uint8Array
 }
 
@@ -48,7 +60,9 @@ export interface BlockMessage {
  * less what the Bloom rules out).
  */
 export interface StatusMessage {
+  /** The message type (wire `t: "status"`) */
   type: 'status'
+  /** Subgraph roots the receiver misses, never identity CIDs (wire `sr`); may be empty */
   wants: CID[]
   /**
    * The sender's Bloom from the next block on: `undefined` (no `bb` key on the
@@ -66,7 +80,9 @@ export interface StatusMessage {
 
 /** The sender has sent everything it was asked for, after reading `statuses` status frames */
 export interface IdleMessage {
+  /** The message type (wire `t: "idle"`) */
   type: 'idle'
+  /** Status-bearing messages (a `pull` and every `status`) the sender has read (wire `n`) */
   statuses: number
 }
 
@@ -76,13 +92,17 @@ export interface IdleMessage {
  * `statuses` counts the status frames it has read
  */
 export interface SyncMessage {
+  /** The message type (wire `t: "sync"`) */
   type: 'sync'
+  /** Status-bearing messages (a `pull` and every `status`) the sender has read (wire `n`) */
   statuses: number
 }
 
 /** The receiver holds the whole DAG; the session is over. `duplicates` counts received blocks it already held */
 export interface DoneMessage {
+  /** The message type (wire `t: "done"`) */
   type: 'done'
+  /** Blocks received in the session that the receiver already held; informational (wire `d`) */
   duplicates: number
 }
 
@@ -91,7 +111,9 @@ export interface DoneMessage {
  * roots' DAG: the receiver stops asking for them (wire `{ t: "missing", cs }`)
  */
 export interface MissingMessage {
+  /** The message type (wire `t: "missing"`) */
   type: 'missing'
+  /** Blocks the sender does not hold, or wants outside the roots' DAG (wire `cs`) */
   cids: CID[]
 }
 
@@ -100,6 +122,7 @@ export interface MissingMessage {
  * (wire `{ t: "keepalive" }`); it resets the reader's idle timer but is not progress
  */
 export interface KeepaliveMessage {
+  /** The message type (wire `t: "keepalive"`) */
   type: 'keepalive'
 }
 
@@ -108,12 +131,17 @@ export type ErrorCode = 'not-found' | 'refused' | 'limit' | 'protocol' | 'verifi
 
 /** Either side ends the session with an error; `cids` names blocks it concerns */
 export interface ErrorMessage {
+  /** The message type (wire `t: "error"`) */
   type: 'error'
+  /** What went wrong (wire `c`) */
   code: ErrorCode
+  /** A human-readable reason, cut to 1024 characters when decoded (wire `m`) */
   message: string
+  /** CIDs the error concerns, for `not-found` the unavailable blocks; may be empty (wire `cs`) */
   cids: CID[]
 }
 
+/** Any frame body of a session, as `encodeMessage` writes and `decodeMessage` reads it: a control message or a block */
 export type Message = PullMessage | PushMessage | HeaderMessage | BlockMessage | StatusMessage | IdleMessage | SyncMessage | DoneMessage | MissingMessage | KeepaliveMessage | ErrorMessage
 
 /** Bounds on what a decoded message may hold */

@@ -13,6 +13,7 @@ import type { BlockVerifier } from './verify.ts'
 import type { Blockstore } from 'interface-blockstore'
 import type { CID } from 'multiformats/cid'
 
+/** Where a {@link ReceiverSession} finds and stores blocks, what it asks for, and its limits */
 export interface ReceiverSessionInit extends Pick<ReceiverFrontierInit, 'maxWants' | 'wantBudget' | 'maxLinksPerBlock' | 'maxExploreBlocks' | 'maxMissing' | 'shallow'> {
   /** Where held blocks are found and received blocks written */
   blockstore: BlockSink & Partial<Pick<Blockstore, 'getAll'>>
@@ -20,7 +21,9 @@ export interface ReceiverSessionInit extends Pick<ReceiverFrontierInit, 'maxWant
   roots: CID[]
   /** Roots of related DAGs the receiver may hold (for example the previous version); their held blocks go into the Bloom */
   hints?: CID[]
+  /** Reads the links of held and received blocks; default a LinkReader with the built-in codecs */
   linkReader?: LinkReader
+  /** Checks that received blocks hash to their CIDs; default a BlockVerifier with the built-in hashers */
   verifier?: BlockVerifier
   /**
    * A store with at most this many blocks (and a `getAll` method) goes into
@@ -60,13 +63,17 @@ export interface ReceiverSessionInit extends Pick<ReceiverFrontierInit, 'maxWant
 
 /** What a receiver has done so far */
 export interface ReceiverCounters {
+  /** Block frames received, duplicates and unrequested blocks included */
   blocksReceived: number
+  /** Bytes of block data received, duplicates and unrequested blocks included */
   blockBytesReceived: number
   /** Received blocks the receiver already held */
   duplicateBlocks: number
   /** Received blocks the session never asked for (not stored) */
   unrequestedBlocks: number
+  /** Status-bearing messages written: the `pull` (when pulling) and every `status` */
   statusesSent: number
+  /** Bytes of Bloom filter bits sent, in the `pull` and `status` frames */
   bloomBytesSent: number
   /** Status frames that asked for stragglers after the sender went idle */
   stragglerRounds: number
@@ -79,7 +86,14 @@ export interface ReceiverStep {
   /** Messages to send back, in order */
   replies: Message[]
   /** Set when the message was a block */
-  block?: { cid: CID, bytes: number, outcome: ReceiveOutcome }
+  block?: {
+    /** The block's CID */
+    cid: CID
+    /** The size of the block's data (bytes) */
+    bytes: number
+    /** What became of the block: stored, a duplicate, or unrequested */
+    outcome: ReceiveOutcome
+  }
 }
 
 /**
@@ -100,8 +114,11 @@ export interface ReceiverStep {
  * ```
  */
 export class ReceiverSession {
+  /** The roots of the DAG to receive, from `init` */
   readonly roots: CID[]
+  /** Which blocks of the DAG the session holds and which it wants */
   readonly frontier: ReceiverFrontier
+  /** What the session has done so far, updated as it runs */
   readonly counters: ReceiverCounters = { blocksReceived: 0, blockBytesReceived: 0, duplicateBlocks: 0, unrequestedBlocks: 0, statusesSent: 0, bloomBytesSent: 0, stragglerRounds: 0, bytesStored: 0 }
   private readonly init: ReceiverSessionInit
   private hintedHeld: CID[] = []

@@ -28,6 +28,7 @@ export interface SenderBudgets {
   bloomBytes?: Budget
 }
 
+/** What a {@link SenderSession} sends, where it reads blocks from, and its limits */
 export interface SenderSessionInit {
   /** Where the DAG's blocks are read from (reads pass `offline: true`) */
   blockstore: BlockSource
@@ -45,10 +46,11 @@ export interface SenderSessionInit {
    * arrives. A wrong belief costs straggler rounds, never a missing block.
    */
   bloom?: BloomFilter
+  /** Reads the links of blocks, for the walk and to check that wants lie in the DAG; default a LinkReader with the built-in codecs */
   linkReader?: LinkReader
   /** Block reads kept in flight ahead of the stream */
   readAhead?: number
-  /** Bytes of blocks read ahead of the stream, at most; default 1 MiB */
+  /** Bytes of blocks read ahead of the stream, at most; default 4 MiB */
   maxReadAheadBytes?: number
   /** Blocks larger than this are not sent; the session fails instead */
   maxBlockSize?: number
@@ -70,6 +72,7 @@ export interface SenderSessionInit {
   maxCidsPerMessage?: number
   /** Most blocks one session may read to check wants; default no limit */
   maxCheckBlocks?: number
+  /** Node-wide budgets the session charges; default none */
   budgets?: SenderBudgets
   /** Called when the session moves forward: a block goes out or new wants arrive */
   onProgress?(): void
@@ -77,7 +80,9 @@ export interface SenderSessionInit {
 
 /** What a sender has done so far */
 export interface SenderCounters {
+  /** Block frames sent */
   blocksSent: number
+  /** Bytes of block data sent (CIDs and frame prefixes not counted) */
   blockBytesSent: number
   /** Passes over the DAG: the first, plus one for each status that asked for stragglers */
   passes: number
@@ -118,7 +123,9 @@ const DEFAULT_MAX_READ_AHEAD_BYTES = 4 * 1024 * 1024
  * ```
  */
 export class SenderSession {
+  /** The roots of the DAG, from `init`; the CAR header lists them */
   readonly roots: CID[]
+  /** What the session has done so far, updated as it runs */
   readonly counters: SenderCounters = { blocksSent: 0, blockBytesSent: 0, passes: 0, statusesReceived: 0, idles: 0, duplicatesReported: 0, syncs: 0 }
   private readonly init: SenderSessionInit
   private bloom?: BloomFilter

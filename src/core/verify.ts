@@ -35,6 +35,7 @@ export interface LoadHasher {
   (code: number): MultihashHasher | undefined | Promise<MultihashHasher | undefined>
 }
 
+/** Hash functions a {@link BlockVerifier} checks beyond the built-in ones */
 export interface BlockVerifierInit {
   /** Extra hashers, checked before `loadHasher` */
   hashers?: MultihashHasher[]

@@ -10,7 +10,9 @@ import type { CID } from 'multiformats/cid'
 
 /** One block reached by a walk */
 export interface WalkedBlock {
+  /** The block's CID */
   cid: CID
+  /** The block's data, as read from the store */
   bytes: Uint8Array
   /** The block's links in codec order, identity CIDs included */
   links: CID[]
@@ -18,6 +20,10 @@ export interface WalkedBlock {
   depth: number
 }
 
+/**
+ * The order a walk visits blocks in: `breadth-first` (level by level) or
+ * `preorder` (depth first, each block before its children, links in codec order)
+ */
 export type WalkOrder = 'breadth-first' | 'preorder'
 
 export interface WalkOptions extends BlockReadOptions {

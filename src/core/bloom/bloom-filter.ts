@@ -52,6 +52,7 @@ export const MAX_HASH_COUNT = 0xFFFF_FFFF
  */
 export class InvalidBloomError extends Error {
   static name = 'InvalidBloomError'
+  /** Always `'InvalidBloomError'`, also on the class: compare `err.name` with `InvalidBloomError.name` */
   name = 'InvalidBloomError'
 }
 
@@ -95,6 +96,7 @@ export interface OptimalSizeOptions {
  * ```
  */
 export interface HasBytes {
+  /** The binary form (of a CID: its bytes) */
   readonly bytes: Uint8Array
 }
 
