@@ -218,6 +218,11 @@ export class DefaultCarMirror implements CarMirror {
   }
 
   /** Runs `work` as a session that stop() waits for */
+  /** A finished receiver's wait for the sender to close: stop() waits for it, so the done frame gets out */
+  private readonly closing = (closed: Promise<void>): void => {
+    void this.track(closed)
+  }
+
   private async track<T> (work: Promise<T>): Promise<T> {
     this.running.add(work)
     try {
@@ -311,7 +316,7 @@ export class DefaultCarMirror implements CarMirror {
     const { framed, remotePeer } = await this.open(peer, signal, options.onProgress, log)
     log('pull of %c (%d root(s)) from %p: %d want(s), a Bloom of %d bytes', receiver.roots[0], receiver.roots.length, remotePeer, request.type === 'pull' ? request.wants.length : 0, request.type === 'pull' ? request.bloom?.bytes.byteLength ?? 0 : 0)
     try {
-      await runReceiver(framed, receiver, { signal, first: [request], maxCidsPerMessage: this.init.maxCidsPerMessage, log, ...this.progress(options, stats) })
+      await runReceiver(framed, receiver, { signal, first: [request], maxCidsPerMessage: this.init.maxCidsPerMessage, log, onClosing: this.closing, ...this.progress(options, stats) })
       // the next version pushed back to this peer is likely built on what came from it
       if (receiver.complete && (options as PullOptions).shallow !== true) {
         this.recentRoots.remember(remotePeer.toString(), receiver.roots)
@@ -649,7 +654,7 @@ export class DefaultCarMirror implements CarMirror {
           onProgress: touch
         }, { signal })
         const greeting = await receiver.pushGreeting({ signal })
-        await runReceiver(framed, receiver, { signal, first: [greeting], maxCidsPerMessage: this.init.maxCidsPerMessage, log })
+        await runReceiver(framed, receiver, { signal, first: [greeting], maxCidsPerMessage: this.init.maxCidsPerMessage, log, onClosing: this.closing })
         if (receiver.complete) {
           served.outcome = 'done'
           this.recentRoots.remember(session.peer, first.roots)

@@ -774,6 +774,17 @@ export function withCarMirror<H extends Helia> (helia: H, init: CarMirrorInit = 
     }
   })
   helia.addMixin(mixin as unknown as HeliaMixin)
+  // Helia stops its mixins in the order they were added, libp2p's (usually
+  // first) before this one: CAR Mirror stops first instead, so a session that
+  // just ended here gets its done frame to the other side before the
+  // connections close
+  const stopHelia = helia.stop.bind(helia)
+  node.stop = async (options) => {
+    if (node.carMirror?.isStarted() === true) {
+      await node.carMirror.stop()
+    }
+    return stopHelia(options)
+  }
   return node as H & HeliaWithCarMirror
 }
 

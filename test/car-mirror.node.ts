@@ -885,6 +885,20 @@ describe('CarMirror over libp2p', function () {
       }
     }
 
+    it('a client and then its server stopping right after a pull resolved: the client\'s done reached the server first, and the session is done there', async () => {
+      for (let i = 0; i < 3; i++) {
+        const log = sessionLog()
+        const server = await node({ onSession: log.onSession })
+        const client = await node()
+        const dag = await cborDag(`stopped-${i}`)
+        await putBlocks(server.blockstore, dag.stored)
+        await client.carMirror.pull(addr(server), dag.root)
+        await client.stop()
+        await server.stop()
+        expect(log.sessions.map(s => `${s.outcome} ${s.error?.message ?? ''}`.trim())).to.deep.equal(['done'])
+      }
+    })
+
     it('reports a served pull and a served push with their peer, roots and block counts', async () => {
       const log = sessionLog()
       const server = await node({ allowPush: () => true, onSession: log.onSession })

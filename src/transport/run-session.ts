@@ -20,6 +20,13 @@ export interface RunOptions extends AbortOptions {
   maxCidsPerMessage?: number
   /** The session's own logger: rounds, pauses, the peer's errors and the end */
   log?: Logger
+  /**
+   * Called by a receiver that has said done, with a promise that settles once
+   * the sender has closed its end (or a grace period has passed and the
+   * stream was cut off): a node that stops waits for it, so its done frame
+   * reaches the sender
+   */
+  onClosing?(closed: Promise<void>): void
 }
 
 /** How long a receiver that said done waits for the sender to close, before it resets the stream (ms) */
@@ -162,9 +169,10 @@ export async function runReceiver (framed: FramedStream, receiver: ReceiverSessi
       throw err
     }
     await framed.closeWrite(options)
-    void framed.remoteEnd(DONE_GRACE_MS).then(() => {
+    const closed = framed.remoteEnd(DONE_GRACE_MS).then(() => {
       framed.abort(new SessionClosedError('The session is over'))
     })
+    options.onClosing?.(closed)
   })
 }
 
