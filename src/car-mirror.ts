@@ -1,4 +1,4 @@
-import { InvalidParametersError } from '@libp2p/interface'
+import { DialError, InvalidParametersError } from '@libp2p/interface'
 import { logger as defaultLogger } from '@libp2p/logger'
 import { peerIdFromCID } from '@libp2p/peer-id'
 import { isMultiaddr } from '@multiformats/multiaddr'
@@ -344,6 +344,10 @@ export class DefaultCarMirror implements CarMirror {
       }
     }
     const { getConnections, peerStore } = this.components.libp2p
+    // peers connected so recently that identify has not said what they speak:
+    // tried after those known to speak CAR Mirror (one that does not fails at
+    // protocol selection, and the next is tried)
+    const unidentified: PeerId[] = []
     for (const connection of getConnections?.call(this.components.libp2p) ?? []) {
       const id = connection.remotePeer
       if (seen.has(id.toString())) {
@@ -351,6 +355,13 @@ export class DefaultCarMirror implements CarMirror {
       }
       const known = await peerStore?.get(id).catch(() => undefined)
       if (known?.protocols.includes(this.protocol) === true && fresh(id.toString())) {
+        yield id
+      } else if (peerStore != null && (known == null || known.protocols.length === 0)) {
+        unidentified.push(id)
+      }
+    }
+    for (const id of unidentified) {
+      if (fresh(id.toString())) {
         yield id
       }
     }
@@ -755,7 +766,9 @@ export class DefaultCarMirror implements CarMirror {
 
   private async open (peer: PeerTarget, signal: AbortSignal, onProgress: TransferOptions['onProgress'], log: Logger): Promise<{ framed: FramedStream, remotePeer: PeerId }> {
     // libp2p's dial progress events (connection:open, dial-queue:...) reach the caller's onProgress too
-    const connection = await this.components.libp2p.dial(peer, { signal, onProgress })
+    const connection = await this.components.libp2p.dial(peer, { signal, onProgress }).catch((err: unknown) => {
+      throw dialFailure(err)
+    })
     // the protocol name goes out with the first frame: no round trip of its own
     const stream = await connection.newStream(this.protocol, { signal, runOnLimitedConnection: this.init.runOnLimitedConnection, negotiateFully: false })
     return { framed: this.frame(stream, this.budgets.bufferedBytes, log), remotePeer: connection.remotePeer }
@@ -975,4 +988,19 @@ function logReceiverEnd (log: Logger, receiver: ReceiverSession): void {
 function logSenderEnd (log: Logger, sender: SenderSession): void {
   const { blocksSent, blockBytesSent, passes, statusesReceived, duplicatesReported } = sender.counters
   log('done: %d block(s) (%d bytes) sent in %d pass(es), %d status frame(s) read, %d duplicate(s) reported', blocksSent, blockBytesSent, passes, statusesReceived, duplicatesReported)
+}
+
+/**
+ * A dial's failure as an Error: libp2p's WebSockets transport rejects with
+ * the socket's ErrorEvent (no name, no stack) when nothing listens at the
+ * address; that becomes a DialError whose cause is the event
+ */
+function dialFailure (err: unknown): Error {
+  if (err instanceof Error) {
+    return err
+  }
+  const message = typeof (err as { message?: unknown })?.message === 'string' ? (err as { message: string }).message : String(err)
+  const error = new DialError(`Dialling the peer failed: ${message}`)
+  error.cause = err
+  return error
 }

@@ -488,6 +488,23 @@ describe('CarMirror over libp2p', function () {
     })
   })
 
+  describe('dial failures', () => {
+    it('a pull from an address nothing listens on rejects with an Error named DialError, its cause the transport\'s event', async () => {
+      const client = await node()
+      const root = await rawBlock('nobody is there')
+      // a port that was just free: nothing listens on it now
+      const gone = await node()
+      const address = gone.libp2p.getMultiaddrs()[0].decapsulateCode(421)
+      await gone.stop()
+      const err = await rejection(client.carMirror.pull(address, root.cid))
+      expect(err).to.be.an.instanceOf(Error)
+      expect(err.name).to.equal('DialError')
+      expect(err.message).to.match(/^Dialling the peer failed: \S/)
+      expect(err.cause).to.not.be.undefined()
+      expect(await client.blockstore.has(root.cid)).to.be.false()
+    })
+  })
+
   describe('idle timeout', () => {
     it('a client pull whose server never answers is aborted after idleTimeout', async () => {
       // a peer that accepts CAR Mirror streams and then says nothing

@@ -25,6 +25,25 @@ describe('pull without a peer', () => {
     expect(stats.blocksReceived).to.be.above(0)
   })
 
+  it('pulls right after a dial, before identify has said what the peer speaks; a connected peer without CAR Mirror is passed over', async () => {
+    const server = await node()
+    const other = await node({ carMirror: false })
+    const client = await node()
+    const root = await addTree(server, TREE_V1)
+    await client.libp2p.dial(other.libp2p.getMultiaddrs())
+    await client.libp2p.dial(server.libp2p.getMultiaddrs())
+    const stats = await client.carMirror.pull(root)
+    expect(await dagCids(client.blockstore, root)).to.deep.equal(await dagCids(server.blockstore, root))
+    expect(stats.blocksReceived).to.be.above(0)
+
+    // cat through the broker, also straight after a dial
+    const second = await node()
+    const file = await addTree(server, TREE_V1.slice(0, 1))
+    await second.libp2p.dial(server.libp2p.getMultiaddrs())
+    await second.pins.add(file).next()
+    expect(await dagCids(second.blockstore, file)).to.deep.equal(await dagCids(server.blockstore, file))
+  })
+
   it('pulls from the providers given, trying the next when one does not speak the protocol', async () => {
     const server = await node()
     const mute = await node()
