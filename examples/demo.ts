@@ -1,5 +1,5 @@
 /* eslint-disable no-console */
-// Two Helia nodes with on-disk blockstores mirror a real directory with CAR
+// Four Helia nodes with on-disk blockstores mirror a real directory with CAR
 // Mirror, next to Bitswap moving the same DAGs:
 //
 // 1. node A imports a directory (default: the installed libp2p package);
