@@ -32,7 +32,7 @@
  * --real-tree DIR, --large-mb N, --out FILE, --keep (keep the work folder).
  */
 
-import { execFileSync, fork } from 'node:child_process'
+import { execFileSync } from 'node:child_process'
 import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises'
 import os from 'node:os'
 import { dirname, join, relative, resolve } from 'node:path'
@@ -40,13 +40,13 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { buildDataset, DATASET_NAMES } from './datasets.ts'
 import { BOTH_METHODS, BROKER_METHODS, METHOD_LABELS, METHOD_NAMES } from './methods.ts'
+import { Child } from './rpc.ts'
 import { selfCheck, Shaper } from './shaper.ts'
 import type { DatasetInfo, DatasetName, Mode } from './datasets.ts'
 import type { Action, ActionResult, BitswapCounts, MethodName } from './methods.ts'
 import type { SelfCheckResult } from './shaper.ts'
 import type { NodeSpec, Report, RunReply, SetupResult, StoreSpec } from './worker.ts'
 import type { BrokerStats } from '../src/index.ts'
-import type { ChildProcess } from 'node:child_process'
 
 /**
  * `cat-path`: the client reads one small file deep in the tree by path;
@@ -136,87 +136,15 @@ const outFile = resolve(args.out ?? join(here, `results-${mode}.json`))
 // ---------------------------------------------------------------------------
 // workers
 
-interface Pending {
-  resolve(value: unknown): void
-  reject(err: Error): void
-  timer: NodeJS.Timeout
-}
-
-class Worker {
-  readonly name: string
-  private readonly child: ChildProcess
-  private readonly pending = new Map<number, Pending>()
-  private nextId = 0
-  private exited = false
-
+/** A server or client worker process (./worker.ts) */
+class Worker extends Child {
   constructor (name: string) {
-    this.name = name
-    this.child = fork(join(here, 'worker.ts'), [], {
-      execArgv: ['--expose-gc', '--disable-warning=ExperimentalWarning'],
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc']
-    })
-    const forward = (chunk: Buffer): void => {
-      for (const line of chunk.toString().split('\n').filter(l => l.length > 0)) {
-        process.stderr.write(`[${name}] ${line}\n`)
-      }
-    }
-    this.child.stdout?.on('data', forward)
-    this.child.stderr?.on('data', forward)
-    this.child.on('message', (message: { id: number, ok: boolean, result?: unknown, error?: string }) => {
-      const pending = this.pending.get(message.id)
-      if (pending == null) {
-        return
-      }
-      this.pending.delete(message.id)
-      clearTimeout(pending.timer)
-      if (message.ok) {
-        pending.resolve(message.result)
-      } else {
-        pending.reject(new Error(message.error))
-      }
-    })
-    this.child.on('exit', (code, signal) => {
-      this.exited = true
-      for (const pending of this.pending.values()) {
-        clearTimeout(pending.timer)
-        pending.reject(new Error(`worker ${name} exited (${code ?? signal})`))
-      }
-      this.pending.clear()
-    })
+    super(name, join(here, 'worker.ts'), [], 60_000)
   }
 
-  get alive (): boolean {
-    return !this.exited
-  }
-
-  async call<T> (op: string, args: unknown = {}, timeoutMs = 60_000): Promise<T> {
-    if (this.exited) {
-      throw new Error(`worker ${this.name} has exited`)
-    }
-    const id = this.nextId++
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id)
-        reject(new Error(`worker ${this.name}: ${op} did not answer within ${timeoutMs} ms`))
-      }, timeoutMs)
-      this.pending.set(id, { resolve: resolve as (value: unknown) => void, reject, timer })
-      this.child.send({ id, op, args })
-    })
-  }
-
+  /** Asks the worker to exit; kills it if it has not within 15 s */
   async stop (): Promise<void> {
-    if (this.exited) {
-      return
-    }
-    const exited = new Promise<void>((resolve) => this.child.once('exit', () => { resolve() }))
-    try {
-      await this.call('exit', {}, 15_000)
-    } catch {
-      // killed below
-    }
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), 5_000)
-    await exited
-    clearTimeout(timer)
+    await this.close(15_000)
   }
 }
 

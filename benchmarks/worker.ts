@@ -1,5 +1,3 @@
-/* eslint-disable no-console */
-
 /**
  * A benchmark worker: a child process that holds one node at a time and
  * does what the runner (./index.ts) asks over IPC: set up a fresh node on a
@@ -19,6 +17,7 @@ import { CID } from 'multiformats/cid'
 import { readBlock, walkDag } from '../src/core/index.ts'
 import { PROTOCOL_ID } from '../src/index.ts'
 import { BITSWAP_PROTOCOL, bitswapCounter, createBenchNode, runAction } from './methods.ts'
+import { serve } from './rpc.ts'
 import type { Action, ActionResult, BenchNode, BitswapCounts } from './methods.ts'
 import type { BrokerStats } from '../src/index.ts'
 import type { AbortOptions } from '@libp2p/interface'
@@ -367,38 +366,7 @@ const handlers: Record<string, (args: any) => Promise<unknown>> = {
   },
   run: runTransfer,
   report,
-  teardown,
-  exit: async () => {
-    await teardown()
-    setImmediate(() => process.exit(0))
-  }
+  teardown
 }
 
-interface Request {
-  id: number
-  op: string
-  args?: unknown
-}
-
-process.on('unhandledRejection', (err) => {
-  console.error('worker: unhandled rejection -', err)
-})
-
-process.on('message', (message: Request) => {
-  const handler = handlers[message.op]
-  void (async () => {
-    try {
-      if (handler == null) {
-        throw new Error(`unknown op ${message.op}`)
-      }
-      const result = await handler(message.args ?? {})
-      process.send?.({ id: message.id, ok: true, result })
-    } catch (err) {
-      process.send?.({ id: message.id, ok: false, error: (err as Error).stack ?? String(err) })
-    }
-  })()
-})
-
-process.on('disconnect', () => {
-  void teardown().finally(() => process.exit(0))
-})
+serve(handlers, teardown, 'worker')

@@ -1,9 +1,9 @@
 /* eslint-disable no-console */
 
 /**
- * Request/answer over a forked child's IPC channel: `Child` in the runner
- * (./index.ts), `serve` in the server (./server.ts) and client workers
- * (./clients.ts).
+ * Request/answer over a forked child's IPC channel: `Child` in a runner
+ * (./index.ts, ./many/index.ts), `serve` in its children (./worker.ts,
+ * ./many/server.ts, ./many/clients.ts).
  */
 
 import { fork } from 'node:child_process'
@@ -35,9 +35,12 @@ export class Child {
   private readonly pending = new Map<number, Pending>()
   private nextId = 0
   private exited = false
+  private readonly defaultTimeoutMs: number
 
-  constructor (name: string, file: string, execArgv: string[] = []) {
+  /** `timeoutMs`: how long a call waits for its answer unless it says otherwise */
+  constructor (name: string, file: string, execArgv: string[] = [], timeoutMs = 600_000) {
     this.name = name
+    this.defaultTimeoutMs = timeoutMs
     this.child = fork(file, [], {
       execArgv: ['--expose-gc', '--disable-warning=ExperimentalWarning', ...execArgv],
       stdio: ['ignore', 'pipe', 'pipe', 'ipc']
@@ -76,7 +79,12 @@ export class Child {
     return this.child.pid
   }
 
-  async call<T> (op: string, args: unknown = {}, timeoutMs = 600_000): Promise<T> {
+  /** False once the child has exited */
+  get alive (): boolean {
+    return !this.exited
+  }
+
+  async call<T> (op: string, args: unknown = {}, timeoutMs = this.defaultTimeoutMs): Promise<T> {
     if (this.exited) {
       throw new Error(`${this.name} has exited`)
     }
@@ -105,9 +113,9 @@ export class Child {
 }
 
 /** In a child: answers the runner's requests with `handlers`; `exit` runs `onExit` and ends the process */
-export function serve (handlers: Record<string, (args: any) => Promise<unknown>>, onExit: () => Promise<void>): void {
+export function serve (handlers: Record<string, (args: any) => Promise<unknown>>, onExit: () => Promise<void>, name = 'child'): void {
   process.on('unhandledRejection', (err) => {
-    console.error('unhandled rejection -', err)
+    console.error(`${name}: unhandled rejection -`, err)
   })
   const all: Record<string, (args: any) => Promise<unknown>> = {
     ...handlers,
