@@ -5,7 +5,7 @@ import { isMultiaddr } from '@multiformats/multiaddr'
 import { CID } from 'multiformats/cid'
 import { CustomProgressEvent } from 'progress-events'
 import { CarMirrorBlockBroker } from './broker.ts'
-import { DEFAULT_MAX_PUSH_BYTES, RESUME_MEMORY_MS, DEFAULT_MAX_ROUTED_PROVIDERS, MAX_SENT_BLOOM_BYTES, STORE_BLOOM_MAX_AGE_MS } from './constants.ts'
+import { CONTROL_RECEIVE_WINDOW, DEFAULT_MAX_PUSH_BYTES, RESUME_MEMORY_MS, DEFAULT_MAX_ROUTED_PROVIDERS, MAX_SENT_BLOOM_BYTES, STORE_BLOOM_MAX_AGE_MS } from './constants.ts'
 import { Budget, BudgetShare } from './core/budget.ts'
 import { LinkReader } from './core/links.ts'
 import { bloomOf, checkFirstMessageSize } from './core/messages.ts'
@@ -422,6 +422,8 @@ export class DefaultCarMirror implements CarMirror {
   private async pushTo (peer: PeerTarget, rootList: CID[], hintedBloom: BloomFilter | undefined, options: TransferOptions, signal: AbortSignal, stats: TransferStats): Promise<void> {
     const log = this.sessionLog()
     const { framed, remotePeer } = await this.open(peer, signal, options.onProgress, log)
+    // the server sends statuses only
+    framed.limitReceiveWindow(CONTROL_RECEIVE_WINDOW)
     // no hints given: the roots last exchanged with this peer are likely the previous version, which both hold
     const hints = (options.hints ?? []).length > 0 ? options.hints ?? [] : this.recentRoots.of(remotePeer.toString())
     const bloom = hints === options.hints ? hintedBloom : await this.hintBloom(hints, signal)
@@ -635,6 +637,8 @@ export class DefaultCarMirror implements CarMirror {
           return
         }
         log('serving a pull of %c (%d root(s)) to %p: %d want(s), a Bloom of %d bytes', first.roots[0], first.roots.length, peer, first.wants.length, first.bloom?.bytes.byteLength ?? 0)
+        // from now on the peer sends statuses only
+        framed.limitReceiveWindow(CONTROL_RECEIVE_WINDOW)
         await this.roomForRequest(session.budgets, first, signal)
         sender = new SenderSession({ ...this.senderInit(first.roots, session.budgets), request: first, onProgress: touch })
         await runSender(framed, sender, { signal, maxCidsPerMessage: this.init.maxCidsPerMessage, log })

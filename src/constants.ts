@@ -135,3 +135,11 @@ export const DEFAULT_STORE_BLOOM_BYTES = 64 * 1024
 
 /** How long a push server's Bloom of its store is used before the store is listed again, ms */
 export const STORE_BLOOM_MAX_AGE_MS = 60_000
+
+/**
+ * How far ahead a peer may send on a stream whose direction towards this
+ * node carries control frames only (a pull being served, a push being made):
+ * yamux's first receive window, which otherwise grows to 16 MiB, and a
+ * stream this node stops reading still takes in a whole window
+ */
+export const CONTROL_RECEIVE_WINDOW = 256 * 1024

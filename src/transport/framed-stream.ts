@@ -460,6 +460,22 @@ export class FramedStream {
   }
 
   /**
+   * Caps how many bytes the peer may send ahead on this stream (yamux's
+   * receive window, which grows to 16 MiB on a fast link): for a direction
+   * that carries control frames only, so a stream this node stops reading
+   * holds at most about `bytes` more. Streams of other muxers are left as they are.
+   */
+  limitReceiveWindow (bytes: number): void {
+    const yamux = this.stream as Stream & { maxStreamWindowSize?: number, recvWindow?: number }
+    if (typeof yamux.maxStreamWindowSize === 'number') {
+      yamux.maxStreamWindowSize = Math.min(yamux.maxStreamWindowSize, bytes)
+    }
+    if (typeof yamux.recvWindow === 'number') {
+      yamux.recvWindow = Math.min(yamux.recvWindow, bytes)
+    }
+  }
+
+  /**
    * Reads and drops whatever the remote peer still sends (a receiver that
    * said done), so a sender blocked on a full stream can finish and close
    */

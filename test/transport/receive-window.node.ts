@@ -1,0 +1,72 @@
+/**
+ * FramedStream.limitReceiveWindow over real libp2p streams (yamux over
+ * WebSockets on 127.0.0.1): a peer can send at most about the window ahead
+ * on a stream this node has stopped reading.
+ */
+import { expect } from 'aegir/chai'
+import { CONTROL_RECEIVE_WINDOW } from '../../src/constants.ts'
+import { FramedStream } from '../../src/transport/framed-stream.ts'
+import { testNodes } from '../fixtures/nodes.ts'
+import type { Stream } from '@libp2p/interface'
+
+const PROTOCOL = '/test/receive-window/1'
+const CHUNK = 64 * 1024
+
+/**
+ * Opens a stream from one node to another; the reader takes in `readFirst`
+ * bytes as fast as they come (yamux grows the window on a fast link), then
+ * stops reading while the writer goes on to `total`. Resolves with all the
+ * reader's side took in (read, and held unread) once the writer is stuck.
+ */
+async function takenIn (limit: boolean, readFirst: number, total: number): Promise<number> {
+  const { node } = nodes
+  const reader = await node()
+  const writer = await node()
+  const inbound = new Promise<Stream>(resolve => { void reader.libp2p.handle(PROTOCOL, (stream) => { resolve(stream) }) })
+  const outbound = await writer.libp2p.dialProtocol(reader.libp2p.getMultiaddrs(), PROTOCOL)
+  const stream = await inbound
+  const framed = new FramedStream(stream)
+  if (limit) {
+    framed.limitReceiveWindow(CONTROL_RECEIVE_WINDOW)
+  }
+  let read = 0
+  stream.addEventListener('message', (event) => {
+    read += event.data.byteLength
+    if (read >= readFirst && stream.readStatus === 'readable') {
+      stream.pause()
+    }
+  })
+  // the writer never waits: what it sends past the window waits on its side
+  for (let sent = 0; sent < total; sent += CHUNK) {
+    outbound.send(new Uint8Array(CHUNK))
+  }
+  // until the reader has stopped and nothing more arrives for a while
+  let last = -1
+  const deadline = Date.now() + 20_000
+  while (Date.now() < deadline) {
+    await new Promise(resolve => setTimeout(resolve, 300))
+    const now = read + stream.readBufferLength
+    if (stream.readStatus === 'paused' && now === last) {
+      break
+    }
+    last = now
+  }
+  expect(stream.readStatus, 'the reader stopped reading').to.equal('paused')
+  return read + stream.readBufferLength
+}
+
+const nodes = testNodes({ carMirror: false })
+
+describe('transport/FramedStream receive window', () => {
+  const READ_FIRST = 2 * 1024 * 1024
+
+  it('a stream limited to the control window takes in at most about one window past where its reader stopped', async () => {
+    const taken = await takenIn(true, READ_FIRST, 16 * 1024 * 1024)
+    expect(taken - READ_FIRST).to.be.at.most(2 * CONTROL_RECEIVE_WINDOW)
+  })
+
+  it('without the limit the same stream takes in megabytes past where its reader stopped (what the limit is for)', async () => {
+    const taken = await takenIn(false, READ_FIRST, 16 * 1024 * 1024)
+    expect(taken - READ_FIRST).to.be.above(1024 * 1024)
+  })
+})
