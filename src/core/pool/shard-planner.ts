@@ -1,0 +1,229 @@
+/**
+ * @packageDocumentation
+ *
+ * The requestor's side of CAR Pool (one DAG from several providers at once),
+ * without any transport: which provider sends which blocks, and how the work
+ * moves when one is slow or fails.
+ *
+ * The block space is cut into `buckets` by the first four bytes of each
+ * block's multihash digest (uniform for a cryptographic hash). Each provider
+ * is assigned a set of buckets and sends the blocks of its buckets (plus the
+ * interior blocks the receiver needs to follow the DAG). The planner tracks
+ * each provider's rate; when a provider finishes its buckets, it takes half
+ * of the remaining buckets of the provider expected to finish last (work
+ * stealing); when a provider fails, its buckets go to the others. Buckets
+ * only ever move to a provider that is still running, and every bucket is
+ * always assigned to exactly one provider, so the union of what the
+ * providers are asked for is the whole DAG.
+ *
+ * This module is the planning logic only: the wire field that tells a
+ * provider its buckets, and the sessions that follow it, are not built yet.
+ */
+
+import type { CID } from 'multiformats/cid'
+
+/** Options of a {@link ShardPlanner} */
+export interface ShardPlannerInit {
+  /**
+   * Buckets the block space is cut into; more buckets let work move in
+   * smaller pieces
+   *
+   * @default 64 (DEFAULT_POOL_BUCKETS)
+   */
+  buckets?: number
+  /** The providers, by a key of the caller's choosing (e.g. a peer id string) */
+  providers: string[]
+}
+
+/** Buckets that moved from one provider to another */
+export interface BucketMove {
+  /** The provider that gives them up (it should stop sending them) */
+  from: string
+  /** The provider that takes them (it should start sending them) */
+  to: string
+  buckets: number[]
+}
+
+/** Buckets a pool cuts the block space into unless told otherwise */
+export const DEFAULT_POOL_BUCKETS = 64
+
+interface ProviderState {
+  buckets: Set<number>
+  /** Block bytes received from it */
+  bytes: number
+  /** When its first block arrived, and its latest */
+  firstAt?: number
+  lastAt?: number
+  state: 'running' | 'finished' | 'failed'
+}
+
+/**
+ * The bucket of a block: the first four bytes of its multihash digest, as a
+ * big-endian number, modulo `buckets`
+ *
+ * @example
+ *
+ * ```ts
+ * bucketOf(cid, 64) // 0..63
+ * ```
+ */
+export function bucketOf (cid: CID, buckets: number): number {
+  const digest = cid.multihash.digest
+  let value = 0
+  for (let i = 0; i < 4; i++) {
+    value = value * 256 + (digest[i] ?? 0)
+  }
+  return value % buckets
+}
+
+/**
+ * Plans which provider sends which buckets of a DAG, and moves buckets when
+ * a provider finishes early or fails
+ *
+ * @example
+ *
+ * ```ts
+ * const planner = new ShardPlanner({ providers: ['a', 'b', 'c'] })
+ * planner.bucketsOf('a') // about a third of 0..63
+ * planner.received('a', cid, bytes, Date.now())
+ * const moves = planner.finished('a', Date.now()) // a takes half of the slowest one's buckets
+ * ```
+ */
+export class ShardPlanner {
+  readonly buckets: number
+  private readonly providers = new Map<string, ProviderState>()
+
+  constructor (init: ShardPlannerInit) {
+    this.buckets = init.buckets ?? DEFAULT_POOL_BUCKETS
+    if (!Number.isInteger(this.buckets) || this.buckets < 1) {
+      throw new RangeError(`buckets must be a positive integer, got ${this.buckets}`)
+    }
+    const keys = [...new Set(init.providers)]
+    if (keys.length === 0) {
+      throw new RangeError('a pool needs at least one provider')
+    }
+    for (const key of keys) {
+      this.providers.set(key, { buckets: new Set(), bytes: 0, state: 'running' })
+    }
+    // contiguous ranges, as even as the count allows
+    for (let bucket = 0; bucket < this.buckets; bucket++) {
+      const owner = keys[Math.floor(bucket * keys.length / this.buckets)]
+      this.state(owner).buckets.add(bucket)
+    }
+  }
+
+  /** The buckets `provider` is asked to send now */
+  bucketsOf (provider: string): number[] {
+    return [...this.state(provider).buckets].sort((a, b) => a - b)
+  }
+
+  /** The provider asked for `cid`'s bucket now */
+  ownerOf (cid: CID): string {
+    const bucket = bucketOf(cid, this.buckets)
+    for (const [key, provider] of this.providers) {
+      if (provider.buckets.has(bucket)) {
+        return key
+      }
+    }
+    // unreachable: every bucket always has one owner
+    throw new Error(`bucket ${bucket} has no provider`)
+  }
+
+  /** Providers still sending */
+  get running (): string[] {
+    return [...this.providers].filter(([, p]) => p.state === 'running').map(([key]) => key)
+  }
+
+  /** Counts a verified block from `provider` towards its rate */
+  received (provider: string, bytes: number, now: number): void {
+    const state = this.state(provider)
+    state.bytes += bytes
+    state.firstAt ??= now
+    state.lastAt = now
+  }
+
+  /**
+   * `provider` has sent every block of its buckets. It takes half of the
+   * buckets of the running provider expected to finish last, if that one
+   * has more than one; returns the move (none when there is nothing to take)
+   */
+  finished (provider: string, now: number): BucketMove[] {
+    const state = this.state(provider)
+    state.state = 'finished'
+    const victim = this.slowest(now)
+    if (victim == null) {
+      return []
+    }
+    const from = this.state(victim)
+    if (from.buckets.size < 2) {
+      return []
+    }
+    const taken = [...from.buckets].sort((a, b) => a - b).slice(Math.ceil(from.buckets.size / 2))
+    for (const bucket of taken) {
+      from.buckets.delete(bucket)
+      state.buckets.add(bucket)
+    }
+    // it is sending again
+    state.state = 'running'
+    return [{ from: victim, to: provider, buckets: taken }]
+  }
+
+  /**
+   * `provider` failed (reset, stalled, or sent a forged or out-of-DAG
+   * block): its buckets go to the running providers, the fastest first.
+   * Returns the moves; none when no provider is left running, in which case
+   * the caller fails the pull (or asks any connected peer in a cleanup round)
+   */
+  failed (provider: string, now: number): BucketMove[] {
+    const state = this.state(provider)
+    state.state = 'failed'
+    const heirs = this.running.sort((a, b) => this.rate(b, now) - this.rate(a, now))
+    if (heirs.length === 0) {
+      return []
+    }
+    const orphans = [...state.buckets].sort((a, b) => a - b)
+    state.buckets.clear()
+    const moves = new Map<string, number[]>()
+    orphans.forEach((bucket, i) => {
+      const heir = heirs[i % heirs.length]
+      this.state(heir).buckets.add(bucket)
+      moves.set(heir, [...(moves.get(heir) ?? []), bucket])
+    })
+    return [...moves].map(([to, buckets]) => ({ from: provider, to, buckets }))
+  }
+
+  /** Block bytes per ms `provider` has delivered so far (0 before two blocks) */
+  rate (provider: string, now: number): number {
+    const state = this.state(provider)
+    if (state.firstAt == null) {
+      return 0
+    }
+    const elapsed = Math.max(now, state.lastAt ?? now) - state.firstAt
+    return elapsed > 0 ? state.bytes / elapsed : 0
+  }
+
+  /** The running provider with the most buckets per unit of rate: the one expected to finish last */
+  private slowest (now: number): string | undefined {
+    let worst: string | undefined
+    let worstLoad = -1
+    for (const key of this.running) {
+      const buckets = this.state(key).buckets.size
+      const rate = this.rate(key, now)
+      // a provider that has sent nothing yet is the slowest of all
+      const load = rate > 0 ? buckets / rate : buckets * Number.MAX_SAFE_INTEGER
+      if (load > worstLoad) {
+        worst = key
+        worstLoad = load
+      }
+    }
+    return worst
+  }
+
+  private state (provider: string): ProviderState {
+    const state = this.providers.get(provider)
+    if (state == null) {
+      throw new RangeError(`${provider} is not a provider of this pool`)
+    }
+    return state
+  }
+}
