@@ -140,6 +140,8 @@ export const STORE_BLOOM_MAX_AGE_MS = 60_000
  * How far ahead a peer may send on a stream whose direction towards this
  * node carries control frames only (a pull being served, a push being made):
  * yamux's first receive window, which otherwise grows to 16 MiB, and a
- * stream this node stops reading still takes in a whole window
+ * stream this node stops reading still takes in a whole window. The cost: a
+ * status whose Bloom is larger than this (up to 1 MiB) arrives in a round
+ * trip per window
  */
 export const CONTROL_RECEIVE_WINDOW = 256 * 1024
