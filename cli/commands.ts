@@ -12,7 +12,7 @@ import { walkDag } from 'helia-car-mirror/core'
 import { CID } from 'multiformats/cid'
 import { UsageError } from './args.ts'
 import { exportTo, importPath } from './files.ts'
-import { ProgressBar, formatBytes } from './progress.ts'
+import { ProgressBar, formatBytes, progressShown } from './progress.ts'
 import { openRepo, repoBlockTotals } from './repo.ts'
 import type { ParsedCommand } from './args.ts'
 import type { ProgressOutput } from './progress.ts'
@@ -112,8 +112,7 @@ export async function serve (command: ParsedCommand, context: CommandContext): P
   }))
   command.listen.forEach(parseAddress)
   const listen = command.listen.length > 0 ? command.listen : [DEFAULT_LISTEN]
-  const node = await openRepo(command.repo, { listen, allowPush, onSession })
-  try {
+  await withNode(command, async node => {
     const addresses = node.libp2p.getMultiaddrs().map(String)
     if (command.json) {
       line(stdout, JSON.stringify({ type: 'listening', peerId: node.libp2p.peerId.toString(), multiaddrs: addresses }))
@@ -130,9 +129,7 @@ export async function serve (command: ParsedCommand, context: CommandContext): P
       }
       signal.addEventListener('abort', () => { resolve() }, { once: true })
     })
-  } finally {
-    await node.stop()
-  }
+  }, { listen, allowPush, onSession })
 }
 
 /** `add PATH`: imports and prints the root */
@@ -185,8 +182,10 @@ export async function push (command: ParsedCommand, context: CommandContext): Pr
   }
   await withNode(command, async node => {
     root ??= await importPath(node, target, { signal: context.signal })
-    const size = await dagSize(node, root, context.signal)
-    const bar = new ProgressBar(context.stderr, 'push', { always: command.progress, totalBlocks: size.missing === 0 ? size.blocks : undefined, totalBytes: size.missing === 0 ? size.bytes : undefined })
+    // the totals take a walk of the whole DAG: only for a bar that is drawn
+    const size = progressShown(context.stderr, command.progress) ? await dagSize(node, root, context.signal) : undefined
+    const complete = size?.missing === 0
+    const bar = new ProgressBar(context.stderr, 'push', { always: command.progress, totalBlocks: complete ? size?.blocks : undefined, totalBytes: complete ? size?.bytes : undefined })
     const onProgress = (event: CarMirrorProgressEvents): void => {
       if (event.type === 'car-mirror:block:sent') {
         bar.block(event.detail.bytes)

@@ -91,6 +91,20 @@ export function formatProgress (label: string, state: ProgressState, width = 20)
 }
 
 /**
+ * Whether a {@link ProgressBar} on `output` draws anything: on a terminal,
+ * or anywhere when `always` is set
+ *
+ * @example
+ *
+ * ```ts
+ * progressShown(process.stderr, false) // true on a terminal
+ * ```
+ */
+export function progressShown (output: ProgressOutput, always = false): boolean {
+  return output.isTTY === true || always
+}
+
+/**
  * Draws the progress of one transfer. On a terminal the line is redrawn in
  * place (at most ten times a second); elsewhere, when `always` is set, a
  * line is written at most every 500 ms; otherwise nothing is written.
@@ -108,7 +122,7 @@ export class ProgressBar {
   constructor (output: ProgressOutput, label: string, options: { always?: boolean, totalBlocks?: number, totalBytes?: number } = {}) {
     this.output = output
     this.label = label
-    this.enabled = output.isTTY === true || options.always === true
+    this.enabled = progressShown(output, options.always)
     this.interval = output.isTTY === true ? 100 : 500
     this.state.totalBlocks = options.totalBlocks
     this.state.totalBytes = options.totalBytes

@@ -10,6 +10,7 @@ import { SessionRefusedError, createCarMirror } from '../src/index.ts'
 import { TREE_V1, addTree, dagCids } from './fixtures/dags.ts'
 import { testNodes } from './fixtures/nodes.ts'
 import { rejection } from './fixtures/rejection.ts'
+import { eventually } from './hostile/helpers.ts'
 import type { CarMirror } from '../src/index.ts'
 import type { ComponentLogger, Logger } from '@libp2p/interface'
 
@@ -46,16 +47,6 @@ function sessionLines (lines: Line[]): Map<string, Line[]> {
   return sessions
 }
 
-async function until (condition: () => boolean): Promise<void> {
-  const deadline = Date.now() + 5000
-  while (!condition()) {
-    if (Date.now() > deadline) {
-      throw new Error('timed out waiting for a log line')
-    }
-    await new Promise(resolve => setTimeout(resolve, 10))
-  }
-}
-
 describe('logs', () => {
   const { node } = testNodes({ carMirror: false })
   const mirrors: CarMirror[] = []
@@ -79,7 +70,7 @@ describe('logs', () => {
     const root = await addTree(server.node, TREE_V1)
     const stats = await client.mirror.pull(server.node.libp2p.getMultiaddrs(), root)
     // the server logs its end once it has read the client's done
-    await until(() => server.lines.some(line => line.format.startsWith('%s of %c by %p %s')))
+    expect(await eventually(() => server.lines.some(line => line.format.startsWith('%s of %c by %p %s'))), 'the server logged the session\'s end').to.be.true()
 
     const [clientSession, ...moreClient] = [...sessionLines(client.lines).values()]
     expect(moreClient).to.have.lengthOf(0)
@@ -123,7 +114,7 @@ describe('logs', () => {
     const root = await addTree(client.node, TREE_V1)
     const err = await rejection(client.mirror.push(server.node.libp2p.getMultiaddrs(), root))
     expect(err).to.be.an.instanceOf(SessionRefusedError)
-    await until(() => server.lines.some(line => line.format.startsWith('%s of %c by %p %s')))
+    expect(await eventually(() => server.lines.some(line => line.format.startsWith('%s of %c by %p %s'))), 'the server logged the session\'s end').to.be.true()
 
     const [clientSession] = [...sessionLines(client.lines).values()]
     expect(clientSession.map(line => line.format)).to.include('peer sent error/%s: %s')
