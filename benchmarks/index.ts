@@ -32,7 +32,6 @@
  * --real-tree DIR, --large-mb N, --out FILE, --keep (keep the work folder).
  */
 
-import { execFileSync } from 'node:child_process'
 import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises'
 import os from 'node:os'
 import { dirname, join, relative, resolve } from 'node:path'
@@ -42,6 +41,7 @@ import { buildDataset, DATASET_NAMES } from './datasets.ts'
 import { BOTH_METHODS, BROKER_METHODS, METHOD_LABELS, METHOD_NAMES } from './methods.ts'
 import { Child } from './rpc.ts'
 import { selfCheck, Shaper } from './shaper.ts'
+import { sourceVersion } from './source.ts'
 import type { DatasetInfo, DatasetName, Mode } from './datasets.ts'
 import type { Action, ActionResult, BitswapCounts, MethodName } from './methods.ts'
 import type { SelfCheckResult } from './shaper.ts'
@@ -1028,17 +1028,8 @@ function targetLine (t: TargetCheck): string {
 const script = process.env.npm_lifecycle_event
 const command = `${script != null ? `npm run ${script} → ` : ''}node ${relative(process.cwd(), fileURLToPath(import.meta.url))} ${process.argv.slice(2).join(' ')}`.trim()
 /** The commit measured, and whether src/ had uncommitted changes */
-function sourceVersion (): string {
-  try {
-    const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim()
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { encoding: 'utf8' }).trim().length > 0
-    return `${commit}${dirty ? ' with uncommitted changes in src/' : ''}`
-  } catch {
-    return 'unknown (not a git checkout)'
-  }
-}
-
-const source = sourceVersion()
+const version = sourceVersion()
+const source = version.commit == null ? 'unknown (not a git checkout)' : `${version.commit}${version.srcDirty ? ' with uncommitted changes in src/' : ''}`
 const cpus = os.cpus()
 const machine = {
   cpu: cpus[0]?.model ?? 'unknown',

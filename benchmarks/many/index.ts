@@ -26,13 +26,13 @@
  * the server's V8 CPU profile there).
  */
 
-import { execFileSync } from 'node:child_process'
 import { mkdir, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { Child } from '../rpc.ts'
+import { sourceVersion } from '../source.ts'
 import { DEFAULT_SHAPE } from './tree.ts'
 import type { ClientSpec, ClientsRunResult, ClientsSetupResult, SyncResult } from './clients.ts'
 import type { ServerLimits, ServerMark, ServerReport, ServerSetupResult } from './server.ts'
@@ -274,18 +274,11 @@ function printTables (runs: RunResult[]): void {
   }
 }
 
-function git (...gitArgs: string[]): string {
-  try {
-    return execFileSync('git', gitArgs, { cwd: root, encoding: 'utf8' }).trim()
-  } catch {
-    return 'unknown'
-  }
-}
-
 const cpus = os.cpus()
 const machine = `${cpus.length} × ${cpus[0]?.model ?? 'unknown CPU'}, ${(os.totalmem() / 1024 ** 3).toFixed(0)} GiB, Node ${process.version}, ${os.platform()} ${os.release()}`
-const commit = git('rev-parse', '--short', 'HEAD')
-const dirty = git('status', '--porcelain', '--', 'src').length > 0
+const version = sourceVersion(root)
+const commit = version.commit ?? 'unknown'
+const dirty = version.srcDirty
 const command = `node ${relative(root, fileURLToPath(import.meta.url))} ${process.argv.slice(2).join(' ')}`.trim()
 
 console.log(`# Many clients: ${clientCount} clients, one server`)
