@@ -4,12 +4,14 @@ import { MemoryBlockstore } from 'blockstore-core/memory'
 import all from 'it-all'
 import { concat } from 'uint8arrays/concat'
 import { ReceiverSession, bloomItem } from '../src/core/index.ts'
-import { BlocksNotAvailableError, SessionRefusedError } from '../src/index.ts'
+import { BlocksNotAvailableError, PROTOCOL_ID, SessionRefusedError } from '../src/index.ts'
+import { FramedStream } from '../src/transport/framed-stream.ts'
 import { cborBlock, keys, rawBlock } from './fixtures/dag.ts'
 import { TREE_V1, TREE_V2, addLargeFile, addTree, allBlocks, cborDag, dagBlocks, difference, fileContent, heldOf, holdsExactly, putBlocks, pseudoRandomBytes, totalBytes, verifiesSha256 } from './fixtures/dags.ts'
 import { testNodes } from './fixtures/nodes.ts'
 import { rejection } from './fixtures/rejection.ts'
 import { firstMessage, scriptServer } from './hostile/helpers.ts'
+import type { PullMessage } from '../src/core/index.ts'
 import type { CarMirrorProgressEvents, ServedSession, TransferStats } from '../src/index.ts'
 import type { Block } from './fixtures/dag.ts'
 import type { TestNode, TestNodeOptions } from './fixtures/nodes.ts'
@@ -885,6 +887,61 @@ describe('CarMirror over libp2p', function () {
     for (const block of dag.stored) {
       expect(await holdsExactly(store, block)).to.be.true()
     }
+  })
+
+  describe('privacy (what the README says a Bloom reveals)', () => {
+    /** The Bloom of the first pull `client` sends to a server that only records it */
+    async function pullBloom (client: TestNode, root: CID, hints: CID[]): Promise<NonNullable<PullMessage['bloom']>> {
+      const server = await node()
+      let bloom: PullMessage['bloom']
+      await scriptServer(server, async (framed) => {
+        const first = await firstMessage(framed)
+        if (first.type === 'pull') {
+          bloom = first.bloom
+        }
+        await framed.write({ type: 'error', code: 'refused', message: 'recording only', cids: [] })
+        await framed.closeWrite()
+      })
+      await rejection(client.carMirror.pull(addr(server), root, { hints }))
+      expect(bloom, 'the pull carried a Bloom').to.not.be.undefined()
+      return bloom as NonNullable<PullMessage['bloom']>
+    }
+
+    it('a pull from a small store names every block it holds in its Bloom, hint or not; with smallStoreBlocks: 0 only the hinted DAG', async () => {
+      const secret = await rawBlock('a block unrelated to the pull')
+      const v1 = await addTree({ blockstore: new MemoryBlockstore() }, TREE_V1)
+      const v2 = await addTree({ blockstore: new MemoryBlockstore() }, TREE_V2)
+      for (const options of [{}, { smallStoreBlocks: 0 }]) {
+        const client = await node(options)
+        await putBlocks(client.blockstore, [secret])
+        await addTree(client, TREE_V1)
+        const bloom = await pullBloom(client, v2, [v1])
+        expect(bloom.has(bloomItem(v1)), 'the hinted root').to.be.true()
+        expect(bloom.has(bloomItem(secret.cid)), `the unrelated block, ${JSON.stringify(options)}`).to.equal(options.smallStoreBlocks !== 0)
+      }
+    })
+
+    it('a push server greets a push without hints with a Bloom of its whole small store; storeBloomBytes: 0 sends none', async () => {
+      const secret = await rawBlock('a block the server keeps to itself')
+      const root = await rawBlock('the pushed root')
+      for (const storeBloomBytes of [undefined, 0]) {
+        const server = await node({ allowPush: () => true, storeBloomBytes })
+        await putBlocks(server.blockstore, [secret])
+        const client = await node()
+        const stream = await client.libp2p.dialProtocol(addr(server), PROTOCOL_ID)
+        const framed = new FramedStream(stream)
+        await framed.write({ type: 'push', roots: [root.cid], hints: [] })
+        const greeting = await firstMessage(framed)
+        expect(greeting.type).to.equal('status')
+        const bloom = greeting.type === 'status' ? greeting.bloom : undefined
+        if (storeBloomBytes === 0) {
+          expect(bloom ?? undefined, 'no store Bloom').to.be.undefined()
+        } else {
+          expect(bloom?.has(bloomItem(secret.cid)), 'the server\'s unrelated block').to.be.true()
+        }
+        stream.abort(new Error('done looking'))
+      }
+    })
   })
 
   describe('onSession', () => {
