@@ -1,12 +1,14 @@
 import { readFile } from 'node:fs/promises'
+import * as dagCbor from '@ipld/dag-cbor'
 import { expect } from 'aegir/chai'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { BloomFilter } from '../src/core/bloom/bloom-filter.ts'
 import { bloomItem, decodeMessage, encodeMessage } from '../src/core/messages.ts'
+import { Shard, bucketOf } from '../src/core/pool/shard.ts'
 import { encodeLength } from '../src/transport/framed-stream.ts'
-import type { Message } from '../src/core/messages.ts'
+import type { Message, PullMessage, StatusMessage } from '../src/core/messages.ts'
 
 /** The example frames in docs/PROTOCOL.md, by name: fenced blocks opened with ```frame NAME (letters, digits, `_` and `-`) */
 async function documentedFrames (): Promise<Map<string, Uint8Array>> {
@@ -47,6 +49,8 @@ describe('docs/PROTOCOL.md byte-level examples', () => {
     examples = {
       pull: { type: 'pull', roots: [cid], wants: [cid], bloom },
       'pull-shallow': { type: 'pull', roots: [cid], wants: [], depthLimit: 0 },
+      'pull-sharded': { type: 'pull', roots: [cid], wants: [], shard: Shard.of(4, [0, 2]) },
+      'status-shard': { type: 'status', wants: [], shard: Shard.of(4, [2]) },
       push: { type: 'push', roots: [cid], hints: [] },
       header: { type: 'header', roots: [cid] },
       block: { type: 'block', cid, bytes },
@@ -77,7 +81,7 @@ describe('docs/PROTOCOL.md byte-level examples', () => {
     expect(decoded.type).to.equal(examples[name].type)
   }
 
-  for (const name of ['pull', 'pull-shallow', 'push', 'header', 'block', 'status', 'status-clear', 'status-bloom', 'idle', 'sync', 'missing', 'keepalive', 'done', 'error']) {
+  for (const name of ['pull', 'pull-shallow', 'pull-sharded', 'status-shard', 'push', 'header', 'block', 'status', 'status-clear', 'status-bloom', 'idle', 'sync', 'missing', 'keepalive', 'done', 'error']) {
     it(`encodes the ${name} example byte for byte and decodes it back`, () => {
       checkExample(name)
     })
@@ -91,6 +95,30 @@ describe('docs/PROTOCOL.md byte-level examples', () => {
     expect(replacing.bloom?.bytes).to.equalBytes(Uint8Array.of(0x56, 0xd9))
     expect(replacing.bloom?.hashCount).to.equal(12)
     expect(replacing.rootsHeld).to.equal(true)
+  })
+
+  it('the sharded examples say what S-15 says: the hello block is in bucket 2 of 4, which both shards own', () => {
+    const decoded = (name: string): Message => decodeMessage((frames.get(name) as Uint8Array).subarray(1))
+    const pull = decoded('pull-sharded') as PullMessage
+    const status = decoded('status-shard') as StatusMessage
+    expect(pull.shard?.buckets()).to.deep.equal([0, 2])
+    expect(status.shard?.buckets()).to.deep.equal([2])
+    const cid = (examples.block as { cid: CID }).cid
+    expect(bucketOf(cid, 4)).to.equal(2)
+    expect(pull.shard?.sends(cid)).to.be.true()
+    expect(Shard.of(4, [0, 1, 3]).sends(cid)).to.be.false()
+  })
+
+  it('rejects malformed shards: sn without sh, a mask of the wrong length, bits past sn, more than 1024 buckets', () => {
+    const root = (examples.block as { cid: CID }).cid
+    const body = (fields: Record<string, unknown>): Uint8Array => dagCbor.encode({ t: 'pull', rs: [root], sr: [], ...fields })
+    expect(() => decodeMessage(body({ sn: 4 }))).to.throw().with.property('name', 'ProtocolError')
+    expect(() => decodeMessage(body({ sh: Uint8Array.of(1) }))).to.throw().with.property('name', 'ProtocolError')
+    expect(() => decodeMessage(body({ sn: 4, sh: Uint8Array.of(1, 0) }))).to.throw().with.property('name', 'ProtocolError')
+    expect(() => decodeMessage(body({ sn: 4, sh: Uint8Array.of(0x10) }))).to.throw().with.property('name', 'ProtocolError')
+    expect(() => decodeMessage(body({ sn: 2048, sh: new Uint8Array(256) }))).to.throw().with.property('name', 'ProtocolError')
+    expect(() => decodeMessage(body({ sn: 0, sh: new Uint8Array(0) }))).to.throw().with.property('name', 'ProtocolError')
+    expect((decodeMessage(body({ sn: 9, sh: Uint8Array.of(0, 1) })) as PullMessage).shard?.buckets()).to.deep.equal([8])
   })
 
   it('rejects the frame bodies that PROTOCOL.md §9 lists as invalid', () => {

@@ -4,6 +4,7 @@ import { DEFAULT_MAX_BLOCK_SIZE, DEFAULT_MAX_BLOOM_BYTES, DEFAULT_MAX_BLOOM_HASH
 import { LimitExceededError, ProtocolError } from '../errors.ts'
 import { BloomFilter } from './bloom/bloom-filter.ts'
 import { ITEMS_PER_STEP, controlValue, runSteps } from './control-values.ts'
+import { Shard } from './pool/shard.ts'
 
 /**
  * The client's first frame of a pull: the DAG's roots, the subgraph roots the
@@ -25,6 +26,12 @@ export interface PullMessage {
    * pull), the one value protocol 1.0 defines.
    */
   depthLimit?: 0
+  /**
+   * CAR Pool (revision 1.2): the buckets this sender sends (wire `sn` and
+   * `sh`). Absent: every block. A sharded sender leaves out the raw leaves
+   * of other buckets unless they are wants
+   */
+  shard?: Shard
 }
 
 /** The client's first frame of a push: the DAG's roots and hint CIDs the server may hold */
@@ -76,6 +83,8 @@ export interface StatusMessage {
    * pushing client may send past its cold-call window
    */
   rootsHeld?: boolean
+  /** CAR Pool (revision 1.2): the sender's shard from the next block on (wire `sn` and `sh`); absent leaves it unchanged */
+  shard?: Shard
 }
 
 /** The sender has sent everything it was asked for, after reading `statuses` status frames */
@@ -322,11 +331,11 @@ export function encodeMessage (message: Message): Uint8Array[] {
     case 'header':
       return [dagCbor.encode({ roots: message.roots, version: 1 })]
     case 'pull':
-      return [dagCbor.encode({ t: 'pull', rs: message.roots, sr: message.wants, ...pullBloomFields(message.bloom), ...(message.depthLimit === 0 ? { dl: 0 } : {}) })]
+      return [dagCbor.encode({ t: 'pull', rs: message.roots, sr: message.wants, ...pullBloomFields(message.bloom), ...(message.depthLimit === 0 ? { dl: 0 } : {}), ...shardFields(message.shard) })]
     case 'push':
       return [dagCbor.encode({ t: 'push', rs: message.roots, hs: message.hints })]
     case 'status':
-      return [dagCbor.encode({ t: 'status', sr: message.wants, ...statusBloomFields(message.bloom), ...(message.rootsHeld === true ? { rh: true } : {}) })]
+      return [dagCbor.encode({ t: 'status', sr: message.wants, ...statusBloomFields(message.bloom), ...(message.rootsHeld === true ? { rh: true } : {}), ...shardFields(message.shard) })]
     case 'idle':
       return [dagCbor.encode({ t: 'idle', n: message.statuses })]
     case 'sync':
@@ -351,6 +360,11 @@ function unreachable (message: never): never {
 type BloomFields = Record<never, never> | { bk: number, bb: Uint8Array }
 
 /** A pull's Bloom: none (or an empty filter) writes no keys */
+/** The wire keys of a shard: none without one */
+function shardFields (shard?: Shard): { sn?: number, sh?: Uint8Array } {
+  return shard == null ? {} : { sn: shard.count, sh: shard.mask }
+}
+
 function pullBloomFields (bloom?: BloomFilter): BloomFields {
   return bloom == null || bloom.bytes.byteLength === 0 ? {} : { bk: bloom.hashCount, bb: bloom.bytes }
 }
@@ -497,21 +511,21 @@ const CAR_HEADER: ControlSpec = {
 /** Control messages by their `t` */
 const CONTROL: Record<string, ControlSpec> = {
   pull: {
-    keys: new Set(['t', 'rs', 'sr', 'bb', 'bk', 'dl']),
-    decode: (map, limits) => ({ type: 'pull', roots: cidList(map, 'rs', limits), wants: wantList(map, 'sr', limits), ...optionalBloom(bloomFrom(map, limits) ?? undefined), ...depthLimit(map) })
+    keys: new Set(['t', 'rs', 'sr', 'bb', 'bk', 'dl', 'sn', 'sh']),
+    decode: (map, limits) => ({ type: 'pull', roots: cidList(map, 'rs', limits), wants: wantList(map, 'sr', limits), ...optionalBloom(bloomFrom(map, limits) ?? undefined), ...depthLimit(map), ...shardFrom(map) })
   },
   push: {
     keys: new Set(['t', 'rs', 'hs']),
     decode: (map, limits) => ({ type: 'push', roots: cidList(map, 'rs', limits), hints: cidList(map, 'hs', limits) })
   },
   status: {
-    keys: new Set(['t', 'sr', 'bb', 'bk', 'rh']),
+    keys: new Set(['t', 'sr', 'bb', 'bk', 'rh', 'sn', 'sh']),
     decode: (map, limits) => {
       const rh = field(map, 'rh')
       if (rh !== undefined && typeof rh !== 'boolean') {
         throw new ProtocolError('Field rh is not a boolean')
       }
-      return { type: 'status', wants: wantList(map, 'sr', limits), ...optionalBloom(bloomFrom(map, limits)), rootsHeld: rh === true }
+      return { type: 'status', wants: wantList(map, 'sr', limits), ...optionalBloom(bloomFrom(map, limits)), rootsHeld: rh === true, ...shardFrom(map) }
     }
   },
   idle: {
@@ -663,6 +677,22 @@ function depthLimit (map: Record<string, unknown>): { depthLimit?: 0 } {
     throw new ProtocolError(`Field dl is ${depth}: only 0 (the wants only) is defined`)
   }
   return { depthLimit: 0 }
+}
+
+/** A pull's or status's shard: `sn` and `sh` come together or not at all */
+function shardFrom (map: Record<string, unknown>): { shard?: Shard } {
+  const count = field(map, 'sn')
+  const mask = field(map, 'sh')
+  if (count === undefined && mask === undefined) {
+    return {}
+  }
+  if (count === undefined || mask === undefined) {
+    throw new ProtocolError('Fields sn and sh come together')
+  }
+  if (!(mask instanceof Uint8Array)) {
+    throw new ProtocolError('Field sh is not a byte string')
+  }
+  return { shard: Shard.decode(uint(map, 'sn'), mask) }
 }
 
 /**

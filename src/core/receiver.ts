@@ -2,6 +2,7 @@ import { DEFAULT_MAX_CIDS_PER_MESSAGE, DEFAULT_MAX_STRAGGLER_ROUNDS, DEFAULT_MAX
 import { BlocksNotAvailableError, LimitExceededError, ProtocolError, RemoteError, SessionRefusedError } from '../errors.ts'
 import { ReceiverFrontier } from './frontier.ts'
 import { bloomOf } from './messages.ts'
+import { Wakeup } from './signal.ts'
 import { walkHeldCids } from './walk.ts'
 import type { BlockSink } from './blocks.ts'
 import type { BloomFilter } from './bloom/bloom-filter.ts'
@@ -120,16 +121,25 @@ export class ReceiverSession {
   readonly frontier: ReceiverFrontier
   /** What the session has done so far, updated as it runs */
   readonly counters: ReceiverCounters = { blocksReceived: 0, blockBytesReceived: 0, duplicateBlocks: 0, unrequestedBlocks: 0, statusesSent: 0, bloomBytesSent: 0, stragglerRounds: 0, bytesStored: 0 }
-  private readonly init: ReceiverSessionInit
+  /**
+   * Notified when the session has messages to send that no message from the
+   * sender prompted (see `takeUnprompted`): a CAR Pool member's new work,
+   * or the pool's completion
+   */
+  readonly news = new Wakeup()
+  protected readonly init: ReceiverSessionInit
+  /** Messages for `takeUnprompted` */
+  protected readonly unprompted: Message[] = []
   private hintedHeld: CID[] = []
   private nextBloomAt = 1
   private doneSent = false
-  private lastAsked: CID[] = []
+  /** The wants of the latest round: each must arrive before the sender's next idle */
+  protected lastAsked: CID[] = []
   private rootsAnnounced = false
   private headerSeen = false
   private storeBloomSent = false
 
-  private constructor (init: ReceiverSessionInit, frontier: ReceiverFrontier) {
+  protected constructor (init: ReceiverSessionInit, frontier: ReceiverFrontier) {
     this.init = init
     this.roots = init.roots
     this.frontier = frontier
@@ -149,6 +159,19 @@ export class ReceiverSession {
   /** Gives back what the session holds of node-wide budgets; call once when the session ends */
   close (): void {
     this.frontier.release()
+  }
+
+  /**
+   * True when the session may have messages to send that the sender did not
+   * prompt: a runner then waits for `news` as well as for the sender's frames
+   */
+  get speaksUnprompted (): boolean {
+    return false
+  }
+
+  /** The messages to send that the sender did not prompt, once each */
+  takeUnprompted (): Message[] {
+    return this.unprompted.splice(0)
   }
 
   /**
@@ -228,7 +251,7 @@ export class ReceiverSession {
       case 'sync':
         return { replies: this.afterSync(message.statuses) }
       case 'missing':
-        this.frontier.markUnavailable(message.cids)
+        this.onMissing(message.cids)
         return { replies: [] }
       case 'error':
         throw remoteError(message.code, message.message, message.cids)
@@ -254,7 +277,7 @@ export class ReceiverSession {
       throw new LimitExceededError(`The session may store at most ${maxStoredBytes} bytes`)
     }
     const wantsBefore = this.frontier.wantCount
-    const outcome = await this.frontier.receive(cid, bytes, { ...options, offline: true })
+    const outcome = await this.storeBlock(cid, bytes, options)
     this.counters.blocksReceived++
     this.counters.blockBytesReceived += bytes.byteLength
     if (outcome === 'stored') {
@@ -292,7 +315,38 @@ export class ReceiverSession {
     return { replies, block: { cid, bytes: bytes.byteLength, outcome } }
   }
 
-  private async afterIdle (statusesSeen: number): Promise<Message[]> {
+  /** Hands a received block to the frontier (a pool member takes turns with the others) */
+  protected async storeBlock (cid: CID, bytes: Uint8Array, options: { signal?: AbortSignal }): Promise<ReceiveOutcome> {
+    return this.frontier.receive(cid, bytes, { ...options, offline: true })
+  }
+
+  /** The sender cannot send `cids`: they stop being wants */
+  protected onMissing (cids: CID[]): void {
+    this.frontier.markUnavailable(cids)
+  }
+
+  protected async afterIdle (statusesSeen: number): Promise<Message[]> {
+    const early = await this.idleVerdict(statusesSeen)
+    if (early != null) {
+      return early
+    }
+    if (this.frontier.wantCount === 0) {
+      // everything the sender has is here; what is left it does not hold
+      await this.frontier.settle()
+      const missing = this.frontier.missing()
+      throw new BlocksNotAvailableError(`The sender does not hold ${missing.length} block(s), including ${missing[0]}`, missing)
+    }
+    return [this.stragglerRound(this.frontier.wants().slice(0, this.maxCids))]
+  }
+
+  /**
+   * What an idle calls for before anything is asked: the done frame when
+   * the session is complete, nothing while a status is still on its way to
+   * the sender; undefined when the sender has all it was asked for and waits
+   *
+   * @throws {ProtocolError} when the sender claims to have read more statuses than were sent
+   */
+  protected async idleVerdict (statusesSeen: number): Promise<Message[] | undefined> {
     if (this.complete) {
       await this.frontier.settle()
       return this.doneOnce()
@@ -304,24 +358,36 @@ export class ReceiverSession {
     if (statusesSeen > this.counters.statusesSent) {
       throw new ProtocolError(`The sender claims to have read ${statusesSeen} status frames; ${this.counters.statusesSent} were sent`)
     }
-    if (this.frontier.wantCount === 0) {
-      // everything the sender has is here; what is left it does not hold
-      await this.frontier.settle()
-      const missing = this.frontier.missing()
-      throw new BlocksNotAvailableError(`The sender does not hold ${missing.length} block(s), including ${missing[0]}`, missing)
-    }
-    // every want asked for in the last round must have arrived by now
+    return undefined
+  }
+
+  /**
+   * Every want asked for in the last round must have arrived once the sender is idle
+   *
+   * @throws {ProtocolError} when one has not (the sender ignored it)
+   */
+  protected checkAnswered (): void {
     const ignored = this.lastAsked.find(cid => this.frontier.isWanted(cid))
     if (ignored != null) {
       throw new ProtocolError(`The sender went idle without sending ${ignored}, which the receiver asked for`)
     }
+  }
+
+  /**
+   * The status of a straggler round asking for `wants` (at most maxCids)
+   *
+   * @throws {ProtocolError} when a want of the last round has not arrived (the sender ignored it)
+   * @throws {LimitExceededError} when the rounds are used up
+   */
+  protected stragglerRound (wants: CID[]): StatusMessage {
+    this.checkAnswered()
     if (this.counters.stragglerRounds >= (this.init.maxStragglerRounds ?? DEFAULT_MAX_STRAGGLER_ROUNDS)) {
       throw new LimitExceededError(`Still missing ${this.frontier.wantCount} block(s) after ${this.counters.stragglerRounds} straggler rounds`)
     }
     this.counters.statusesSent++
     this.counters.stragglerRounds++
-    this.lastAsked = this.frontier.wants().slice(0, this.maxCids)
-    return [{ type: 'status', wants: this.lastAsked }]
+    this.lastAsked = wants
+    return { type: 'status', wants }
   }
 
   /** A sync asks for a Bloom of everything held that the sender cannot know, before it sends leaves */
@@ -414,7 +480,7 @@ export class ReceiverSession {
     return this.hintedHeld
   }
 
-  private get maxCids (): number {
+  protected get maxCids (): number {
     return this.init.maxCidsPerMessage ?? DEFAULT_MAX_CIDS_PER_MESSAGE
   }
 }

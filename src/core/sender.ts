@@ -12,6 +12,7 @@ import type { BlockSource } from './blocks.ts'
 import type { BloomFilter } from './bloom/bloom-filter.ts'
 import type { Budget } from './budget.ts'
 import type { Message, PullMessage } from './messages.ts'
+import type { Shard } from './pool/shard.ts'
 import type { CID } from 'multiformats/cid'
 
 /** Node-wide budgets a sender charges (all optional: a session alone needs none) */
@@ -156,6 +157,8 @@ export class SenderSession {
   private readonly queueCap: number
   /** The receiver asked for the wants' blocks only, nothing below them */
   private readonly shallow: boolean
+  /** CAR Pool: the buckets whose raw leaves this sender sends (all when unset) */
+  private shard?: Shard
 
   constructor (init: SenderSessionInit) {
     this.init = init
@@ -170,6 +173,7 @@ export class SenderSession {
       yielder: this.yielder
     })
     this.shallow = init.request?.depthLimit === 0
+    this.shard = init.request?.shard
     this.setBloom(init.request?.bloom ?? init.bloom)
     const wants = init.request?.wants ?? []
     this.queued = []
@@ -260,6 +264,9 @@ export class SenderSession {
         }
         if (message.rootsHeld === true) {
           this.rootsAcknowledged = true
+        }
+        if (message.shard != null) {
+          this.shard = message.shard
         }
         added = this.enqueueKeys(keys)
         if (added > 0) {
@@ -445,8 +452,9 @@ export class SenderSession {
         return true
       }
       const key = cidKey(cid)
-      // a shallow pull (`dl: 0`) asked for the wants' own blocks only
-      return !mustSend.has(key) && (this.shallow || this.sent.has(key) || this.bloom?.has(bloomItem(cid)) === true)
+      // a shallow pull (`dl: 0`) asked for the wants' own blocks only; a
+      // sharded one (CAR Pool) leaves out the raw leaves of other buckets
+      return !mustSend.has(key) && (this.shallow || this.sent.has(key) || this.bloom?.has(bloomItem(cid)) === true || this.shard?.sends(cid) === false)
     }
     // raw leaves wait until every interior block of the pass is out: interior
     // blocks are small and show the receiver which subgraphs it holds
@@ -506,8 +514,9 @@ export class SenderSession {
       waited = true
       await this.waitForPeer(signal)
     }
-    if (!waited && this.init.awaitFirstStatus !== true) {
+    if (!waited && this.init.awaitFirstStatus !== true && this.shard == null) {
       // nothing changed since the walk asked skip() just before reading it
+      // (a pool's status may narrow the shard while a block is read ahead)
       return true
     }
     return !skip(cid)

@@ -131,22 +131,29 @@ export async function runReceiver (framed: FramedStream, receiver: ReceiverSessi
         outbox.send(message)
       }
 
+      const handle = async (message: Message): Promise<void> => {
+        outbox.check()
+        options.onReceived?.(message)
+        logReceived(options, message)
+        receiving = true
+        let step
+        try {
+          step = await receiver.receive(message, options)
+        } finally {
+          receiving = false
+        }
+        options.onReceiverStep?.(step)
+        for (const reply of step.replies) {
+          rounds += logRound(options, reply, rounds)
+          outbox.send(reply)
+        }
+      }
+
       if (!receiver.complete) {
-        for await (const message of framed.messages(options)) {
-          outbox.check()
-          options.onReceived?.(message)
-          logReceived(options, message)
-          receiving = true
-          let step
-          try {
-            step = await receiver.receive(message, options)
-          } finally {
-            receiving = false
-          }
-          options.onReceiverStep?.(step)
-          for (const reply of step.replies) {
-            rounds += logRound(options, reply, rounds)
-            outbox.send(reply)
+        for await (const message of withUnprompted(framed.messages(options), receiver, outbox, options.signal)) {
+          // undefined: a pool member's news, queued already (the pool may be complete)
+          if (message != null) {
+            await handle(message)
           }
           if (receiver.complete) {
             break
@@ -174,6 +181,49 @@ export async function runReceiver (framed: FramedStream, receiver: ReceiverSessi
     })
     options.onClosing?.(closed)
   })
+}
+
+/**
+ * The sender's messages, and for a session that speaks unprompted (a CAR
+ * Pool member) an `undefined` each time it had news, whose messages are
+ * queued on `outbox` first
+ */
+async function * withUnprompted (messages: AsyncIterable<Message>, receiver: ReceiverSession, outbox: Outbox, signal?: AbortSignal): AsyncGenerator<Message | undefined, void, undefined> {
+  if (!receiver.speaksUnprompted) {
+    yield * messages
+    return
+  }
+  const iterator = messages[Symbol.asyncIterator]()
+  let next: Promise<IteratorResult<Message>> | undefined
+  let news: Promise<false> | undefined
+  try {
+    while (true) {
+      next ??= iterator.next()
+      // one wait at a time: a Wakeup keeps only its latest waiter
+      // (an abort rejects it, and the race with it)
+      news ??= receiver.news.wait(signal).then(() => false as const)
+      news.catch(() => {})
+      const result = await Promise.race([next, news])
+      if (result === false) {
+        news = undefined
+        for (const message of receiver.takeUnprompted()) {
+          outbox.send(message)
+        }
+        yield undefined
+        continue
+      }
+      next = undefined
+      if (result.done === true) {
+        return
+      }
+      yield result.value
+    }
+  } finally {
+    // the stream's own iterator ends when the loop leaves it; a read still
+    // pending may fail as the stream closes, which no one waits for
+    next?.catch(() => {})
+    iterator.return?.().catch(() => {})
+  }
 }
 
 /** Logs what a peer says that changes the course of a session: its errors, its wants, its end */

@@ -16,10 +16,12 @@
  * always assigned to exactly one provider, so the union of what the
  * providers are asked for is the whole DAG.
  *
- * This module is the planning logic only: the wire field that tells a
- * provider its buckets, and the sessions that follow it, are not built yet.
+ * This module is the planning logic only: `Shard` (./shard.ts) carries a
+ * provider's buckets on the wire and `PoolReceiver` (./pool-receiver.ts)
+ * runs the sessions that follow the plan.
  */
 
+import { bucketOf } from './shard.ts'
 import type { CID } from 'multiformats/cid'
 
 /** Options of a {@link ShardPlanner} */
@@ -55,25 +57,6 @@ interface ProviderState {
   firstAt?: number
   lastAt?: number
   state: 'running' | 'finished' | 'failed'
-}
-
-/**
- * The bucket of a block: the first four bytes of its multihash digest, as a
- * big-endian number, modulo `buckets`
- *
- * @example
- *
- * ```ts
- * bucketOf(cid, 64) // 0..63
- * ```
- */
-export function bucketOf (cid: CID, buckets: number): number {
-  const digest = cid.multihash.digest
-  let value = 0
-  for (let i = 0; i < 4; i++) {
-    value = value * 256 + (digest[i] ?? 0)
-  }
-  return value % buckets
 }
 
 /**
@@ -170,14 +153,15 @@ export class ShardPlanner {
 
   /**
    * `provider` failed (reset, stalled, or sent a forged or out-of-DAG
-   * block): its buckets go to the running providers, the fastest first.
-   * Returns the moves; none when no provider is left running, in which case
-   * the caller fails the pull (or asks any connected peer in a cleanup round)
+   * block): its buckets go to the providers that have not failed (running,
+   * or finished and waiting for work, which then run again), the fastest
+   * first. Returns the moves; none when every provider failed, in which case
+   * the caller fails the pull
    */
   failed (provider: string, now: number): BucketMove[] {
     const state = this.state(provider)
     state.state = 'failed'
-    const heirs = this.running.sort((a, b) => this.rate(b, now) - this.rate(a, now))
+    const heirs = [...this.providers].filter(([, p]) => p.state !== 'failed').map(([key]) => key).sort((a, b) => this.rate(b, now) - this.rate(a, now))
     if (heirs.length === 0) {
       return []
     }
@@ -187,6 +171,7 @@ export class ShardPlanner {
     orphans.forEach((bucket, i) => {
       const heir = heirs[i % heirs.length]
       this.state(heir).buckets.add(bucket)
+      this.state(heir).state = 'running'
       moves.set(heir, [...(moves.get(heir) ?? []), bucket])
     })
     return [...moves].map(([to, buckets]) => ({ from: provider, to, buckets }))

@@ -5,7 +5,8 @@
 import { expect } from 'aegir/chai'
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
-import { ShardPlanner, bucketOf } from '../../../src/core/pool/shard-planner.ts'
+import { ShardPlanner } from '../../../src/core/pool/shard-planner.ts'
+import { bucketOf } from '../../../src/core/pool/shard.ts'
 import { randomBytes, randomSource } from '../../fixtures/random.ts'
 
 interface SimBlock {
@@ -181,6 +182,16 @@ describe('core/pool ShardPlanner', () => {
     planner.failed('a', 20)
     expect(planner.failed('c', 30)).to.deep.equal([])
     expect(planner.running).to.deep.equal([])
+  })
+
+  it('a provider that finished with nothing left to steal inherits a failed one\'s buckets and runs again', () => {
+    const planner = new ShardPlanner({ providers: ['a', 'b'], buckets: 2 })
+    // b holds one bucket: nothing to take from it
+    expect(planner.finished('a', 0)).to.deep.equal([])
+    expect(planner.running).to.deep.equal(['b'])
+    expect(planner.failed('b', 10)).to.deep.equal([{ from: 'b', to: 'a', buckets: [1] }])
+    expect(planner.running).to.deep.equal(['a'])
+    expect(planner.bucketsOf('a')).to.deep.equal([0, 1])
   })
 
   describe(`seeded simulation: ${SEEDS.length} DAGs of 200 blocks (64 KiB-1 MiB), 50 Mbit/s links, 25 ms one way`, () => {

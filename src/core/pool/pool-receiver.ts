@@ -1,0 +1,325 @@
+/**
+ * @packageDocumentation
+ *
+ * The receiving side of a CAR Pool pull, free of any transport: one DAG from
+ * several providers at once, one session per provider over one shared
+ * frontier.
+ *
+ * Each provider is sent a `pull` with its shard (PROTOCOL.md §4.1): it sends
+ * every block that is not a raw leaf, so that the receiver can follow the DAG
+ * on each stream alone, and the raw leaves of its buckets. Blocks are
+ * verified and written once, whichever provider's copy comes first; the
+ * others' copies are duplicates (interior blocks, which are small, and what
+ * was in flight when work moved).
+ *
+ * When a provider goes idle, it is asked for the wants of its buckets (the
+ * stragglers of Bloom false positives); with none left, it takes half the
+ * buckets of the provider expected to finish last (work stealing): that one
+ * is sent a status narrowing its shard, and the stealer is asked for the
+ * wants of the buckets it took. A provider that fails (a reset, a stall, a
+ * forged or unrequested block, a block it lacks) loses its buckets to the
+ * others. The pull is complete when the shared frontier is.
+ */
+
+import { BlocksNotAvailableError } from '../../errors.ts'
+import { ReceiverFrontier } from '../frontier.ts'
+import { ReceiverSession } from '../receiver.ts'
+import { ShardPlanner } from './shard-planner.ts'
+import { Shard } from './shard.ts'
+import type { ReceiveOutcome } from '../frontier.ts'
+import type { Message, PullMessage } from '../messages.ts'
+import type { ReceiverSessionInit } from '../receiver.ts'
+import type { CID } from 'multiformats/cid'
+
+/** Where a {@link PoolReceiver} stores blocks, who provides them, and its limits */
+export interface PoolReceiverInit extends ReceiverSessionInit {
+  /** The providers, by a key of the caller's choosing (e.g. a peer id string); at least one */
+  providers: string[]
+  /**
+   * Buckets the block space is cut into
+   *
+   * @default 64 (DEFAULT_POOL_BUCKETS)
+   */
+  buckets?: number
+  /** The clock of the providers' rates; default Date.now */
+  now?(): number
+}
+
+/** What one provider of a pool did */
+export interface PoolProviderState {
+  /** The provider's key */
+  provider: string
+  /** The buckets it owns now (a failed provider owns none) */
+  buckets: number[]
+  /** Why it was dropped, if it was */
+  error?: Error
+}
+
+/**
+ * The receiver of a CAR Pool pull: a shared frontier, a shard plan, and a
+ * {@link PoolMember} session per provider
+ *
+ * @example
+ *
+ * ```ts
+ * const pool = await PoolReceiver.create({ blockstore, roots: [root], providers: ['a', 'b'] })
+ * await Promise.allSettled(['a', 'b'].map(async key => {
+ *   const member = pool.member(key)
+ *   try {
+ *     await runReceiver(streamTo(key), member, { first: [await member.pullRequest()] })
+ *   } catch (err) {
+ *     pool.fail(key, err)
+ *   }
+ * }))
+ * pool.complete // true when every block arrived from one provider or another
+ * ```
+ */
+export class PoolReceiver {
+  /** Which provider sends which buckets */
+  readonly planner: ShardPlanner
+  /** What the pull holds and wants, shared by every member */
+  readonly frontier: ReceiverFrontier
+  private readonly init: PoolReceiverInit
+  private readonly members = new Map<string, PoolMember>()
+  private readonly failures = new Map<string, Error>()
+  /** Frontier updates run one at a time, whichever member's block it is */
+  private turn: Promise<unknown> = Promise.resolve()
+
+  private constructor (init: PoolReceiverInit, frontier: ReceiverFrontier) {
+    this.init = init
+    this.frontier = frontier
+    this.planner = new ShardPlanner({ providers: init.providers, buckets: init.buckets })
+  }
+
+  /** Builds the shared frontier from what the blockstore holds under the roots */
+  static async create (init: PoolReceiverInit, options: { signal?: AbortSignal } = {}): Promise<PoolReceiver> {
+    const frontier = await ReceiverFrontier.create(init.roots, init, { ...options, offline: true })
+    return new PoolReceiver(init, frontier)
+  }
+
+  /** True when every block under the roots is held */
+  get complete (): boolean {
+    return this.frontier.complete
+  }
+
+  /** The session of `provider` (one per provider, made on first use) */
+  member (provider: string): PoolMember {
+    let member = this.members.get(provider)
+    if (member == null) {
+      this.planner.bucketsOf(provider) // throws for a provider outside the pool
+      member = new PoolMember(this.init, this.frontier, this, provider)
+      this.members.set(provider, member)
+    }
+    return member
+  }
+
+  /** The providers, with the buckets each owns now and why any was dropped */
+  providers (): PoolProviderState[] {
+    return this.init.providers.filter((key, i, all) => all.indexOf(key) === i).map(provider => ({
+      provider,
+      buckets: this.planner.bucketsOf(provider),
+      ...(this.failures.has(provider) ? { error: this.failures.get(provider) } : {})
+    }))
+  }
+
+  /** The shard `provider` owns now */
+  shardOf (provider: string): Shard {
+    return Shard.of(this.planner.buckets, this.planner.bucketsOf(provider))
+  }
+
+  /**
+   * Drops `provider` (its session failed, or it was never reached): its
+   * buckets go to the others, and those waiting for work are asked for it
+   */
+  fail (provider: string, err: Error): void {
+    if (this.failures.has(provider)) {
+      return
+    }
+    this.failures.set(provider, err)
+    this.members.get(provider)?.markFailed()
+    this.planner.failed(provider, this.now())
+    this.dispatch()
+  }
+
+  /** Gives back what the pull holds of node-wide budgets; call once when it ends */
+  close (): void {
+    this.frontier.release()
+  }
+
+  /** Runs `update` once the frontier updates before it are over */
+  async exclusive<T> (update: () => Promise<T>): Promise<T> {
+    const result = this.turn.then(update)
+    this.turn = result.catch(() => {})
+    return result
+  }
+
+  /** Counts a stored block towards its provider's rate; wakes every member once the pull is complete */
+  stored (provider: string, bytes: number): void {
+    this.planner.received(provider, bytes, this.now())
+    if (this.complete) {
+      for (const member of this.members.values()) {
+        member.news.notify()
+      }
+    }
+  }
+
+  /**
+   * `member`'s sender has sent all it was asked for: the wants of its
+   * buckets, or (with none) of the buckets it steals; none means it waits
+   * until a failure or another member's blocks give it work
+   */
+  idle (member: PoolMember): Message[] {
+    let wants = this.wantsOf(member.provider)
+    if (wants.length === 0) {
+      for (const move of this.planner.finished(member.provider, this.now())) {
+        this.members.get(move.from)?.narrow(this.shardOf(move.from))
+      }
+      wants = this.wantsOf(member.provider)
+    }
+    if (wants.length > 0) {
+      member.waiting = false
+      return [member.round(wants)]
+    }
+    member.waiting = true
+    this.dispatch()
+    return []
+  }
+
+  /** Asks each waiting member for the wants its buckets hold now */
+  private dispatch (): void {
+    for (const member of this.members.values()) {
+      if (!member.waiting || member.failed) {
+        continue
+      }
+      const wants = this.wantsOf(member.provider)
+      if (wants.length > 0) {
+        member.waiting = false
+        member.askUnprompted(wants)
+      }
+    }
+  }
+
+  /** The wants whose buckets `provider` owns, at most one status's worth */
+  private wantsOf (provider: string): CID[] {
+    if (this.failures.has(provider)) {
+      return []
+    }
+    const max = this.init.maxCidsPerMessage ?? Infinity
+    const wants: CID[] = []
+    for (const want of this.frontier.wants()) {
+      if (wants.length >= max) {
+        break
+      }
+      if (this.planner.ownerOf(want) === provider) {
+        wants.push(want)
+      }
+    }
+    return wants
+  }
+
+  private now (): number {
+    return this.init.now?.() ?? Date.now()
+  }
+}
+
+/**
+ * One provider's session of a {@link PoolReceiver}: a receiver session over
+ * the pool's shared frontier whose pull names the provider's shard, and
+ * whose idles the pool answers
+ */
+export class PoolMember extends ReceiverSession {
+  /** The provider's key in the pool */
+  readonly provider: string
+  /** True while its sender is idle and the pool has nothing for it */
+  waiting = false
+  private readonly pool: PoolReceiver
+  private dropped = false
+  private error?: Error
+
+  /** Made by {@link PoolReceiver.member} */
+  constructor (init: ReceiverSessionInit, frontier: ReceiverFrontier, pool: PoolReceiver, provider: string) {
+    super(init, frontier)
+    this.pool = pool
+    this.provider = provider
+  }
+
+  /** True once the pool dropped the provider */
+  get failed (): boolean {
+    return this.dropped
+  }
+
+  override get speaksUnprompted (): boolean {
+    return true
+  }
+
+  /**
+   * The messages to send that the sender did not prompt
+   *
+   * @throws {Error} the error that ended the member from outside its own session (e.g. rounds used up while the pool dispatched)
+   */
+  override takeUnprompted (): Message[] {
+    if (this.error != null) {
+      throw this.error
+    }
+    return super.takeUnprompted()
+  }
+
+  /** The pull request, with the provider's shard */
+  override async pullRequest (options: { signal?: AbortSignal } = {}): Promise<PullMessage> {
+    const request = await super.pullRequest(options)
+    return { ...request, shard: this.pool.shardOf(this.provider) }
+  }
+
+  /** The pool dropped this provider */
+  markFailed (): void {
+    this.dropped = true
+    this.waiting = false
+  }
+
+  /** A round asking for `wants`, answering an idle */
+  round (wants: CID[]): Message {
+    return this.stragglerRound(wants)
+  }
+
+  /** Asks for `wants` while the sender waits */
+  askUnprompted (wants: CID[]): void {
+    try {
+      this.unprompted.push(this.stragglerRound(wants))
+    } catch (err) {
+      this.error = err as Error
+    }
+    this.news.notify()
+  }
+
+  /** The provider gave up buckets: its sender leaves their raw leaves out from now on */
+  narrow (shard: Shard): void {
+    if (this.dropped) {
+      return
+    }
+    this.counters.statusesSent++
+    this.unprompted.push({ type: 'status', wants: [], shard })
+    this.news.notify()
+  }
+
+  protected override async storeBlock (cid: CID, bytes: Uint8Array, options: { signal?: AbortSignal }): Promise<ReceiveOutcome> {
+    const outcome = await this.pool.exclusive(async () => super.storeBlock(cid, bytes, options))
+    if (outcome === 'stored') {
+      this.pool.stored(this.provider, bytes.byteLength)
+    }
+    return outcome
+  }
+
+  /** A provider that lacks blocks is dropped: another one may hold them */
+  protected override onMissing (cids: CID[]): void {
+    throw new BlocksNotAvailableError(`The provider does not hold ${cids.length} block(s), including ${cids[0]}`, cids)
+  }
+
+  protected override async afterIdle (statusesSeen: number): Promise<Message[]> {
+    const early = await this.idleVerdict(statusesSeen)
+    if (early != null) {
+      return early
+    }
+    this.checkAnswered()
+    return this.pool.idle(this)
+  }
+}

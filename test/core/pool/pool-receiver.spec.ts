@@ -1,0 +1,255 @@
+import { streamPair } from '@libp2p/utils'
+import { expect } from 'aegir/chai'
+import { MemoryBlockstore } from 'blockstore-core/memory'
+import * as raw from 'multiformats/codecs/raw'
+import { PoolReceiver } from '../../../src/core/pool/pool-receiver.ts'
+import { bucketOf } from '../../../src/core/pool/shard.ts'
+import { SenderSession } from '../../../src/core/sender.ts'
+import { BlocksNotAvailableError, HashMismatchError } from '../../../src/errors.ts'
+import { FramedStream } from '../../../src/transport/framed-stream.ts'
+import { runReceiver, runSender } from '../../../src/transport/run-session.ts'
+import { buildDag, getBytes, putAll } from '../../fixtures/dag.ts'
+import { treeSpecs } from '../../fixtures/dags.ts'
+import type { BlockSource } from '../../../src/core/blocks.ts'
+import type { Message, PullMessage } from '../../../src/core/messages.ts'
+import type { Block } from '../../fixtures/dag.ts'
+import type { CID } from 'multiformats/cid'
+
+const SESSION_TIMEOUT = 10_000
+
+interface Provider {
+  key: string
+  store: BlockSource
+  /** Serve the pull as a sender that does not know shards (revision 1.1) */
+  unsharded?: boolean
+}
+
+interface PoolOutcome {
+  pool: PoolReceiver
+  /** Each provider's sender, by key */
+  senders: Map<string, SenderSession>
+  /** The raw leaves each provider sent, by key */
+  leaves: Map<string, CID[]>
+  /** Each member's session: fulfilled, or rejected with why */
+  results: Map<string, PromiseSettledResult<void>>
+}
+
+/** Reads the first message of a stream, as a server does */
+async function firstMessage (framed: FramedStream, signal: AbortSignal): Promise<Message> {
+  const first = await framed.messages({ signal }).next()
+  if (first.done === true) {
+    throw new Error('the stream closed before the first message')
+  }
+  return first.value
+}
+
+/**
+ * A CAR Pool pull of `root` into `target` from `providers`, each a
+ * SenderSession over an in-memory stream pair, served as the node serves a pull
+ */
+async function poolPull (target: MemoryBlockstore, root: CID, providers: Provider[], buckets?: number): Promise<PoolOutcome> {
+  const signal = AbortSignal.timeout(SESSION_TIMEOUT)
+  const pool = await PoolReceiver.create({ blockstore: target, roots: [root], providers: providers.map(p => p.key), buckets })
+  const senders = new Map<string, SenderSession>()
+  const leaves = new Map<string, CID[]>()
+  const results = new Map<string, PromiseSettledResult<void>>()
+  await Promise.all(providers.map(async provider => {
+    const member = pool.member(provider.key)
+    const [a, b] = await streamPair()
+    const senderFramed = new FramedStream(a)
+    const receiverFramed = new FramedStream(b)
+    const sent: CID[] = []
+    leaves.set(provider.key, sent)
+    const sending = (async () => {
+      const first = await firstMessage(senderFramed, signal)
+      const request = first as PullMessage
+      const sender = new SenderSession({ blockstore: provider.store, roots: request.roots, request: provider.unsharded === true ? { ...request, shard: undefined } : request })
+      senders.set(provider.key, sender)
+      await runSender(senderFramed, sender, {
+        signal,
+        onSent: m => {
+          if (m.type === 'block' && m.cid.code === raw.code) {
+            sent.push(m.cid)
+          }
+        }
+      })
+    })()
+    sending.catch(() => {})
+    const [received] = await Promise.allSettled([runReceiver(receiverFramed, member, { signal, first: [await member.pullRequest()] }), sending])
+    if (received.status === 'rejected') {
+      pool.fail(provider.key, received.reason)
+    }
+    results.set(provider.key, received)
+  }))
+  await pool.frontier.settle()
+  pool.close()
+  return { pool, senders, leaves, results }
+}
+
+/** A tree of 216 raw leaves under 43 interior blocks (dag-cbor and dag-pb) */
+async function tree (salt: string): Promise<{ root: CID, blocks: Block[], leaves: Block[] }> {
+  const blocks = await buildDag(treeSpecs(3, 6), salt)
+  return { root: blocks[0].cid, blocks, leaves: blocks.filter(b => b.cid.code === raw.code) }
+}
+
+async function storeOf (blocks: Iterable<Block>): Promise<MemoryBlockstore> {
+  const store = new MemoryBlockstore()
+  await putAll(store, blocks)
+  return store
+}
+
+/** Every block is in `store` with its own bytes */
+async function expectHoldsAll (store: MemoryBlockstore, blocks: Block[]): Promise<void> {
+  for (const block of blocks) {
+    expect(await store.has(block.cid), `${block.cid} is missing`).to.be.true()
+  }
+}
+
+/** A store that waits `ms` before each read */
+function slowStore (store: MemoryBlockstore, ms: number): BlockSource {
+  return {
+    has: async (cid, options) => store.has(cid, options),
+    get: async function * (cid, options) {
+      await new Promise(resolve => setTimeout(resolve, ms))
+      yield * store.get(cid, options)
+    }
+  }
+}
+
+/** A store that answers `forged` with other bytes */
+function forgingStore (store: MemoryBlockstore, forged: CID): BlockSource {
+  return {
+    has: async (cid, options) => store.has(cid, options),
+    get: async function * (cid, options) {
+      if (cid.equals(forged)) {
+        yield new TextEncoder().encode('not the block')
+        return
+      }
+      yield * store.get(cid, options)
+    }
+  }
+}
+
+describe('core/pool PoolReceiver over stream pairs', () => {
+  it('3 providers: the DAG arrives whole, each leaf about once, every interior block from each provider', async () => {
+    const { root, blocks, leaves } = await tree('pool-3')
+    const target = new MemoryBlockstore()
+    const providers = await Promise.all(['a', 'b', 'c'].map(async key => ({ key, store: await storeOf(blocks) })))
+
+    const { pool, leaves: sentLeaves, results, senders } = await poolPull(target, root, providers)
+
+    expect([...results.values()].map(r => r.status)).to.deep.equal(['fulfilled', 'fulfilled', 'fulfilled'])
+    expect(pool.complete).to.be.true()
+    await expectHoldsAll(target, blocks)
+    const totalLeaves = [...sentLeaves.values()].reduce((sum, sent) => sum + sent.length, 0)
+    // each leaf came once, but for the few in flight when work moved
+    expect(totalLeaves).to.be.within(leaves.length, Math.ceil(leaves.length * 1.1))
+    for (const [key, sent] of sentLeaves) {
+      // how the leaves split depends on which stream runs first (a fast one steals); each sends some
+      expect(sent.length, `leaves from ${key}`).to.be.above(0)
+      // interior blocks go to every provider's receiver: it follows the DAG on each stream
+      expect(senders.get(key)?.counters.blocksSent).to.be.at.least(blocks.length - leaves.length)
+    }
+  })
+
+  it('a provider\'s first leaves are those of its own buckets', async () => {
+    const { root, blocks } = await tree('pool-shard')
+    const target = new MemoryBlockstore()
+    const providers = await Promise.all(['a', 'b'].map(async key => ({ key, store: await storeOf(blocks) })))
+
+    const { leaves: sentLeaves } = await poolPull(target, root, providers, 8)
+
+    // with 8 buckets, a owns 0-3 and b owns 4-7 until one of them steals
+    const first = (key: string): number[] => (sentLeaves.get(key) ?? []).slice(0, 20).map(cid => bucketOf(cid, 8))
+    expect(first('a').every(bucket => bucket < 4)).to.be.true()
+    expect(first('b').every(bucket => bucket >= 4)).to.be.true()
+    await expectHoldsAll(target, blocks)
+  })
+
+  it('a fast provider steals from a slow one: the slow one sends less than its share', async () => {
+    const { root, blocks, leaves } = await tree('pool-steal')
+    const target = new MemoryBlockstore()
+    const slowShare = leaves.filter(leaf => bucketOf(leaf.cid, 64) >= 32).length
+
+    const { pool, leaves: sentLeaves } = await poolPull(target, root, [
+      { key: 'fast', store: await storeOf(blocks) },
+      { key: 'slow', store: slowStore(await storeOf(blocks), 5) }
+    ])
+
+    expect(pool.complete).to.be.true()
+    await expectHoldsAll(target, blocks)
+    expect(sentLeaves.get('slow')?.length).to.be.below(slowShare / 2)
+    expect(pool.planner.bucketsOf('fast').length).to.be.above(32)
+  })
+
+  it('a provider that lacks blocks is dropped and named; the others send its buckets', async () => {
+    const { root, blocks, leaves } = await tree('pool-partial')
+    const target = new MemoryBlockstore()
+    const partial = await storeOf(blocks.filter(block => !leaves.slice(0, 100).includes(block)))
+
+    const { pool, results } = await poolPull(target, root, [
+      { key: 'whole-1', store: await storeOf(blocks) },
+      { key: 'partial', store: partial },
+      { key: 'whole-2', store: await storeOf(blocks) }
+    ])
+
+    expect(pool.complete).to.be.true()
+    await expectHoldsAll(target, blocks)
+    const partialResult = results.get('partial')
+    expect(partialResult?.status).to.equal('rejected')
+    expect((partialResult as PromiseRejectedResult).reason.name).to.equal(BlocksNotAvailableError.name)
+    const state = pool.providers().find(p => p.provider === 'partial')
+    expect(state?.error?.name).to.equal(BlocksNotAvailableError.name)
+    expect(state?.buckets).to.deep.equal([])
+  })
+
+  it('a provider that sends a forged block is dropped; the forged bytes are never stored', async () => {
+    const { root, blocks, leaves } = await tree('pool-forged')
+    const target = new MemoryBlockstore()
+    // a leaf of the first provider's buckets (0-31 of 64): it sends it first-hand
+    const victim = leaves.find(leaf => bucketOf(leaf.cid, 64) < 32)
+    if (victim == null) {
+      throw new Error('no leaf in the forger\'s buckets')
+    }
+
+    const { pool, results } = await poolPull(target, root, [
+      { key: 'forger', store: forgingStore(await storeOf(blocks), victim.cid) },
+      { key: 'honest', store: await storeOf(blocks) }
+    ])
+
+    expect(pool.complete).to.be.true()
+    expect((results.get('forger') as PromiseRejectedResult).reason.name).to.equal(HashMismatchError.name)
+    expect(results.get('honest')?.status).to.equal('fulfilled')
+    await expectHoldsAll(target, blocks)
+    expect(await getBytes(target, victim.cid)).to.equalBytes(victim.bytes)
+  })
+
+  it('a provider that does not know shards serves as a plain provider: the pull completes', async () => {
+    const { root, blocks } = await tree('pool-plain')
+    const target = new MemoryBlockstore()
+
+    const { pool, results } = await poolPull(target, root, [
+      { key: 'old', store: await storeOf(blocks), unsharded: true },
+      { key: 'new', store: await storeOf(blocks) }
+    ])
+
+    expect(pool.complete).to.be.true()
+    expect([...results.values()].every(r => r.status === 'fulfilled')).to.be.true()
+    await expectHoldsAll(target, blocks)
+  })
+
+  it('when every provider fails, the pull is incomplete and each is named with its error', async () => {
+    const { root, blocks, leaves } = await tree('pool-none')
+    const target = new MemoryBlockstore()
+    const partial = blocks.filter(block => block !== leaves[0])
+
+    const { pool } = await poolPull(target, root, [
+      { key: 'p1', store: await storeOf(partial) },
+      { key: 'p2', store: await storeOf(partial) }
+    ])
+
+    expect(pool.complete).to.be.false()
+    expect(pool.providers().map(p => p.error?.name)).to.deep.equal([BlocksNotAvailableError.name, BlocksNotAvailableError.name])
+    expect(await target.has(leaves[0].cid)).to.be.false()
+  })
+})
