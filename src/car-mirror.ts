@@ -5,10 +5,11 @@ import { isMultiaddr } from '@multiformats/multiaddr'
 import { CID } from 'multiformats/cid'
 import { CustomProgressEvent } from 'progress-events'
 import { CarMirrorBlockBroker } from './broker.ts'
-import { CONTROL_RECEIVE_WINDOW, DEFAULT_MAX_PUSH_BYTES, RESUME_MEMORY_MS, DEFAULT_MAX_ROUTED_PROVIDERS, MAX_SENT_BLOOM_BYTES, STORE_BLOOM_MAX_AGE_MS } from './constants.ts'
+import { CONTROL_RECEIVE_WINDOW, DEFAULT_MAX_PUSH_BYTES, DEFAULT_POOL_STALL_TIMEOUT, RESUME_MEMORY_MS, DEFAULT_MAX_ROUTED_PROVIDERS, MAX_SENT_BLOOM_BYTES, STORE_BLOOM_MAX_AGE_MS } from './constants.ts'
 import { Budget, BudgetShare } from './core/budget.ts'
 import { LinkReader } from './core/links.ts'
 import { bloomOf, checkFirstMessageSize } from './core/messages.ts'
+import { PoolReceiver } from './core/pool/pool-receiver.ts'
 import { ReceiverSession } from './core/receiver.ts'
 import { RecentRoots } from './core/recent-roots.ts'
 import { SenderSession } from './core/sender.ts'
@@ -21,6 +22,7 @@ import { FramedStream, untilEvent } from './transport/framed-stream.ts'
 import { failSession, runReceiver, runSender } from './transport/run-session.ts'
 import type { BloomFilter } from './core/bloom/bloom-filter.ts'
 import type { Message, MessageLimits, PullMessage } from './core/messages.ts'
+import type { PoolMember } from './core/pool/pool-receiver.ts'
 import type { ReceiverStep } from './core/receiver.ts'
 import type { BudgetName, CarMirror, CarMirrorComponents, CarMirrorInit, CarMirrorStats, FindProvidersOptions, PeerTarget, PullOptions, ServedSession, TransferOptions, TransferStats } from './index.ts'
 import type { ResolvedCarMirrorInit } from './options.ts'
@@ -271,6 +273,12 @@ export class DefaultCarMirror implements CarMirror {
    * held already): from `peer`, or from the first provider that serves it
    */
   private async mirrorInto (peer: PeerTarget | undefined, rootList: CID[], options: BrokerPullOptions, signal: AbortSignal, stats: TransferStats): Promise<void> {
+    // a shallow pull asks each provider for the same few blocks: nothing to share
+    const pooled = peer == null && options.pool !== false && options.shallow !== true ? distinctTargets(options.providers ?? []) : new Map()
+    if (pooled.size > 1) {
+      await this.poolInto(pooled, rootList, options, signal, stats)
+      return
+    }
     const errors: Error[] = []
     const targets = peer == null ? this.providersOf(rootList[0], options, signal) : undefined
     while (true) {
@@ -307,6 +315,109 @@ export class DefaultCarMirror implements CarMirror {
       } finally {
         receiver.close()
       }
+    }
+  }
+
+  /**
+   * Pulls the DAG from several providers at once (CAR Pool): one session
+   * per provider over one frontier, each sending a shard of the leaves
+   */
+  private async poolInto (providers: Map<string, PeerTarget>, rootList: CID[], options: BrokerPullOptions, signal: AbortSignal, stats: TransferStats): Promise<void> {
+    const poolOptions = options.pool === false ? {} : options.pool ?? {}
+    const pool = await PoolReceiver.create({
+      ...this.receiverInit(rootList, options.hints),
+      providers: [...providers.keys()],
+      buckets: poolOptions.buckets,
+      onBlockStored: (cid, bytes) => {
+        this.storeBloom.add(cid)
+        options.onBlockStored?.(cid, bytes)
+      }
+    }, { signal })
+    const members: PoolMember[] = []
+    // the members share one frontier: the broker sees the pool's wants through any of them
+    options.onReceiver?.(pool.member(pool.providers()[0].provider))
+    try {
+      if (pool.complete) {
+        this.log('pull of %c: complete locally', rootList[0])
+        return
+      }
+      this.log('pull of %c from %d providers at once', rootList[0], providers.size)
+      await Promise.all([...providers].map(async ([key, target]) => {
+        const member = pool.member(key)
+        members.push(member)
+        try {
+          await this.pullAsMember(target, member, poolOptions.stallTimeout ?? DEFAULT_POOL_STALL_TIMEOUT, options, signal, stats)
+        } catch (err) {
+          pool.fail(key, err as Error)
+        }
+      }))
+      await pool.frontier.settle()
+      signal.throwIfAborted()
+      if (!pool.complete) {
+        const failures = pool.providers().map(p => p.error).filter(err => err != null)
+        throw new NoProviderError(`None of the ${providers.size} providers could complete a pull of ${rootList[0]}`, failures)
+      }
+    } finally {
+      pool.close()
+      stats.providers = pool.providers().map(({ provider, buckets, error }) => {
+        const counters = members.find(member => member.provider === provider)?.counters
+        return {
+          peer: provider,
+          blocksReceived: counters?.blocksReceived ?? 0,
+          blockBytesReceived: counters?.blockBytesReceived ?? 0,
+          duplicateBlocks: counters?.duplicateBlocks ?? 0,
+          buckets,
+          ...(error != null ? { error } : {})
+        }
+      })
+    }
+  }
+
+  /**
+   * One provider's session of a pool: dropped (rejected) when it fails, or
+   * when it sends nothing for `stallTimeout` ms while it has blocks to send
+   */
+  private async pullAsMember (target: PeerTarget, member: PoolMember, stallTimeout: number, options: TransferOptions, signal: AbortSignal, stats: TransferStats): Promise<void> {
+    const log = this.sessionLog()
+    const stall = new AbortController()
+    const memberSignal = AbortSignal.any([signal, stall.signal])
+    let heard = Date.now()
+    const watch = setInterval(() => {
+      if (member.waiting) {
+        // it has nothing to send: silence is expected
+        heard = Date.now()
+      } else if (Date.now() - heard > stallTimeout) {
+        stall.abort(new SessionTimeoutError(`The provider sent nothing for ${stallTimeout} ms while it had blocks to send`))
+      }
+    }, Math.max(10, Math.min(1000, stallTimeout / 4)))
+    try {
+      const request = await member.pullRequest({ signal: memberSignal })
+      const { framed, remotePeer } = await this.open(target, memberSignal, options.onProgress, log)
+      log('pool pull of %c from %p: %d of %d buckets', member.roots[0], remotePeer, request.shard?.buckets().length ?? 0, request.shard?.count ?? 0)
+      const progress = this.progress(options, stats)
+      try {
+        await runReceiver(framed, member, {
+          signal: memberSignal,
+          first: [request],
+          maxCidsPerMessage: this.init.maxCidsPerMessage,
+          log,
+          onClosing: this.closing,
+          ...progress,
+          onReceived: (message) => {
+            heard = Date.now()
+            progress.onReceived?.(message)
+          }
+        })
+        logReceiverEnd(log, member)
+      } finally {
+        this.collect(stats, framed, undefined, member)
+      }
+    } catch (err) {
+      const reason = stall.signal.aborted && !signal.aborted ? stall.signal.reason as Error : err as Error
+      log('dropped from the pool - %e', reason)
+      throw reason
+    } finally {
+      clearInterval(watch)
     }
   }
 
@@ -968,6 +1079,18 @@ function noProvider (transfer: string, errors: Error[]): NoProviderError {
 /** True for a root or a list of roots (not a peer target or an options object) */
 function isRoots (value: unknown): value is CID | CID[] {
   return CID.asCID(value) != null || (Array.isArray(value) && value.length > 0 && CID.asCID(value[0]) != null)
+}
+
+/** The targets by the peer they reach, each peer once (the first target naming it) */
+function distinctTargets (targets: PeerTarget[]): Map<string, PeerTarget> {
+  const distinct = new Map<string, PeerTarget>()
+  for (const target of targets) {
+    const key = targetKey(target)
+    if (!distinct.has(key)) {
+      distinct.set(key, target)
+    }
+  }
+  return distinct
 }
 
 /** A key that names the peer a target reaches, when it says */

@@ -145,3 +145,6 @@ export const STORE_BLOOM_MAX_AGE_MS = 60_000
  * trip per window
  */
 export const CONTROL_RECEIVE_WINDOW = 256 * 1024
+
+/** A CAR Pool provider that sends nothing for this long while it has blocks to send is dropped (ms) */
+export const DEFAULT_POOL_STALL_TIMEOUT = 10_000

@@ -116,14 +116,66 @@ export interface PullOptions extends TransferOptions {
   shallow?: boolean
 }
 
+/**
+ * How a pull from several providers at once (CAR Pool) shares the work
+ *
+ * @example
+ *
+ * ```ts
+ * await helia.carMirror.pull(root, { providers: [serverA, serverB], pool: { stallTimeout: 5_000 } })
+ * ```
+ */
+export interface PoolOptions {
+  /**
+   * Buckets the block space is cut into: more let work move between
+   * providers in smaller pieces (1 to 1024)
+   *
+   * @default 64 (DEFAULT_POOL_BUCKETS)
+   */
+  buckets?: number
+  /**
+   * A provider that sends nothing for this long while it has blocks to send
+   * is dropped, and its buckets go to the others (ms)
+   *
+   * @default 10_000 (DEFAULT_POOL_STALL_TIMEOUT)
+   */
+  stallTimeout?: number
+}
+
+/** What one provider of a pull from several at once did */
+export interface PoolProviderStats {
+  /** The provider: its peer id (or its addresses when they name none) */
+  peer: string
+  /** Blocks it sent that were read and verified, duplicates included */
+  blocksReceived: number
+  /** Their bytes, without framing */
+  blockBytesReceived: number
+  /** Blocks it sent that had already arrived from another provider (or were held) */
+  duplicateBlocks: number
+  /** The buckets it owned at the end (none once dropped) */
+  buckets: number[]
+  /** Why it was dropped: it failed, stalled, sent a forged or unrequested block, or lacked blocks */
+  error?: Error
+}
+
 /** Where a pull that names no peer looks for one */
 export interface FindProvidersOptions {
   /**
    * Peers to try first, in this order (the option Helia's own calls take);
    * then connected peers whose identified protocols include CAR Mirror, then
-   * providers that `helia.routing.findProviders(root)` finds
+   * providers that `helia.routing.findProviders(root)` finds. A pull given
+   * two or more distinct peers here pulls from all of them at once (CAR
+   * Pool; addresses naming the same `/p2p/` peer count as one): each sends
+   * a shard of the DAG's leaves, a fast one takes work from a slow one, and
+   * a failing one's share goes to the others. `pool: false` tries them one
+   * after the other instead.
    */
   providers?: PeerTarget[]
+  /**
+   * How a pull from several `providers` at once shares the work; `false`
+   * tries them one after the other
+   */
+  pool?: PoolOptions | false
   /**
    * Most providers found through routing that are tried
    *
@@ -158,6 +210,8 @@ export interface TransferStats {
   roundTrips: number
   /** From the call to its end, dialling included (ms) */
   durationMs: number
+  /** A pull from several providers at once (CAR Pool): what each one did */
+  providers?: PoolProviderStats[]
 }
 
 /** A session another peer opened on this node, once it has ended */
@@ -788,7 +842,8 @@ export function withCarMirror<H extends Helia> (helia: H, init: CarMirrorInit = 
   return node as H & HeliaWithCarMirror
 }
 
-export { DEFAULT_STORE_BLOOM_BYTES, DEFAULT_MAX_SESSIONS_PER_ADDRESS, DEFAULT_STALL_TIMEOUT, DEFAULT_EVICT_AFTER, DEFAULT_BUFFERED_BYTES_BUDGET, DEFAULT_BLOOM_BYTES_BUDGET, DEFAULT_QUEUED_WANTS_BUDGET, DEFAULT_READ_AHEAD_BYTES_BUDGET, DEFAULT_PENDING_WANTS_BUDGET, DEFAULT_INDEXED_CIDS_BUDGET, DEFAULT_LOCAL_WALKS, DEFAULT_LARGE_FRAMES, DEFAULT_MAX_ROUTED_PROVIDERS, DEFAULT_MAX_CHECK_BLOCKS, DEFAULT_MAX_HINT_BLOCKS, DEFAULT_MAX_EXPLORE_BLOCKS, DEFAULT_MAX_WANTS, DEFAULT_MAX_LINKS_PER_BLOCK, DEFAULT_MAX_MISSING, MAX_SENT_BLOOM_BYTES } from './constants.ts'
+export { DEFAULT_STORE_BLOOM_BYTES, DEFAULT_MAX_SESSIONS_PER_ADDRESS, DEFAULT_STALL_TIMEOUT, DEFAULT_EVICT_AFTER, DEFAULT_BUFFERED_BYTES_BUDGET, DEFAULT_BLOOM_BYTES_BUDGET, DEFAULT_QUEUED_WANTS_BUDGET, DEFAULT_READ_AHEAD_BYTES_BUDGET, DEFAULT_PENDING_WANTS_BUDGET, DEFAULT_INDEXED_CIDS_BUDGET, DEFAULT_LOCAL_WALKS, DEFAULT_LARGE_FRAMES, DEFAULT_MAX_ROUTED_PROVIDERS, DEFAULT_MAX_CHECK_BLOCKS, DEFAULT_MAX_HINT_BLOCKS, DEFAULT_MAX_EXPLORE_BLOCKS, DEFAULT_MAX_WANTS, DEFAULT_MAX_LINKS_PER_BLOCK, DEFAULT_MAX_MISSING, MAX_SENT_BLOOM_BYTES, DEFAULT_POOL_STALL_TIMEOUT } from './constants.ts'
+export { DEFAULT_POOL_BUCKETS } from './core/pool/shard-planner.ts'
 export { PROTOCOL_ID, DEFAULT_MAX_BLOCK_SIZE, DEFAULT_MAX_BLOOM_BYTES, DEFAULT_MAX_BLOOM_HASH_COUNT, DEFAULT_MAX_CIDS_PER_MESSAGE, DEFAULT_SMALL_STORE_BLOCKS, DEFAULT_IDLE_TIMEOUT, DEFAULT_READ_AHEAD, DEFAULT_COLD_CALL_BYTES, DEFAULT_MAX_ROOTS, DEFAULT_MAX_QUEUED_WANTS, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PEER, DEFAULT_MAX_PUSH_BYTES, DEFAULT_MAX_UNREQUESTED_BLOCKS, DEFAULT_MAX_STRAGGLER_ROUNDS } from './constants.ts'
 export { BloomFilter, InvalidBloomError } from './core/bloom/bloom-filter.ts'
 export type { BloomSize, OptimalSizeOptions, HasBytes } from './core/bloom/bloom-filter.ts'

@@ -127,6 +127,7 @@ export class ReceiverSession {
    * or the pool's completion
    */
   readonly news = new Wakeup()
+  /** What the session was made with */
   protected readonly init: ReceiverSessionInit
   /** Messages for `takeUnprompted` */
   protected readonly unprompted: Message[] = []
@@ -325,6 +326,7 @@ export class ReceiverSession {
     this.frontier.markUnavailable(cids)
   }
 
+  /** What to answer an idle with: done, nothing (a status in flight), or a straggler round */
   protected async afterIdle (statusesSeen: number): Promise<Message[]> {
     const early = await this.idleVerdict(statusesSeen)
     if (early != null) {
@@ -480,6 +482,7 @@ export class ReceiverSession {
     return this.hintedHeld
   }
 
+  /** Most CIDs listed in one status */
   protected get maxCids (): number {
     return this.init.maxCidsPerMessage ?? DEFAULT_MAX_CIDS_PER_MESSAGE
   }

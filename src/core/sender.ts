@@ -451,10 +451,14 @@ export class SenderSession {
       if (this.finished || this.closed) {
         return true
       }
+      if (this.shard?.sends(cid) === false) {
+        // a sharded pull (CAR Pool) leaves out the raw leaves of other
+        // buckets, wants included: a status that moved buckets elsewhere withdrew them (S-15)
+        return true
+      }
       const key = cidKey(cid)
-      // a shallow pull (`dl: 0`) asked for the wants' own blocks only; a
-      // sharded one (CAR Pool) leaves out the raw leaves of other buckets
-      return !mustSend.has(key) && (this.shallow || this.sent.has(key) || this.bloom?.has(bloomItem(cid)) === true || this.shard?.sends(cid) === false)
+      // a shallow pull (`dl: 0`) asked for the wants' own blocks only
+      return !mustSend.has(key) && (this.shallow || this.sent.has(key) || this.bloom?.has(bloomItem(cid)) === true)
     }
     // raw leaves wait until every interior block of the pass is out: interior
     // blocks are small and show the receiver which subgraphs it holds
@@ -501,7 +505,7 @@ export class SenderSession {
     while (this.init.awaitFirstStatus === true && this.counters.statusesReceived === 0 && !this.finished) {
       await this.waitForPeer(signal)
     }
-    if (mustSend.has(cidKey(cid))) {
+    if (mustSend.has(cidKey(cid)) && this.shard?.sends(cid) !== false) {
       return !this.finished
     }
     const window = this.init.coldCallBytes ?? Infinity

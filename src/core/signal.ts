@@ -6,11 +6,13 @@ export class Wakeup {
   private pending = false
   private resolve?: () => void
 
+  /** Wakes the current waiter, or the next one to wait */
   notify (): void {
     this.pending = true
     this.resolve?.()
   }
 
+  /** Resolves once `notify()` has been called since the last wait resolved; rejects when `signal` aborts */
   async wait (signal?: AbortSignal): Promise<void> {
     signal?.throwIfAborted()
     if (!this.pending) {

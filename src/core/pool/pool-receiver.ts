@@ -264,10 +264,17 @@ export class PoolMember extends ReceiverSession {
     return super.takeUnprompted()
   }
 
-  /** The pull request, with the provider's shard */
+  /**
+   * The pull request, with the provider's shard. Wants are sent whatever
+   * their bucket (S-15), so a raw leaf is asked of its bucket's owner only;
+   * other wants go to every provider, which sends what lies below them in
+   * its shard. (Left with no wants, a provider walks from the roots, which
+   * the Bloom covers, and goes idle.)
+   */
   override async pullRequest (options: { signal?: AbortSignal } = {}): Promise<PullMessage> {
     const request = await super.pullRequest(options)
-    return { ...request, shard: this.pool.shardOf(this.provider) }
+    const shard = this.pool.shardOf(this.provider)
+    return { ...request, wants: request.wants.filter(want => shard.sends(want)), shard }
   }
 
   /** The pool dropped this provider */
@@ -276,15 +283,15 @@ export class PoolMember extends ReceiverSession {
     this.waiting = false
   }
 
-  /** A round asking for `wants`, answering an idle */
+  /** A round asking for `wants`, answering an idle; it carries the provider's shard now (which stealing or a failure may have widened) */
   round (wants: CID[]): Message {
-    return this.stragglerRound(wants)
+    return { ...this.stragglerRound(wants), shard: this.pool.shardOf(this.provider) }
   }
 
   /** Asks for `wants` while the sender waits */
   askUnprompted (wants: CID[]): void {
     try {
-      this.unprompted.push(this.stragglerRound(wants))
+      this.unprompted.push(this.round(wants))
     } catch (err) {
       this.error = err as Error
     }
@@ -296,6 +303,8 @@ export class PoolMember extends ReceiverSession {
     if (this.dropped) {
       return
     }
+    // the raw wants of the buckets it gave up are withdrawn: it will not send them
+    this.lastAsked = this.lastAsked.filter(want => shard.sends(want))
     this.counters.statusesSent++
     this.unprompted.push({ type: 'status', wants: [], shard })
     this.news.notify()
@@ -314,6 +323,7 @@ export class PoolMember extends ReceiverSession {
     throw new BlocksNotAvailableError(`The provider does not hold ${cids.length} block(s), including ${cids[0]}`, cids)
   }
 
+  /** An idle is answered by the pool: the wants of this provider's buckets (after a steal, if need be), or nothing while it waits */
   protected override async afterIdle (statusesSeen: number): Promise<Message[]> {
     const early = await this.idleVerdict(statusesSeen)
     if (early != null) {

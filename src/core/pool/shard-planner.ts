@@ -43,6 +43,7 @@ export interface BucketMove {
   from: string
   /** The provider that takes them (it should start sending them) */
   to: string
+  /** The buckets that moved */
   buckets: number[]
 }
 
@@ -73,6 +74,7 @@ interface ProviderState {
  * ```
  */
 export class ShardPlanner {
+  /** How many buckets the block space is cut into */
   readonly buckets: number
   private readonly providers = new Map<string, ProviderState>()
 

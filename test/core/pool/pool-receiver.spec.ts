@@ -166,6 +166,22 @@ describe('core/pool PoolReceiver over stream pairs', () => {
     await expectHoldsAll(target, blocks)
   })
 
+  it('a receiver that holds the interior blocks asks each provider for the leaves of its own buckets only', async () => {
+    const { root, blocks, leaves } = await tree('pool-warm')
+    const target = await storeOf(blocks.filter(block => block.cid.code !== raw.code))
+    const providers = await Promise.all(['a', 'b'].map(async key => ({ key, store: await storeOf(blocks) })))
+
+    const { pool, leaves: sentLeaves } = await poolPull(target, root, providers, 8)
+
+    expect(pool.complete).to.be.true()
+    await expectHoldsAll(target, blocks)
+    const total = (sentLeaves.get('a')?.length ?? 0) + (sentLeaves.get('b')?.length ?? 0)
+    expect(total).to.be.within(leaves.length, Math.ceil(leaves.length * 1.1))
+    // the first want lists split the leaves by bucket
+    expect(sentLeaves.get('a')?.slice(0, 20).every(cid => bucketOf(cid, 8) < 4)).to.be.true()
+    expect(sentLeaves.get('b')?.slice(0, 20).every(cid => bucketOf(cid, 8) >= 4)).to.be.true()
+  })
+
   it('a fast provider steals from a slow one: the slow one sends less than its share', async () => {
     const { root, blocks, leaves } = await tree('pool-steal')
     const target = new MemoryBlockstore()
