@@ -11,8 +11,9 @@ import { KitBloom, bloomOf } from './bloom.ts'
 import { check } from './conn.ts'
 import { pushDag } from './fixture.ts'
 import { awaitRootsHeld, expectDone, expectEnd, expectError, expectHeader, expectNotServed, expectPass, expectQuiet, finishPush, inFlight, names, openPull, openPush, pullBack, sendBlocks, status, takeStatus, unknownCids } from './session.ts'
-import { MIN_BLOOM_BYTES, MIN_LIST, MIN_ROOTS, body, cidsOf, frame, paddedVarint, raw, uintOf, varint } from './wire.ts'
+import { MIN_BLOOM_BYTES, MIN_LIST, MIN_ROOTS, body, cbor, cidsOf, frame, paddedVarint, raw, uintOf, varint } from './wire.ts'
 import type { Ctx } from './session.ts'
+import type { CID } from 'multiformats/cid'
 
 /** What the peer must be set up with for a transcript */
 export type Need =
@@ -92,6 +93,60 @@ transcript('pull-wants', ['P-1', 'S-2', 'S-3', 'S-4'], ['fixture'],
     const s = await openPull(ctx, [ctx.fx.F], [ctx.fx.b.A.cid])
     await expectHeader(s.conn, [ctx.fx.F])
     await expectPass(s, [ctx.fx.b.A.cid])
+  })
+
+/** A block's CAR Pool bucket out of `count`: the first four bytes of its digest, big-endian, modulo `count` (S-15) */
+function bucketOf (cid: CID, count: number): number {
+  const digest = cid.multihash.digest
+  return (digest[0] * 0x1000000 + digest[1] * 0x10000 + digest[2] * 0x100 + digest[3]) % count
+}
+
+/**
+ * Reads the sender's frames up to the idle acknowledging every status the
+ * kit wrote, checking each block against `mayCome`; returns the blocks' names
+ */
+async function blocksUntilIdle (conn: Awaited<ReturnType<Ctx['open']>>, rule: string, mayCome: (cid: CID) => string | undefined): Promise<Set<string>> {
+  const got = new Set<string>()
+  while (true) {
+    const event = await conn.read('blocks, then idle', rule)
+    if (event.kind === 'block') {
+      const refusal = mayCome(event.cid)
+      check(refusal == null, rule, refusal ?? '')
+      got.add(event.cid.toString())
+      continue
+    }
+    check(event.kind === 'control' && event.type === 'idle', rule, `expected blocks or idle, got ${conn.describe(event)}`)
+    if (event.kind === 'control' && uintOf(event.map, 'n') === conn.statusesWritten) {
+      return got
+    }
+  }
+}
+
+transcript('pull-sharded', ['S-15', 'S-2', 'S-6'], ['fixture'],
+  'a pull of F with a shard owning the bucket of L1: every block of F but the raw leaves of other buckets, then idle{n:1}; a status wanting a raw leaf outside the shard and one inside it: only the one inside, then idle{n:2}',
+  async (ctx) => {
+    const { F, b, graph } = ctx.fx
+    const leaves = graph.blocksUnder([F]).filter(block => block.cid.code === 0x55).map(block => block.cid)
+    // the fewest buckets that leave some raw leaves of F outside the bucket of L1
+    const count = [2, 3, 4, 5, 6, 7, 8].find(n => leaves.some(cid => bucketOf(cid, n) !== bucketOf(b.L1.cid, n))) ?? 8
+    const owned = bucketOf(b.L1.cid, count)
+    const inShard = (cid: CID): boolean => cid.code !== 0x55 || bucketOf(cid, count) === owned
+    const mask = new Uint8Array(Math.ceil(count / 8))
+    mask[owned >> 3] |= 1 << (owned & 7)
+    const conn = await ctx.open('sender', graph)
+    conn.statusesWritten++
+    await conn.send(cbor({ t: 'pull', rs: [F], sr: [], sn: count, sh: mask }), `pull rs=[F] sr=[] sn=${count} sh=bucket ${owned}`)
+    await expectHeader(conn, [F])
+    const got = await blocksUntilIdle(conn, 'S-15', cid => inShard(cid) ? undefined : `${conn.name(cid)} is a raw leaf of bucket ${bucketOf(cid, count)}, outside the shard (bucket ${owned} of ${count})`)
+    const expected = graph.blocksUnder([F]).filter(block => inShard(block.cid))
+    const absent = expected.filter(block => !got.has(block.cid.toString()))
+    check(absent.length === 0, 'S-6', `the sender did not send ${names(conn, absent.map(block => block.cid))}, which its shard holds`)
+
+    const outside = leaves.find(cid => !inShard(cid)) as CID
+    conn.statusesWritten++
+    await conn.send(cbor({ t: 'status', sr: [outside, b.L1.cid] }), `status sr=[${conn.name(outside)} L1]`)
+    const again = await blocksUntilIdle(conn, 'S-15', cid => cid.equals(b.L1.cid) ? undefined : `${conn.name(cid)} was sent; only L1 of the two wants is inside the shard`)
+    check(again.has(b.L1.cid.toString()), 'S-2', 'the want L1, inside the shard, was not sent again')
   })
 
 transcript('pull-cidv0-want', ['F-5', 'S-2'], ['fixture'],
