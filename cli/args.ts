@@ -48,8 +48,9 @@ Commands:
   serve [--listen MULTIADDR]... [--allow-push PEER_ID]...
                           serve pulls (and pushes from the peers named) until Ctrl-C
   add PATH                import a file or folder (UnixFS), print its root CID
-  pull MULTIADDR CID [--out PATH] [--hint CID]... [--pin]
-                          mirror a DAG from a peer into the repo; --out writes the files
+  pull MULTIADDR... CID [--out PATH] [--hint CID]... [--pin]
+                          mirror a DAG into the repo, from several peers at once when
+                          several are named (CAR Pool); --out writes the files
   push MULTIADDR CID|PATH [--hint CID]...
                           mirror a DAG (a path is imported first) to a peer that allows it
   ls CID                  list a folder (or a file) held in the repo
@@ -63,11 +64,14 @@ Options:
 
 Exit codes: 0 done, 1 failed (one line on stderr), 2 bad usage, 130 interrupted (Ctrl-C).`
 
+/** Most peers one pull may name */
+export const MAX_PULL_PEERS = 16
+
 /** How many positionals each command takes: [least, most] */
 const ARITY: Record<CommandName, [number, number]> = {
   serve: [0, 0],
   add: [1, 1],
-  pull: [2, 2],
+  pull: [2, 1 + MAX_PULL_PEERS],
   push: [2, 2],
   ls: [1, 1],
   stat: [0, 1],

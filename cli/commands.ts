@@ -48,7 +48,8 @@ function parseAddress (text: string): Multiaddr {
 
 /** TransferStats as JSON: CIDs as strings */
 function statsJson (kind: 'pull' | 'push', stats: TransferStats): Record<string, unknown> {
-  return { type: kind, ...stats, roots: stats.roots.map(String) }
+  const providers = stats.providers?.map(({ error, ...provider }) => ({ ...provider, ...(error != null ? { error: `${error.name}: ${error.message}` } : {}) }))
+  return { type: kind, ...stats, roots: stats.roots.map(String), ...(providers != null ? { providers } : {}) }
 }
 
 function line (out: ProgressOutput, text: string): void {
@@ -59,7 +60,14 @@ function summary (kind: 'pull' | 'push', stats: TransferStats): string {
   const blocks = kind === 'pull' ? stats.blocksReceived : stats.blocksSent
   const bytes = kind === 'pull' ? stats.blockBytesReceived : stats.blockBytesSent
   const trips = `${stats.roundTrips} round trip${stats.roundTrips === 1 ? '' : 's'}`
-  return `${kind === 'pull' ? 'pulled' : 'pushed'} ${stats.roots[0]}: ${blocks} blocks (${formatBytes(bytes)}) ${kind === 'pull' ? 'received' : 'sent'} in ${stats.durationMs} ms, ${trips}, ${formatBytes(stats.bytesSent + stats.bytesReceived)} on the wire`
+  const pooled = stats.providers == null ? '' : `, from ${stats.providers.length} peers at once${poolDrops(stats.providers)}`
+  return `${kind === 'pull' ? 'pulled' : 'pushed'} ${stats.roots[0]}: ${blocks} blocks (${formatBytes(bytes)}) ${kind === 'pull' ? 'received' : 'sent'} in ${stats.durationMs} ms, ${trips}, ${formatBytes(stats.bytesSent + stats.bytesReceived)} on the wire${pooled}`
+}
+
+/** The peers a pool dropped, and why: empty when none was */
+function poolDrops (providers: NonNullable<TransferStats['providers']>): string {
+  const dropped = providers.filter(provider => provider.error != null)
+  return dropped.length === 0 ? '' : ` (dropped: ${dropped.map(provider => `${provider.peer} ${provider.error?.name}`).join(', ')})`
 }
 
 /** Opens the repository for one command and stops the node afterwards, whatever happens */
@@ -142,8 +150,8 @@ export async function add (command: ParsedCommand, context: CommandContext): Pro
 
 /** `pull MULTIADDR CID`: mirrors the DAG here, then writes it out with `--out` */
 export async function pull (command: ParsedCommand, context: CommandContext): Promise<void> {
-  const peer = parseAddress(command.positionals[0])
-  const root = parseCid(command.positionals[1], 'root')
+  const peers = command.positionals.slice(0, -1).map(parseAddress)
+  const root = parseCid(command.positionals[command.positionals.length - 1], 'root')
   const hints = command.hints.map(hint => parseCid(hint, '--hint'))
   await withNode(command, async node => {
     const bar = new ProgressBar(context.stderr, 'pull', { always: command.progress })
@@ -152,7 +160,9 @@ export async function pull (command: ParsedCommand, context: CommandContext): Pr
         bar.block(event.detail.bytes)
       }
     }
-    const stats = await node.carMirror.pull(peer, root, { hints, pin: command.pin, signal: context.signal, onProgress })
+    const options = { hints, pin: command.pin, signal: context.signal, onProgress }
+    // several peers: all at once (CAR Pool), each sending a share
+    const stats = peers.length === 1 ? await node.carMirror.pull(peers[0], root, options) : await node.carMirror.pull(root, { ...options, providers: peers })
     bar.finish()
     if (command.out != null) {
       await exportTo(node, root, command.out, { signal: context.signal })

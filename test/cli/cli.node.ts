@@ -161,7 +161,7 @@ describe('helia-car-mirror CLI', function () {
     const repo = join(temp, 'repo')
     const cases = [
       { args: ['frobnicate'], says: "Unknown command 'frobnicate'" },
-      { args: ['pull', '--repo', repo, '/ip4/127.0.0.1/tcp/1/ws'], says: "'pull' takes 2 arguments, got 1" },
+      { args: ['pull', '--repo', repo, '/ip4/127.0.0.1/tcp/1/ws'], says: "'pull' takes 2 to 17 arguments, got 1" },
       { args: ['pull', '--repo', repo, '/ip4/127.0.0.1/tcp/1/ws', 'not-a-cid'], says: "root 'not-a-cid' is not a CID" },
       { args: ['pull', '--repo', repo, 'localhost:4010', 'bafkqaaa'], says: "'localhost:4010' is not a multiaddr" },
       { args: ['add', '--repo', repo, '--out', 'x', 'y'], says: "'add' does not take --out" },
@@ -238,6 +238,38 @@ describe('helia-car-mirror CLI', function () {
     const sessions = jsonLines(stopped.stdout).filter(line => line.type === 'session')
     expect(sessions.map(s => `${s.kind}:${s.outcome}:${s.roots[0]}`)).to.deep.equal([`push:done:${root}`, `pull:done:${root}`])
     expect(sessions[0]).to.include({ peer: laptopRepo.peerId, blocksReceived: pushStats.blocksSent })
+  })
+
+  it('pulls from two serving repos at once when both are named, with a line per provider in --json', async () => {
+    const source = await sourceTree()
+    // both repos import the same folder: the same root, the same blocks
+    const nodes: Server[] = []
+    for (const name of ['server-a', 'server-b']) {
+      const added = await run(['add', '--repo', join(temp, name), source])
+      expect(added.code, added.stderr).to.equal(0)
+      nodes.push(await serve(join(temp, name)))
+    }
+    servers.push(...nodes)
+    const root = (await run(['add', '--repo', join(temp, 'scratch'), source])).stdout.trim()
+
+    const out = join(temp, 'restored')
+    const pulled = await run(['pull', '--repo', join(temp, 'phone'), nodes[0].address, nodes[1].address, root, '--out', out, '--json'])
+    expect(pulled.code, pulled.stderr).to.equal(0)
+    const [stats] = jsonLines(pulled.stdout)
+    expect(stats.providers.map((p: Record<string, unknown>) => p.peer)).to.deep.equal(nodes.map(node => node.peerId))
+    expect(stats.providers.every((p: Record<string, unknown>) => p.error == null)).to.be.true()
+    const expected = await tree(source)
+    const restored = await tree(out)
+    for (const [path, bytes] of expected) {
+      if (bytes != null) {
+        expect(restored.get(path), path).to.equalBytes(bytes)
+      }
+    }
+
+    // without --json: one summary line naming the pool
+    const again = await run(['pull', '--repo', join(temp, 'tablet'), nodes[0].address, nodes[1].address, root])
+    expect(again.code, again.stderr).to.equal(0)
+    expect(again.stdout).to.include('from 2 peers at once')
   })
 
   it('exits 1 with one line on stderr when the transfer fails: a refused push, missing blocks, an unreachable peer', async () => {
