@@ -44,7 +44,7 @@ export default {
       return { server, env: server.env }
     },
     async after (_, before) {
-      await before.server?.node.stop()
+      await Promise.all([before.server?.node.stop(), before.server?.second.stop()])
     }
   },
   dependencyCheck: {

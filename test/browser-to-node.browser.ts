@@ -5,7 +5,7 @@ import all from 'it-all'
 import { CID } from 'multiformats/cid'
 import { concat as uint8ArrayConcat } from 'uint8arrays/concat'
 import { walkDag } from '../src/core/walk.ts'
-import { addTree, pseudoRandomBytes, TREE_V1 } from './fixtures/dags.ts'
+import { addTree, pseudoRandomBytes, TREE_V1, TREE_V2 } from './fixtures/dags.ts'
 import { createTestNode } from './fixtures/nodes.ts'
 import type { TestNode } from './fixtures/nodes.ts'
 import type { Multiaddr } from '@multiformats/multiaddr'
@@ -63,6 +63,26 @@ describe('a browser Helia node mirrors with a Node Helia node', function () {
     expect(warm.blocksReceived - warm.duplicateBlocks).to.equal(newBlocks.length)
     expect(warm.blockBytesReceived).to.be.lessThan(allBytes / 4)
     expect(warm.blockBytesReceived).to.be.at.least(newBytes)
+  })
+
+  it('pulls v2 from two Node servers at once (CAR Pool): the whole tree, both named in the stats', async () => {
+    const second = (process.env.CAR_MIRROR_SERVER_2 ?? '').split(',').filter(Boolean).map(addr => multiaddr(addr))
+    expect(second, 'the before hook in .aegir.js must start the second server').to.not.be.empty()
+
+    const stats = await client.carMirror.pull(v2, { providers: [server, second] })
+
+    const blocks = await localBlocks(client, v2)
+    expect(stats.providers).to.have.length(2)
+    expect(stats.providers?.every(provider => provider.error == null)).to.be.true()
+    expect(stats.blocksReceived - stats.duplicateBlocks).to.equal(blocks.size)
+    // the same tree imported here has the same blocks, of the same sizes
+    const reference = await createTestNode()
+    try {
+      expect((await addTree(reference, TREE_V2)).toString()).to.equal(v2.toString())
+      expect([...blocks].sort()).to.deep.equal([...await localBlocks(reference, v2)].sort())
+    } finally {
+      await reference.stop()
+    }
   })
 
   it('pushes a DAG made in the browser, and another browser node pulls it back', async () => {

@@ -163,6 +163,9 @@ describe('CAR Pool: a pull from several providers at once', function () {
     const { servers, stores: faulty, root } = await providers(3, 5)
     const [forged] = await leavesOf(servers[2], root, 2, 3)
     faulty[2].forged = forged
+    // the honest providers read slowly: they cannot take the forger's buckets before it sends its first leaf
+    faulty[0].delay = 10
+    faulty[1].delay = 10
     const client = await node()
 
     const stats = await client.carMirror.pull(root, { providers: servers.map(addr) })

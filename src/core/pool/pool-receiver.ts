@@ -24,6 +24,7 @@
 import { BlocksNotAvailableError } from '../../errors.ts'
 import { ReceiverFrontier } from '../frontier.ts'
 import { ReceiverSession } from '../receiver.ts'
+import { BlockVerifier } from '../verify.ts'
 import { ShardPlanner } from './shard-planner.ts'
 import { Shard } from './shard.ts'
 import type { ReceiveOutcome } from '../frontier.ts'
@@ -233,6 +234,7 @@ export class PoolMember extends ReceiverSession {
   /** True while its sender is idle and the pool has nothing for it */
   waiting = false
   private readonly pool: PoolReceiver
+  private readonly verifier: BlockVerifier
   private dropped = false
   private error?: Error
 
@@ -241,6 +243,7 @@ export class PoolMember extends ReceiverSession {
     super(init, frontier)
     this.pool = pool
     this.provider = provider
+    this.verifier = init.verifier ?? new BlockVerifier()
   }
 
   /** True once the pool dropped the provider */
@@ -310,10 +313,18 @@ export class PoolMember extends ReceiverSession {
     this.news.notify()
   }
 
+  /**
+   * Stores the block through the pool. A duplicate is verified too: another
+   * provider's copy came first, but a provider that forges a block must be
+   * dropped whichever copy wins (duplicates are few: interior blocks and
+   * what was in flight when work moved)
+   */
   protected override async storeBlock (cid: CID, bytes: Uint8Array, options: { signal?: AbortSignal }): Promise<ReceiveOutcome> {
     const outcome = await this.pool.exclusive(async () => super.storeBlock(cid, bytes, options))
     if (outcome === 'stored') {
       this.pool.stored(this.provider, bytes.byteLength)
+    } else if (outcome === 'duplicate') {
+      await this.verifier.verify(cid, bytes)
     }
     return outcome
   }

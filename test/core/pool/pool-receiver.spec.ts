@@ -116,13 +116,14 @@ function slowStore (store: MemoryBlockstore, ms: number): BlockSource {
   }
 }
 
-/** A store that answers `forged` with other bytes */
-function forgingStore (store: MemoryBlockstore, forged: CID): BlockSource {
+/** A store that answers `forged` with `replacement`, once `before()` has resolved */
+function forgingStore (store: MemoryBlockstore, forged: CID, replacement: Uint8Array = new TextEncoder().encode('not the block'), before?: () => Promise<void>): BlockSource {
   return {
     has: async (cid, options) => store.has(cid, options),
     get: async function * (cid, options) {
       if (cid.equals(forged)) {
-        yield new TextEncoder().encode('not the block')
+        await before?.()
+        yield replacement
         return
       }
       yield * store.get(cid, options)
@@ -142,8 +143,9 @@ describe('core/pool PoolReceiver over stream pairs', () => {
     expect(pool.complete).to.be.true()
     await expectHoldsAll(target, blocks)
     const totalLeaves = [...sentLeaves.values()].reduce((sum, sent) => sum + sent.length, 0)
-    // each leaf came once, but for the few in flight when work moved
-    expect(totalLeaves).to.be.within(leaves.length, Math.ceil(leaves.length * 1.1))
+    // each leaf came once, but for those in flight when work moved (in-memory
+    // streams hold many); without shards every provider would send all of them
+    expect(totalLeaves).to.be.within(leaves.length, Math.ceil(leaves.length * 1.5))
     for (const [key, sent] of sentLeaves) {
       // how the leaves split depends on which stream runs first (a fast one steals); each sends some
       expect(sent.length, `leaves from ${key}`).to.be.above(0)
@@ -176,7 +178,7 @@ describe('core/pool PoolReceiver over stream pairs', () => {
     expect(pool.complete).to.be.true()
     await expectHoldsAll(target, blocks)
     const total = (sentLeaves.get('a')?.length ?? 0) + (sentLeaves.get('b')?.length ?? 0)
-    expect(total).to.be.within(leaves.length, Math.ceil(leaves.length * 1.1))
+    expect(total).to.be.within(leaves.length, Math.ceil(leaves.length * 1.5))
     // the first want lists split the leaves by bucket
     expect(sentLeaves.get('a')?.slice(0, 20).every(cid => bucketOf(cid, 8) < 4)).to.be.true()
     expect(sentLeaves.get('b')?.slice(0, 20).every(cid => bucketOf(cid, 8) >= 4)).to.be.true()
@@ -203,10 +205,11 @@ describe('core/pool PoolReceiver over stream pairs', () => {
     const target = new MemoryBlockstore()
     const partial = await storeOf(blocks.filter(block => !leaves.slice(0, 100).includes(block)))
 
+    // the whole providers read slowly: neither can take the partial one's buckets before it finds a block missing
     const { pool, results } = await poolPull(target, root, [
-      { key: 'whole-1', store: await storeOf(blocks) },
+      { key: 'whole-1', store: slowStore(await storeOf(blocks), 2) },
       { key: 'partial', store: partial },
-      { key: 'whole-2', store: await storeOf(blocks) }
+      { key: 'whole-2', store: slowStore(await storeOf(blocks), 2) }
     ])
 
     expect(pool.complete).to.be.true()
@@ -219,6 +222,30 @@ describe('core/pool PoolReceiver over stream pairs', () => {
     expect(state?.buckets).to.deep.equal([])
   })
 
+  it('a provider that sends a forged block is dropped, even when another provider\'s copy came first', async () => {
+    const { root, blocks } = await tree('pool-forged-late')
+    // an interior block, which every provider sends: the forger sends other
+    // bytes that decode (an empty dag-cbor map, no links) once the honest copy is stored
+    const interior = blocks[2]
+    expect(interior.cid.code).to.equal(0x71)
+    const target = new MemoryBlockstore()
+    const honestStored = async (): Promise<void> => {
+      while (!await target.has(interior.cid)) {
+        await new Promise(resolve => setTimeout(resolve, 1))
+      }
+    }
+
+    const { pool, results } = await poolPull(target, root, [
+      { key: 'honest', store: await storeOf(blocks) },
+      { key: 'forger', store: forgingStore(await storeOf(blocks), interior.cid, Uint8Array.of(0xa0), honestStored) }
+    ])
+
+    expect(pool.complete).to.be.true()
+    expect((results.get('forger') as PromiseRejectedResult).reason.name).to.equal(HashMismatchError.name)
+    expect(pool.providers().find(p => p.provider === 'forger')?.error?.name).to.equal(HashMismatchError.name)
+    await expectHoldsAll(target, blocks)
+  })
+
   it('a provider that sends a forged block is dropped; the forged bytes are never stored', async () => {
     const { root, blocks, leaves } = await tree('pool-forged')
     const target = new MemoryBlockstore()
@@ -228,9 +255,10 @@ describe('core/pool PoolReceiver over stream pairs', () => {
       throw new Error('no leaf in the forger\'s buckets')
     }
 
+    // the honest provider reads slowly: it cannot finish and take the forger's buckets before the forger sends its leaves
     const { pool, results } = await poolPull(target, root, [
       { key: 'forger', store: forgingStore(await storeOf(blocks), victim.cid) },
-      { key: 'honest', store: await storeOf(blocks) }
+      { key: 'honest', store: slowStore(await storeOf(blocks), 2) }
     ])
 
     expect(pool.complete).to.be.true()
