@@ -130,7 +130,7 @@ export interface PoolOptions {
    * Buckets the block space is cut into: more let work move between
    * providers in smaller pieces (1 to 1024)
    *
-   * @default 64 (DEFAULT_POOL_BUCKETS)
+   * @default 256 (DEFAULT_POOL_BUCKETS)
    */
   buckets?: number
   /**

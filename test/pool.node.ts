@@ -8,7 +8,7 @@ import { expect } from 'aegir/chai'
 import { MemoryBlockstore } from 'blockstore-core/memory'
 import * as raw from 'multiformats/codecs/raw'
 import { bucketOf } from '../src/core/pool/shard.ts'
-import { HashMismatchError, NoProviderError, SessionTimeoutError } from '../src/index.ts'
+import { DEFAULT_POOL_BUCKETS, HashMismatchError, NoProviderError, SessionTimeoutError } from '../src/index.ts'
 import { addLargeFile, dagBlocks, dagCids, putBlocks } from './fixtures/dags.ts'
 import { testNodes } from './fixtures/nodes.ts'
 import { rejection } from './fixtures/rejection.ts'
@@ -80,10 +80,10 @@ describe('CAR Pool: a pull from several providers at once', function () {
     return { servers, stores: made, root }
   }
 
-  /** The raw leaves of the file whose bucket the `index`-th of `count` providers owns at the start (64 buckets) */
+  /** The raw leaves of the file whose bucket the `index`-th of `count` providers owns at the start */
   async function leavesOf (server: TestNode, root: CID, index: number, count: number): Promise<CID[]> {
     const blocks = await dagBlocks(server.blockstore, root)
-    return [...blocks.values()].map(b => b.cid).filter(cid => cid.code === raw.code && Math.floor(bucketOf(cid, 64) * count / 64) === index)
+    return [...blocks.values()].map(b => b.cid).filter(cid => cid.code === raw.code && Math.floor(bucketOf(cid, DEFAULT_POOL_BUCKETS) * count / DEFAULT_POOL_BUCKETS) === index)
   }
 
   it('2 providers: the DAG arrives whole, each sending about its half of the leaves', async () => {

@@ -21,12 +21,13 @@
  * others. The pull is complete when the shared frontier is.
  */
 
+import * as raw from 'multiformats/codecs/raw'
 import { BlocksNotAvailableError } from '../../errors.ts'
 import { ReceiverFrontier } from '../frontier.ts'
 import { ReceiverSession } from '../receiver.ts'
 import { BlockVerifier } from '../verify.ts'
 import { ShardPlanner } from './shard-planner.ts'
-import { Shard } from './shard.ts'
+import { Shard, bucketOf } from './shard.ts'
 import type { ReceiveOutcome } from '../frontier.ts'
 import type { Message, PullMessage } from '../messages.ts'
 import type { ReceiverSessionInit } from '../receiver.ts'
@@ -39,7 +40,7 @@ export interface PoolReceiverInit extends ReceiverSessionInit {
   /**
    * Buckets the block space is cut into
    *
-   * @default 64 (DEFAULT_POOL_BUCKETS)
+   * @default 256 (DEFAULT_POOL_BUCKETS)
    */
   buckets?: number
   /** The clock of the providers' rates; default Date.now */
@@ -171,8 +172,15 @@ export class PoolReceiver {
    */
   idle (member: PoolMember): Message[] {
     let wants = this.wantsOf(member.provider)
-    if (wants.length === 0) {
-      for (const move of this.planner.finished(member.provider, this.now())) {
+    // steal until the buckets taken hold wants (buckets whose leaves all
+    // arrived go first: the victim would reach them last), or nothing is left to take
+    while (wants.length === 0) {
+      const order = this.sendOrder()
+      const moves = this.planner.finished(member.provider, this.now(), bucket => order.get(bucket) ?? Infinity)
+      if (moves.length === 0) {
+        break
+      }
+      for (const move of moves) {
         this.members.get(move.from)?.narrow(this.shardOf(move.from))
       }
       wants = this.wantsOf(member.provider)
@@ -184,6 +192,26 @@ export class PoolReceiver {
     member.waiting = true
     this.dispatch()
     return []
+  }
+
+  /**
+   * For each bucket, the position of its first raw want in the frontier's
+   * order, which is the order providers walk the DAG in and send their
+   * leaves: how soon its owner will send it. Buckets without one are absent
+   */
+  private sendOrder (): Map<number, number> {
+    const order = new Map<number, number>()
+    let position = 0
+    for (const want of this.frontier.wants()) {
+      if (want.code === raw.code) {
+        const bucket = bucketOf(want, this.planner.buckets)
+        if (!order.has(bucket)) {
+          order.set(bucket, position)
+        }
+      }
+      position++
+    }
+    return order
   }
 
   /** Asks each waiting member for the wants its buckets hold now */

@@ -30,7 +30,7 @@ export interface ShardPlannerInit {
    * Buckets the block space is cut into; more buckets let work move in
    * smaller pieces
    *
-   * @default 64 (DEFAULT_POOL_BUCKETS)
+   * @default 256 (DEFAULT_POOL_BUCKETS)
    */
   buckets?: number
   /** The providers, by a key of the caller's choosing (e.g. a peer id string) */
@@ -48,7 +48,7 @@ export interface BucketMove {
 }
 
 /** Buckets a pool cuts the block space into unless told otherwise */
-export const DEFAULT_POOL_BUCKETS = 64
+export const DEFAULT_POOL_BUCKETS = 256
 
 interface ProviderState {
   buckets: Set<number>
@@ -130,9 +130,14 @@ export class ShardPlanner {
   /**
    * `provider` has sent every block of its buckets. It takes half of the
    * buckets of the running provider expected to finish last, if that one
-   * has more than one; returns the move (none when there is nothing to take)
+   * has more than one; returns the move (none when there is nothing to take).
+   *
+   * `sendOrder` says how soon the victim will send a block of a bucket
+   * (lower: sooner; default the bucket's number): the stealer takes the
+   * buckets the victim would reach last, so that what the victim has in
+   * flight stays its own and does not arrive twice
    */
-  finished (provider: string, now: number): BucketMove[] {
+  finished (provider: string, now: number, sendOrder: (bucket: number) => number = bucket => bucket): BucketMove[] {
     const state = this.state(provider)
     state.state = 'finished'
     const victim = this.slowest(now)
@@ -143,7 +148,7 @@ export class ShardPlanner {
     if (from.buckets.size < 2) {
       return []
     }
-    const taken = [...from.buckets].sort((a, b) => a - b).slice(Math.ceil(from.buckets.size / 2))
+    const taken = [...from.buckets].sort((a, b) => sendOrder(a) - sendOrder(b) || a - b).slice(Math.ceil(from.buckets.size / 2)).sort((a, b) => a - b)
     for (const bucket of taken) {
       from.buckets.delete(bucket)
       state.buckets.add(bucket)

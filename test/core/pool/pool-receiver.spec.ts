@@ -3,6 +3,7 @@ import { expect } from 'aegir/chai'
 import { MemoryBlockstore } from 'blockstore-core/memory'
 import * as raw from 'multiformats/codecs/raw'
 import { PoolReceiver } from '../../../src/core/pool/pool-receiver.ts'
+import { DEFAULT_POOL_BUCKETS } from '../../../src/core/pool/shard-planner.ts'
 import { bucketOf } from '../../../src/core/pool/shard.ts'
 import { SenderSession } from '../../../src/core/sender.ts'
 import { BlocksNotAvailableError, HashMismatchError } from '../../../src/errors.ts'
@@ -187,7 +188,7 @@ describe('core/pool PoolReceiver over stream pairs', () => {
   it('a fast provider steals from a slow one: the slow one sends less than its share', async () => {
     const { root, blocks, leaves } = await tree('pool-steal')
     const target = new MemoryBlockstore()
-    const slowShare = leaves.filter(leaf => bucketOf(leaf.cid, 64) >= 32).length
+    const slowShare = leaves.filter(leaf => bucketOf(leaf.cid, DEFAULT_POOL_BUCKETS) >= DEFAULT_POOL_BUCKETS / 2).length
 
     const { pool, leaves: sentLeaves } = await poolPull(target, root, [
       { key: 'fast', store: await storeOf(blocks) },
@@ -197,7 +198,7 @@ describe('core/pool PoolReceiver over stream pairs', () => {
     expect(pool.complete).to.be.true()
     await expectHoldsAll(target, blocks)
     expect(sentLeaves.get('slow')?.length).to.be.below(slowShare / 2)
-    expect(pool.planner.bucketsOf('fast').length).to.be.above(32)
+    expect(pool.planner.bucketsOf('fast').length).to.be.above(DEFAULT_POOL_BUCKETS / 2)
   })
 
   it('a provider that lacks blocks is dropped and named; the others send its buckets', async () => {
@@ -249,8 +250,8 @@ describe('core/pool PoolReceiver over stream pairs', () => {
   it('a provider that sends a forged block is dropped; the forged bytes are never stored', async () => {
     const { root, blocks, leaves } = await tree('pool-forged')
     const target = new MemoryBlockstore()
-    // a leaf of the first provider's buckets (0-31 of 64): it sends it first-hand
-    const victim = leaves.find(leaf => bucketOf(leaf.cid, 64) < 32)
+    // a leaf of the first provider's buckets (the lower half): it sends it first-hand
+    const victim = leaves.find(leaf => bucketOf(leaf.cid, DEFAULT_POOL_BUCKETS) < DEFAULT_POOL_BUCKETS / 2)
     if (victim == null) {
       throw new Error('no leaf in the forger\'s buckets')
     }

@@ -114,7 +114,12 @@ function simulate (blocks: SimBlock[], providers: Record<string, SimProvider>, l
     me.stopped = true
     at(now + latency, () => {
       if (steal && planner.running.includes(key)) {
-        moveAll(planner.finished(key, now + latency), now + latency)
+        // as the pool does: how soon a bucket's owner reaches it is where its first missing block lies in DAG order
+        const sendOrder = (bucket: number): number => {
+          const first = blocks.findIndex((block, index) => !held.has(index) && bucketOf(block.cid, planner.buckets) === bucket)
+          return first < 0 ? Infinity : first
+        }
+        moveAll(planner.finished(key, now + latency, sendOrder), now + latency)
       }
     })
   }
@@ -182,6 +187,16 @@ describe('core/pool ShardPlanner', () => {
     planner.failed('a', 20)
     expect(planner.failed('c', 30)).to.deep.equal([])
     expect(planner.running).to.deep.equal([])
+  })
+
+  it('a provider that finishes takes the buckets the slowest one would reach last, given its send order', () => {
+    const planner = new ShardPlanner({ providers: ['fast', 'slow'], buckets: 8 })
+    planner.received('fast', 100, 0)
+    planner.received('fast', 100, 10)
+    // slow owns 4-7 and will send 6 first, then 4, then 7, then 5
+    const order = new Map([[6, 0], [4, 1], [7, 2], [5, 3]])
+    expect(planner.finished('fast', 10, bucket => order.get(bucket) ?? Infinity)).to.deep.equal([{ from: 'slow', to: 'fast', buckets: [5, 7] }])
+    expect(planner.bucketsOf('slow')).to.deep.equal([4, 6])
   })
 
   it('a provider that finished with nothing left to steal inherits a failed one\'s buckets and runs again', () => {
