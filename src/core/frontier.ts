@@ -118,9 +118,14 @@ export class ReceiverFrontier {
     return frontier
   }
 
-  /** True when every block reachable from the roots is held */
+  /**
+   * True when every block reachable from the roots is held. Never while a
+   * block is being taken: its links are explored after it stops being a
+   * want, and until then the wants are not the whole story (a CAR Pool's
+   * other sessions look at a shared frontier meanwhile)
+   */
   get complete (): boolean {
-    return this.wanted.size === 0 && this.unavailable.size === 0
+    return !this.busy && this.wanted.size === 0 && this.unavailable.size === 0
   }
 
   /** The blocks the sender said it cannot send, still missing */

@@ -63,6 +63,38 @@ async function mirrorWalk (frontier: ReceiverFrontier, source: MemoryBlockstore,
 }
 
 describe('core/frontier', () => {
+  it('is never complete while a block is being taken, though the block leaves the wants before its links are looked up', async () => {
+    const leaf = await rawBlock('frontier busy leaf')
+    const root = await cborBlock({ leaf: leaf.cid })
+    /** A store whose lookups wait, once `gate` is set, until it resolves */
+    class GatedStore extends MemoryBlockstore {
+      gate?: Promise<void>
+      looking = false
+      async has (cid: CID): Promise<boolean> {
+        this.looking = true
+        await this.gate
+        return super.has(cid)
+      }
+    }
+    const store = new GatedStore()
+    const frontier = await ReceiverFrontier.create([root.cid], { blockstore: store })
+    let open = (): void => {}
+    store.gate = new Promise(resolve => { open = resolve })
+    store.looking = false
+
+    const taking = frontier.receive(root.cid, root.bytes)
+    while (!store.looking) {
+      await new Promise(resolve => setTimeout(resolve, 1))
+    }
+    // the root is no longer wanted and its leaf not yet: a CAR Pool's other sessions must not see `complete`
+    expect(frontier.wantCount).to.equal(0)
+    expect(frontier.complete).to.be.false()
+    open()
+    expect(await taking).to.equal('stored')
+    expect(frontier.complete).to.be.false()
+    expect(sorted(frontier.wants())).to.deep.equal(sorted([leaf.cid]))
+  })
+
   let dag: SampleDag
 
   beforeEach(async () => {

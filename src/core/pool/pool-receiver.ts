@@ -140,7 +140,8 @@ export class PoolReceiver {
     this.failures.set(provider, err)
     this.members.get(provider)?.markFailed()
     this.planner.failed(provider, this.now())
-    this.dispatch()
+    // between frontier updates: the wants are then the whole story
+    void this.exclusive(async () => { this.dispatch() })
   }
 
   /** Gives back what the pull holds of node-wide budgets; call once when it ends */
@@ -185,13 +186,10 @@ export class PoolReceiver {
       }
       wants = this.wantsOf(member.provider)
     }
-    if (wants.length > 0) {
-      member.waiting = false
-      return [member.round(wants)]
-    }
-    member.waiting = true
+    // the others that wait may own wants found since they went idle
+    member.waiting = wants.length === 0
     this.dispatch()
-    return []
+    return wants.length > 0 ? [member.round(wants)] : []
   }
 
   /**
@@ -369,6 +367,7 @@ export class PoolMember extends ReceiverSession {
       return early
     }
     this.checkAnswered()
-    return this.pool.idle(this)
+    // between frontier updates: a block being taken has left the wants, and its links are not in them yet
+    return this.pool.exclusive(async () => this.pool.idle(this))
   }
 }

@@ -155,6 +155,25 @@ describe('core/pool PoolReceiver over stream pairs', () => {
     }
   })
 
+  it('a target store with slow lookups (on disk): no member sees the pull complete while another is taking a block', async () => {
+    const { root, blocks } = await tree('pool-slow-target')
+    /** Lookups take a few ms, as on disk: a block taken leaves the wants well before its links join them */
+    class SlowLookups extends MemoryBlockstore {
+      async has (cid: CID): Promise<boolean> {
+        await new Promise(resolve => setTimeout(resolve, 2))
+        return super.has(cid)
+      }
+    }
+    const target = new SlowLookups()
+    const providers = await Promise.all(['a', 'b', 'c'].map(async key => ({ key, store: await storeOf(blocks) })))
+
+    const { pool, results } = await poolPull(target, root, providers)
+
+    expect(pool.complete).to.be.true()
+    expect([...results.values()].map(r => r.status)).to.deep.equal(['fulfilled', 'fulfilled', 'fulfilled'])
+    await expectHoldsAll(target, blocks)
+  })
+
   it('a provider\'s first leaves are those of its own buckets', async () => {
     const { root, blocks } = await tree('pool-shard')
     const target = new MemoryBlockstore()
