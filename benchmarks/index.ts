@@ -41,7 +41,7 @@ import { buildDataset, DATASET_NAMES } from './datasets.ts'
 import { BOTH_METHODS, BROKER_METHODS, METHOD_LABELS, METHOD_NAMES } from './methods.ts'
 import { Child } from './rpc.ts'
 import { selfCheck, Shaper } from './shaper.ts'
-import { sourceVersion } from './source.ts'
+import { runContext } from './source.ts'
 import type { DatasetInfo, DatasetName, Mode } from './datasets.ts'
 import type { Action, ActionResult, BitswapCounts, MethodName } from './methods.ts'
 import type { SelfCheckResult } from './shaper.ts'
@@ -1025,19 +1025,7 @@ function targetLine (t: TargetCheck): string {
   return `- ${verdict}: ${t.target}: ${t.measured}`
 }
 
-const script = process.env.npm_lifecycle_event
-const command = `${script != null ? `npm run ${script} → ` : ''}node ${relative(process.cwd(), fileURLToPath(import.meta.url))} ${process.argv.slice(2).join(' ')}`.trim()
-/** The commit measured, and whether src/ had uncommitted changes */
-const version = sourceVersion()
-const source = version.commit == null ? 'unknown (not a git checkout)' : `${version.commit}${version.srcDirty ? ' with uncommitted changes in src/' : ''}`
-const cpus = os.cpus()
-const machine = {
-  cpu: cpus[0]?.model ?? 'unknown',
-  cores: cpus.length,
-  memoryGiB: Math.round(os.totalmem() / 1024 ** 3),
-  node: process.version,
-  platform: `${os.platform()} ${os.release()} ${os.arch()}`
-}
+const { command, source, machine } = runContext(import.meta.url)
 console.info('# CAR Mirror benchmark\n')
 console.info(`- command: \`${command}\` (${mode} mode, in ${process.cwd()})`)
 console.info(`- source: ${source}`)

@@ -11,13 +11,13 @@ import { execFile } from 'node:child_process'
 import { mkdir, rm } from 'node:fs/promises'
 import { promisify } from 'node:util'
 import { multiaddr } from '@multiformats/multiaddr'
-import { MemoryBlockstore } from 'blockstore-core/memory'
 import { FsBlockstore } from 'blockstore-fs'
 import { CID } from 'multiformats/cid'
-import { readBlock, walkDag } from '../src/core/index.ts'
+import { walkDag } from '../src/core/index.ts'
 import { PROTOCOL_ID } from '../src/index.ts'
 import { BITSWAP_PROTOCOL, bitswapCounter, createBenchNode, runAction } from './methods.ts'
 import { serve } from './rpc.ts'
+import { memoryStoreOf } from './stores.ts'
 import type { Action, ActionResult, BenchNode, BitswapCounts } from './methods.ts'
 import type { BrokerStats } from '../src/index.ts'
 import type { AbortOptions } from '@libp2p/interface'
@@ -141,23 +141,6 @@ export class CountingBlockstore implements Blockstore {
   }
 }
 
-/** Blocks of on-disk stores, loaded once per worker */
-const cache = new Map<string, Array<{ cid: CID, bytes: Uint8Array }>>()
-
-async function loadBlocks (dir: string): Promise<Array<{ cid: CID, bytes: Uint8Array }>> {
-  let blocks = cache.get(dir)
-  if (blocks == null) {
-    const store = new FsBlockstore(dir)
-    await store.open()
-    blocks = []
-    for await (const { cid } of store.getAll()) {
-      blocks.push({ cid, bytes: await readBlock(store, cid) })
-    }
-    cache.set(dir, blocks)
-  }
-  return blocks
-}
-
 /**
  * Samples memory while a run goes on: RSS every 10 ms (cheap), the V8 heap and
  * ArrayBuffers every 100 ms (process.memoryUsage() walks the heap spaces and
@@ -224,14 +207,9 @@ async function setup (args: { listen: boolean, store: StoreSpec, node?: NodeSpec
   let inner: Blockstore
   let storeBlocks = 0
   if (args.store.kind === 'memory') {
-    const memory = new MemoryBlockstore()
-    if (args.store.from != null) {
-      for (const { cid, bytes } of await loadBlocks(args.store.from)) {
-        memory.put(cid, bytes)
-        storeBlocks++
-      }
-    }
-    inner = memory
+    const memory = await memoryStoreOf(args.store.from)
+    storeBlocks = memory.blocks
+    inner = memory.store
   } else {
     if (args.store.copyFrom != null) {
       await run('cp', ['-al', args.store.copyFrom, args.store.path])
