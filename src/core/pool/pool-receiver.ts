@@ -263,6 +263,8 @@ export class PoolMember extends ReceiverSession {
   private readonly verifier: BlockVerifier
   private dropped = false
   private error?: Error
+  /** The status count of the last idle the pool answered */
+  private idleAnswered = -1
 
   /** Made by {@link PoolReceiver.member} */
   constructor (init: ReceiverSessionInit, frontier: ReceiverFrontier, pool: PoolReceiver, provider: string) {
@@ -366,6 +368,12 @@ export class PoolMember extends ReceiverSession {
     if (early != null) {
       return early
     }
+    if (this.waiting && statusesSeen === this.idleAnswered) {
+      // the same idle again tells nothing new (an honest sender idles once
+      // per pass or status): the pool's work for it is not done again
+      return []
+    }
+    this.idleAnswered = statusesSeen
     this.checkAnswered()
     // between frontier updates: a block being taken has left the wants, and its links are not in them yet
     return this.pool.exclusive(async () => this.pool.idle(this))

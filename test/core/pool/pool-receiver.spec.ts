@@ -302,6 +302,31 @@ describe('core/pool PoolReceiver over stream pairs', () => {
     await expectHoldsAll(target, blocks)
   })
 
+  it('an idle repeated while the member waits costs the pool nothing: it is answered with nothing, unexamined', async () => {
+    const { root, blocks } = await tree('pool-repeat-idle')
+    // 2 buckets: a owns 0, b owns 1; the target lacks only b's leaves, so a has nothing to do and nothing to take
+    const target = await storeOf(blocks.filter(block => block.cid.code !== raw.code || bucketOf(block.cid, 2) === 0))
+    const pool = await PoolReceiver.create({ blockstore: target, roots: [root], providers: ['a', 'b'], buckets: 2 })
+    const a = pool.member('a')
+    pool.member('b')
+    let examined = 0
+    const idle = pool.idle.bind(pool)
+    pool.idle = (member) => {
+      examined++
+      return idle(member)
+    }
+    await a.pullRequest()
+    await a.receive({ type: 'header', roots: [root] })
+
+    expect((await a.receive({ type: 'idle', statuses: 1 })).replies).to.deep.equal([])
+    expect(a.waiting).to.be.true()
+    for (let i = 0; i < 100; i++) {
+      expect((await a.receive({ type: 'idle', statuses: 1 })).replies).to.deep.equal([])
+    }
+    expect(examined).to.equal(1)
+    pool.close()
+  })
+
   it('when every provider fails, the pull is incomplete and each is named with its error', async () => {
     const { root, blocks, leaves } = await tree('pool-none')
     const target = new MemoryBlockstore()
