@@ -333,7 +333,6 @@ export class DefaultCarMirror implements CarMirror {
         options.onBlockStored?.(cid, bytes)
       }
     }, { signal })
-    const members: PoolMember[] = []
     // the members share one frontier: the broker sees the pool's wants through any of them
     options.onReceiver?.(pool.member(pool.providers()[0].provider))
     try {
@@ -343,10 +342,8 @@ export class DefaultCarMirror implements CarMirror {
       }
       this.log('pull of %c from %d providers at once', rootList[0], providers.size)
       await Promise.all([...providers].map(async ([key, target]) => {
-        const member = pool.member(key)
-        members.push(member)
         try {
-          await this.pullAsMember(target, member, poolOptions.stallTimeout ?? DEFAULT_POOL_STALL_TIMEOUT, options, signal, stats)
+          await this.pullAsMember(target, pool.member(key), poolOptions.stallTimeout ?? DEFAULT_POOL_STALL_TIMEOUT, options, signal, stats)
         } catch (err) {
           pool.fail(key, err as Error)
         }
@@ -360,12 +357,12 @@ export class DefaultCarMirror implements CarMirror {
     } finally {
       pool.close()
       stats.providers = pool.providers().map(({ provider, buckets, error }) => {
-        const counters = members.find(member => member.provider === provider)?.counters
+        const { blocksReceived, blockBytesReceived, duplicateBlocks } = pool.member(provider).counters
         return {
           peer: provider,
-          blocksReceived: counters?.blocksReceived ?? 0,
-          blockBytesReceived: counters?.blockBytesReceived ?? 0,
-          duplicateBlocks: counters?.duplicateBlocks ?? 0,
+          blocksReceived,
+          blockBytesReceived,
+          duplicateBlocks,
           buckets,
           ...(error != null ? { error } : {})
         }
@@ -378,9 +375,7 @@ export class DefaultCarMirror implements CarMirror {
    * when it sends nothing for `stallTimeout` ms while it has blocks to send
    */
   private async pullAsMember (target: PeerTarget, member: PoolMember, stallTimeout: number, options: TransferOptions, signal: AbortSignal, stats: TransferStats): Promise<void> {
-    const log = this.sessionLog()
     const stall = new AbortController()
-    const memberSignal = AbortSignal.any([signal, stall.signal])
     let heard = Date.now()
     const watch = setInterval(() => {
       if (member.waiting) {
@@ -391,43 +386,34 @@ export class DefaultCarMirror implements CarMirror {
       }
     }, Math.max(10, Math.min(1000, stallTimeout / 4)))
     try {
-      const request = await member.pullRequest({ signal: memberSignal })
-      const { framed, remotePeer } = await this.open(target, memberSignal, options.onProgress, log)
-      log('pool pull of %c from %p: %d of %d buckets', member.roots[0], remotePeer, request.shard?.buckets().length ?? 0, request.shard?.count ?? 0)
-      const progress = this.progress(options, stats)
-      try {
-        await runReceiver(framed, member, {
-          signal: memberSignal,
-          first: [request],
-          maxCidsPerMessage: this.init.maxCidsPerMessage,
-          log,
-          onClosing: this.closing,
-          ...progress,
-          onReceived: (message) => {
-            heard = Date.now()
-            progress.onReceived?.(message)
-          }
-        })
-        logReceiverEnd(log, member)
-      } finally {
-        this.collect(stats, framed, undefined, member)
-      }
+      await this.pullFrom(target, member, options, AbortSignal.any([signal, stall.signal]), stats, () => { heard = Date.now() })
     } catch (err) {
-      const reason = stall.signal.aborted && !signal.aborted ? stall.signal.reason as Error : err as Error
-      log('dropped from the pool - %e', reason)
-      throw reason
+      throw stall.signal.aborted && !signal.aborted ? stall.signal.reason as Error : err
     } finally {
       clearInterval(watch)
     }
   }
 
-  private async pullFrom (peer: PeerTarget, receiver: ReceiverSession, options: TransferOptions, signal: AbortSignal, stats: TransferStats): Promise<void> {
+  /** One pull session with `peer`; `onHeard` is called for every message the peer sends (a pool's stall watch) */
+  private async pullFrom (peer: PeerTarget, receiver: ReceiverSession, options: TransferOptions, signal: AbortSignal, stats: TransferStats, onHeard?: () => void): Promise<void> {
     const request = await receiver.pullRequest({ signal })
     const log = this.sessionLog()
     const { framed, remotePeer } = await this.open(peer, signal, options.onProgress, log)
-    log('pull of %c (%d root(s)) from %p: %d want(s), a Bloom of %d bytes', receiver.roots[0], receiver.roots.length, remotePeer, request.type === 'pull' ? request.wants.length : 0, request.type === 'pull' ? request.bloom?.bytes.byteLength ?? 0 : 0)
+    log('pull of %c (%d root(s)) from %p: %d want(s), a Bloom of %d bytes%s', receiver.roots[0], receiver.roots.length, remotePeer, request.wants.length, request.bloom?.bytes.byteLength ?? 0, request.shard == null ? '' : `, ${request.shard.buckets().length} of ${request.shard.count} buckets`)
+    const progress = this.progress(options, stats)
     try {
-      await runReceiver(framed, receiver, { signal, first: [request], maxCidsPerMessage: this.init.maxCidsPerMessage, log, onClosing: this.closing, ...this.progress(options, stats) })
+      await runReceiver(framed, receiver, {
+        signal,
+        first: [request],
+        maxCidsPerMessage: this.init.maxCidsPerMessage,
+        log,
+        onClosing: this.closing,
+        ...progress,
+        onReceived: (message) => {
+          onHeard?.()
+          progress.onReceived?.(message)
+        }
+      })
       // the next version pushed back to this peer is likely built on what came from it
       if (receiver.complete && (options as PullOptions).shallow !== true) {
         this.recentRoots.remember(remotePeer.toString(), receiver.roots)
