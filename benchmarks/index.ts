@@ -42,6 +42,7 @@ import { BOTH_METHODS, BROKER_METHODS, METHOD_LABELS, METHOD_NAMES } from './met
 import { Child } from './rpc.ts'
 import { selfCheck, Shaper } from './shaper.ts'
 import { runContext } from './source.ts'
+import { median } from './stats.ts'
 import type { DatasetInfo, DatasetName, Mode } from './datasets.ts'
 import type { Action, ActionResult, BitswapCounts, MethodName } from './methods.ts'
 import type { SelfCheckResult } from './shaper.ts'
@@ -497,12 +498,6 @@ async function runOnce (workers: WorkerPair, work: string, dataset: DatasetInfo,
 
 // ---------------------------------------------------------------------------
 // report
-
-const median = (values: number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b)
-  const mid = Math.floor(sorted.length / 2)
-  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
-}
 
 interface CellSummary {
   ok: number

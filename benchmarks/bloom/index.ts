@@ -17,6 +17,7 @@ import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
 import { BloomFilter } from '../../src/core/bloom/bloom-filter.ts'
 import { xxh3Kernel } from '../../src/core/bloom/xxh3.ts'
+import { median } from '../stats.ts'
 
 const RAW_CODEC = 0x55
 const SHA2_256 = 0x12
@@ -139,12 +140,6 @@ function measure (implementation: Implementation, present: Uint8Array[], absent:
   }
   const absentLookupMs = performance.now() - start
   return { buildMs, presentLookupMs, absentLookupMs, bytes: filter.bytes }
-}
-
-function median (values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  const middle = sorted.length >> 1
-  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
 }
 
 function perSecond (count: number, milliseconds: number): string {

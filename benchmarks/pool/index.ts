@@ -45,6 +45,7 @@ import { buildDataset } from '../datasets.ts'
 import { Child } from '../rpc.ts'
 import { selfCheck, Shaper } from '../shaper.ts'
 import { runContext } from '../source.ts'
+import { median } from '../stats.ts'
 import type { NodeSetupResult, PoolStoreSpec, ProviderResult, PullArgs, PullResult } from './node.ts'
 import type { DatasetInfo } from '../datasets.ts'
 import type { SelfCheckResult } from '../shaper.ts'
@@ -367,15 +368,6 @@ async function runCase (work: string, dataset: DatasetInfo, name: PoolDataset, c
 
 // ---------------------------------------------------------------------------
 // summaries
-
-const median = (values: number[]): number => {
-  if (values.length === 0) {
-    return NaN
-  }
-  const sorted = [...values].sort((a, b) => a - b)
-  const mid = Math.floor(sorted.length / 2)
-  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
-}
 
 interface CellSummary {
   dataset: PoolDataset
