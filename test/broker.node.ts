@@ -15,6 +15,7 @@ import { concat } from 'uint8arrays/concat'
 import { PROTOCOL_ID } from '../src/index.ts'
 import { getBytes } from './fixtures/dag.ts'
 import { TREE_V1, addLargeFile, addTree, allBlocks, dagBlocks, dagCids, fileContent, pseudoRandomBytes, putBlocks, totalBytes } from './fixtures/dags.ts'
+import { FaultyBlockstore } from './fixtures/faulty-blockstore.ts'
 import { connectTo, testNodes } from './fixtures/nodes.ts'
 import { rejection } from './fixtures/rejection.ts'
 import { KiB, eventually, sleep } from './hostile/helpers.ts'
@@ -161,8 +162,14 @@ describe('CAR Mirror block broker', () => {
     const onSession = (name: string) => (session: ServedSession): void => {
       sent.set(name, (sent.get(name) ?? 0) + session.blockBytesSent)
     }
-    const a = await node({ onSession: onSession('a') })
-    const b = await node({ onSession: onSession('b') })
+    // both read each block in 5 ms: their stores pace them, not loopback
+    // buffers, so little is in flight when one takes work from the other
+    const stores = [new FaultyBlockstore(), new FaultyBlockstore()]
+    for (const store of stores) {
+      store.delay = 5
+    }
+    const a = await node({ onSession: onSession('a'), blockstore: stores[0] })
+    const b = await node({ onSession: onSession('b'), blockstore: stores[1] })
     const client = await node()
     const file = await addLargeFile(a, 4 * 1024 * KiB, 1003)
     await putBlocks(b.blockstore, (await dagBlocks(a.blockstore, file)).values())
