@@ -181,7 +181,8 @@ describe('CAR Mirror block broker', () => {
     // how the leaves split depends on which connection is up first (a faster provider takes work from a slower one)
     expect(await eventually(() => (sent.get('a') ?? 0) > 0 && (sent.get('b') ?? 0) > 0), `a sent ${sent.get('a')}, b sent ${sent.get('b')}`).to.be.true()
     expect(Math.min(sent.get('a') ?? 0, sent.get('b') ?? 0)).to.be.at.least(256 * KiB)
-    expect((sent.get('a') ?? 0) + (sent.get('b') ?? 0)).to.be.below(4.5 * 1024 * KiB)
+    // at most two leaves of 256 KiB twice (in flight when work moved), and the root's block from each session
+    expect((sent.get('a') ?? 0) + (sent.get('b') ?? 0)).to.be.below(4.5 * 1024 * KiB + 4 * KiB)
   })
 
   it('pins.add and cat reach a provider that routing finds, with no connection before', async () => {

@@ -60,6 +60,8 @@ export interface ReceiverFrontierInit {
   shallow?: boolean
   /** Gives the event loop a turn during long local walks; default a new Yielder (10 ms slices) */
   yielder?: Yielder
+  /** Called with each CID that becomes a want (a CAR Pool hands new wants to its providers this way) */
+  onWant?(cid: CID): void
 }
 
 /**
@@ -330,6 +332,7 @@ export class ReceiverFrontier {
     this.init.wantBudget?.charge(1)
     this.charged++
     this.wanted.set(key, cid)
+    this.init.onWant?.(cid)
   }
 
   private unwant (key: string): void {

@@ -47,6 +47,14 @@ export interface BucketMove {
   buckets: number[]
 }
 
+/** What is left to receive of one bucket, as the requestor sees it */
+export interface BucketBacklog {
+  /** Blocks of the bucket the requestor still wants from its owner */
+  wants: number
+  /** How soon its owner reaches the bucket: the position of its first want in DAG order (lower: sooner) */
+  position: number
+}
+
 /** Buckets a pool cuts the block space into unless told otherwise */
 export const DEFAULT_POOL_BUCKETS = 256
 
@@ -54,6 +62,8 @@ interface ProviderState {
   buckets: Set<number>
   /** Block bytes received from it */
   bytes: number
+  /** Verified blocks received from it */
+  blocks: number
   /** When its first block arrived, and its latest */
   firstAt?: number
   lastAt?: number
@@ -88,7 +98,7 @@ export class ShardPlanner {
       throw new RangeError('a pool needs at least one provider')
     }
     for (const key of keys) {
-      this.providers.set(key, { buckets: new Set(), bytes: 0, state: 'running' })
+      this.providers.set(key, { buckets: new Set(), bytes: 0, blocks: 0, state: 'running' })
     }
     // contiguous ranges, as even as the count allows
     for (let bucket = 0; bucket < this.buckets; bucket++) {
@@ -123,6 +133,7 @@ export class ShardPlanner {
   received (provider: string, bytes: number, now: number): void {
     const state = this.state(provider)
     state.bytes += bytes
+    state.blocks++
     state.firstAt ??= now
     state.lastAt = now
   }
@@ -135,11 +146,26 @@ export class ShardPlanner {
    * `sendOrder` says how soon the victim will send a block of a bucket
    * (lower: sooner; default the bucket's number): the stealer takes the
    * buckets the victim would reach last, so that what the victim has in
-   * flight stays its own and does not arrive twice
+   * flight stays its own and does not arrive twice.
+   *
+   * With `backlog` (the requestor's wanted blocks per bucket), the victim is
+   * the provider with the most time left by its backlog and rate, and the
+   * stealer takes the buckets it would reach last until they hold its
+   * share of that backlog (see takeBacklog)
    */
-  finished (provider: string, now: number, sendOrder: (bucket: number) => number = bucket => bucket): BucketMove[] {
+  finished (provider: string, now: number, sendOrder: (bucket: number) => number = bucket => bucket, backlog?: Map<number, BucketBacklog>): BucketMove[] {
     const state = this.state(provider)
     state.state = 'finished'
+    const moves = backlog == null ? this.takeHalf(provider, now, sendOrder) : this.takeBacklog(provider, now, backlog)
+    if (moves.length > 0) {
+      // it is sending again
+      state.state = 'running'
+    }
+    return moves
+  }
+
+  /** Without a backlog: half of the buckets of the provider with the most buckets per unit of rate */
+  private takeHalf (provider: string, now: number, sendOrder: (bucket: number) => number): BucketMove[] {
     const victim = this.slowest(now)
     if (victim == null) {
       return []
@@ -148,14 +174,91 @@ export class ShardPlanner {
     if (from.buckets.size < 2) {
       return []
     }
-    const taken = [...from.buckets].sort((a, b) => sendOrder(a) - sendOrder(b) || a - b).slice(Math.ceil(from.buckets.size / 2)).sort((a, b) => a - b)
-    for (const bucket of taken) {
-      from.buckets.delete(bucket)
-      state.buckets.add(bucket)
+    const taken = [...from.buckets].sort((a, b) => sendOrder(a) - sendOrder(b) || a - b).slice(Math.ceil(from.buckets.size / 2))
+    return this.move(victim, provider, taken)
+  }
+
+  /**
+   * With a backlog: the victim is the running provider with the most time
+   * left (its wanted blocks over its block rate). The stealer takes the
+   * buckets the victim would reach last, until they hold the stealer's
+   * share of the victim's wanted blocks (by the two block rates; half when
+   * a rate is unknown). The victim keeps its soonest bucket with wants, so
+   * what it has in flight stays its own and does not arrive twice, and
+   * buckets with nothing wanted stay where they are
+   */
+  private takeBacklog (thief: string, now: number, backlog: Map<number, BucketBacklog>): BucketMove[] {
+    const victim = this.victimOf(thief, now, backlog)
+    if (victim == null) {
+      return []
     }
-    // it is sending again
-    state.state = 'running'
-    return [{ from: victim, to: provider, buckets: taken }]
+    const latestFirst = [...this.state(victim).buckets]
+      .filter(bucket => (backlog.get(bucket)?.wants ?? 0) > 0)
+      .sort((a, b) => (backlog.get(b)?.position ?? 0) - (backlog.get(a)?.position ?? 0) || b - a)
+    const total = latestFirst.reduce((sum, bucket) => sum + (backlog.get(bucket)?.wants ?? 0), 0)
+    const thiefRate = this.blocksPerMs(thief, now)
+    const victimRate = this.blocksPerMs(victim, now)
+    const share = thiefRate > 0 && victimRate > 0 ? thiefRate / (thiefRate + victimRate) : 0.5
+    const target = Math.max(1, Math.floor(total * share))
+    const taken: number[] = []
+    let wants = 0
+    for (const bucket of latestFirst.slice(0, -1)) {
+      if (wants >= target) {
+        break
+      }
+      taken.push(bucket)
+      wants += backlog.get(bucket)?.wants ?? 0
+    }
+    return this.move(victim, thief, taken)
+  }
+
+  /** The running provider other than `thief` with the most time left by `backlog` */
+  private victimOf (thief: string, now: number, backlog: Map<number, BucketBacklog>): string | undefined {
+    let victim: string | undefined
+    let longest = 0
+    for (const key of this.running) {
+      const time = this.timeLeft(key, now, backlog)
+      if (key !== thief && time > longest) {
+        victim = key
+        longest = time
+      }
+    }
+    return victim
+  }
+
+  private move (from: string, to: string, buckets: number[]): BucketMove[] {
+    if (buckets.length === 0) {
+      return []
+    }
+    const sorted = [...buckets].sort((a, b) => a - b)
+    for (const bucket of sorted) {
+      this.state(from).buckets.delete(bucket)
+      this.state(to).buckets.add(bucket)
+    }
+    return [{ from, to, buckets: sorted }]
+  }
+
+  /** Ms `provider` needs for the wanted blocks of its buckets at its block rate (0 with none; the most of all before its first block) */
+  private timeLeft (provider: string, now: number, backlog: Map<number, BucketBacklog>): number {
+    let wants = 0
+    for (const bucket of this.state(provider).buckets) {
+      wants += backlog.get(bucket)?.wants ?? 0
+    }
+    if (wants === 0) {
+      return 0
+    }
+    const rate = this.blocksPerMs(provider, now)
+    return rate > 0 ? wants / rate : Number.MAX_SAFE_INTEGER * (wants / (wants + 1))
+  }
+
+  /** Verified blocks per ms `provider` has delivered so far (0 before it has delivered over some time) */
+  private blocksPerMs (provider: string, now: number): number {
+    const state = this.state(provider)
+    if (state.firstAt == null) {
+      return 0
+    }
+    const elapsed = Math.max(now, state.lastAt ?? now) - state.firstAt
+    return elapsed > 0 ? state.blocks / elapsed : 0
   }
 
   /**

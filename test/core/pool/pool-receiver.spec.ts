@@ -133,7 +133,7 @@ function forgingStore (store: MemoryBlockstore, forged: CID, replacement: Uint8A
 }
 
 describe('core/pool PoolReceiver over stream pairs', () => {
-  it('3 providers: the DAG arrives whole, each leaf about once, every interior block from each provider', async () => {
+  it('3 providers: the DAG arrives whole, each leaf about once, the interior blocks from the first provider only', async () => {
     const { root, blocks, leaves } = await tree('pool-3')
     const target = new MemoryBlockstore()
     const providers = await Promise.all(['a', 'b', 'c'].map(async key => ({ key, store: await storeOf(blocks) })))
@@ -150,8 +150,14 @@ describe('core/pool PoolReceiver over stream pairs', () => {
     for (const [key, sent] of sentLeaves) {
       // how the leaves split depends on which stream runs first (a fast one steals); each sends some
       expect(sent.length, `leaves from ${key}`).to.be.above(0)
-      // interior blocks go to every provider's receiver: it follows the DAG on each stream
-      expect(senders.get(key)?.counters.blocksSent).to.be.at.least(blocks.length - leaves.length)
+      const interior = (senders.get(key)?.counters.blocksSent ?? 0) - sent.length
+      if (key === 'a') {
+        // the leader walks the DAG: its interior blocks show the receiver the leaves
+        expect(interior, 'interior blocks from the leader').to.equal(blocks.length - leaves.length)
+      } else {
+        // the others are asked for leaves, and send the root's own block with their shallow pull
+        expect(interior, `interior blocks from ${key}`).to.be.at.most(1)
+      }
     }
   })
 
@@ -174,17 +180,18 @@ describe('core/pool PoolReceiver over stream pairs', () => {
     await expectHoldsAll(target, blocks)
   })
 
-  it('a provider\'s first leaves are those of its own buckets', async () => {
+  it('the leader\'s first leaves are those of its own buckets; the other sends no interior block but the root', async () => {
     const { root, blocks } = await tree('pool-shard')
     const target = new MemoryBlockstore()
     const providers = await Promise.all(['a', 'b'].map(async key => ({ key, store: await storeOf(blocks) })))
 
-    const { leaves: sentLeaves } = await poolPull(target, root, providers, 8)
+    const { leaves: sentLeaves, senders } = await poolPull(target, root, providers, 8)
 
-    // with 8 buckets, a owns 0-3 and b owns 4-7 until one of them steals
+    // with 8 buckets, a owns 0-3 and b owns 4-7 until one of them steals; b,
+    // idle while a sends the interior blocks, may take some of a's, but never the other way first
     const first = (key: string): number[] => (sentLeaves.get(key) ?? []).slice(0, 20).map(cid => bucketOf(cid, 8))
     expect(first('a').every(bucket => bucket < 4)).to.be.true()
-    expect(first('b').every(bucket => bucket >= 4)).to.be.true()
+    expect((senders.get('b')?.counters.blocksSent ?? 0) - (sentLeaves.get('b')?.length ?? 0)).to.be.at.most(1)
     await expectHoldsAll(target, blocks)
   })
 
@@ -242,22 +249,45 @@ describe('core/pool PoolReceiver over stream pairs', () => {
     expect(state?.buckets).to.deep.equal([])
   })
 
+  it('a leader that lacks an interior block is dropped; the others, asked level by level, send the whole DAG', async () => {
+    const { root, blocks } = await tree('pool-leader-lacks')
+    const interior = blocks.filter(block => block.cid.code !== raw.code)
+    // an interior block below the root: the leader walks into a hole
+    const hole = interior[interior.length - 1]
+    const target = new MemoryBlockstore()
+
+    const { pool, results, senders, leaves: sentLeaves } = await poolPull(target, root, [
+      { key: 'leader', store: await storeOf(blocks.filter(block => block !== hole)) },
+      { key: 'b', store: await storeOf(blocks) },
+      { key: 'c', store: await storeOf(blocks) }
+    ])
+
+    expect(pool.complete).to.be.true()
+    await expectHoldsAll(target, blocks)
+    expect((results.get('leader') as PromiseRejectedResult).reason.name).to.equal(BlocksNotAvailableError.name)
+    expect(results.get('b')?.status).to.equal('fulfilled')
+    expect(results.get('c')?.status).to.equal('fulfilled')
+    // besides the root's own block each: the hole, asked of its bucket's owner once no one walks
+    const fromOthers = ['b', 'c'].reduce((sum, key) => sum + (senders.get(key)?.counters.blocksSent ?? 0) - (sentLeaves.get(key)?.length ?? 0), 0)
+    expect(fromOthers).to.be.at.least(3)
+  })
+
   it('a provider that sends a forged block is dropped, even when another provider\'s copy came first', async () => {
     const { root, blocks } = await tree('pool-forged-late')
-    // an interior block, which every provider sends: the forger sends other
-    // bytes that decode (an empty dag-cbor map, no links) once the honest copy is stored
-    const interior = blocks[2]
-    expect(interior.cid.code).to.equal(0x71)
+    // the root, which the leader sends and the other sends too (its shallow
+    // pull asks for the roots' own blocks): the forger, not the leader, sends
+    // other bytes that decode (an empty node, no links) once the honest copy is stored
+    const empty = root.code === 0x71 ? Uint8Array.of(0xa0) : new Uint8Array(0)
     const target = new MemoryBlockstore()
     const honestStored = async (): Promise<void> => {
-      while (!await target.has(interior.cid)) {
+      while (!await target.has(root)) {
         await new Promise(resolve => setTimeout(resolve, 1))
       }
     }
 
     const { pool, results } = await poolPull(target, root, [
       { key: 'honest', store: await storeOf(blocks) },
-      { key: 'forger', store: forgingStore(await storeOf(blocks), interior.cid, Uint8Array.of(0xa0), honestStored) }
+      { key: 'forger', store: forgingStore(await storeOf(blocks), root, empty, honestStored) }
     ])
 
     expect(pool.complete).to.be.true()

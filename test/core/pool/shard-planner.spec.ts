@@ -8,6 +8,7 @@ import * as Digest from 'multiformats/hashes/digest'
 import { ShardPlanner } from '../../../src/core/pool/shard-planner.ts'
 import { bucketOf } from '../../../src/core/pool/shard.ts'
 import { randomBytes, randomSource } from '../../fixtures/random.ts'
+import type { BucketBacklog } from '../../../src/core/pool/shard-planner.ts'
 
 interface SimBlock {
   cid: CID
@@ -115,11 +116,19 @@ function simulate (blocks: SimBlock[], providers: Record<string, SimProvider>, l
     at(now + latency, () => {
       if (steal && planner.running.includes(key)) {
         // as the pool does: how soon a bucket's owner reaches it is where its first missing block lies in DAG order
-        const sendOrder = (bucket: number): number => {
-          const first = blocks.findIndex((block, index) => !held.has(index) && bucketOf(block.cid, planner.buckets) === bucket)
-          return first < 0 ? Infinity : first
-        }
-        moveAll(planner.finished(key, now + latency, sendOrder), now + latency)
+        const backlog = new Map<number, BucketBacklog>()
+        blocks.forEach((block, index) => {
+          if (!held.has(index)) {
+            const bucket = bucketOf(block.cid, planner.buckets)
+            const entry = backlog.get(bucket)
+            if (entry == null) {
+              backlog.set(bucket, { wants: 1, position: index })
+            } else {
+              entry.wants++
+            }
+          }
+        })
+        moveAll(planner.finished(key, now + latency, undefined, backlog), now + latency)
       }
     })
   }
@@ -197,6 +206,25 @@ describe('core/pool ShardPlanner', () => {
     const order = new Map([[6, 0], [4, 1], [7, 2], [5, 3]])
     expect(planner.finished('fast', 10, bucket => order.get(bucket) ?? Infinity)).to.deep.equal([{ from: 'slow', to: 'fast', buckets: [5, 7] }])
     expect(planner.bucketsOf('slow')).to.deep.equal([4, 6])
+  })
+
+  it('with a backlog, a provider that finishes takes from the one with the most time left the buckets it would reach last, up to its share by rate; empty buckets stay', () => {
+    const planner = new ShardPlanner({ providers: ['a', 'b', 'c'], buckets: 9 })
+    // a owns 0-2, b 3-5, c 6-8; b delivers 1 block per ms, c 2 blocks per ms, a 3
+    for (const [key, blocks] of [['a', 30], ['b', 10], ['c', 20]] as const) {
+      for (let i = 0; i < blocks; i++) {
+        planner.received(key, 100, i * 10 / blocks)
+      }
+    }
+    // b: 12 wants (12 ms at its rate), c: 16 wants (8 ms); bucket 5 is empty
+    const backlog = new Map<number, BucketBacklog>([
+      [3, { wants: 4, position: 0 }], [4, { wants: 8, position: 10 }],
+      [6, { wants: 6, position: 1 }], [7, { wants: 6, position: 2 }], [8, { wants: 4, position: 3 }]
+    ])
+    // a's share of b's 12 wants at rates 3:1 is 9: bucket 4 (8 wants, reached last) and no more, b keeping its soonest
+    expect(planner.finished('a', 10, undefined, backlog)).to.deep.equal([{ from: 'b', to: 'a', buckets: [4] }])
+    expect(planner.bucketsOf('b')).to.deep.equal([3, 5])
+    checkOwnership(planner, ['a', 'b', 'c'])
   })
 
   it('a provider that finished with nothing left to steal inherits a failed one\'s buckets and runs again', () => {
