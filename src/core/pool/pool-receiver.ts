@@ -358,8 +358,7 @@ export class PoolReceiver {
     return wants
   }
 
-  /** The pool's clock (`init.now`, default Date.now) */
-  now (): number {
+  private now (): number {
     return this.init.now?.() ?? Date.now()
   }
 }

@@ -7,11 +7,13 @@
  *
  * The block space is cut into `buckets` by the first four bytes of each
  * block's multihash digest (uniform for a cryptographic hash). Each provider
- * is assigned a set of buckets and sends the blocks of its buckets (plus the
- * interior blocks the receiver needs to follow the DAG). The planner tracks
- * each provider's rate; when a provider finishes its buckets, it takes half
- * of the remaining buckets of the provider expected to finish last (work
- * stealing); when a provider fails, its buckets go to the others. Buckets
+ * is assigned a set of buckets and sends the blocks of its buckets (one of
+ * them also sends the interior blocks the receiver needs to follow the DAG).
+ * The planner tracks each provider's rate; when a provider finishes its
+ * buckets, it takes part of what the provider expected to finish last has
+ * left (work stealing: by the requestor's backlog of wanted blocks when it
+ * is given, else half of that provider's buckets); when a provider fails,
+ * its buckets go to the others. Buckets
  * only ever move to a provider that is still running, and every bucket is
  * always assigned to exactly one provider, so the union of what the
  * providers are asked for is the whole DAG.
