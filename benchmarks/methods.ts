@@ -171,6 +171,14 @@ export async function createBenchNode (options: BenchNodeOptions): Promise<Bench
   return helia as unknown as BenchNode
 }
 
+/** How long a benchmark process waits for its node to stop before it goes on without it */
+const STOP_TIMEOUT_MS = 10_000
+
+/** Stops `node`, giving up after STOP_TIMEOUT_MS (a node with stuck connections must not hold up the teardown) */
+export async function stopBenchNode (node: BenchNode): Promise<void> {
+  await Promise.race([node.stop(), new Promise(resolve => setTimeout(resolve, STOP_TIMEOUT_MS))])
+}
+
 function statsResult (stats: TransferStats, pushing: boolean): Omit<ActionResult, 'ms'> {
   return {
     blocks: pushing ? stats.blocksSent : stats.blocksReceived,

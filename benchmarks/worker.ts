@@ -15,7 +15,7 @@ import { FsBlockstore } from 'blockstore-fs'
 import { CID } from 'multiformats/cid'
 import { walkDag } from '../src/core/index.ts'
 import { PROTOCOL_ID } from '../src/index.ts'
-import { BITSWAP_PROTOCOL, bitswapCounter, createBenchNode, runAction } from './methods.ts'
+import { BITSWAP_PROTOCOL, bitswapCounter, createBenchNode, runAction, stopBenchNode } from './methods.ts'
 import { serve } from './rpc.ts'
 import { memoryStoreOf } from './stores.ts'
 import type { Action, ActionResult, BenchNode, BitswapCounts } from './methods.ts'
@@ -323,7 +323,7 @@ async function teardown (): Promise<void> {
   store = undefined
   bitswapCounts = undefined
   if (n != null) {
-    await Promise.race([n.stop(), new Promise(resolve => setTimeout(resolve, 10_000))])
+    await stopBenchNode(n)
   }
   if (runDir != null) {
     await rm(runDir, { recursive: true, force: true })

@@ -20,7 +20,7 @@ import { FsBlockstore } from 'blockstore-fs'
 import { CID } from 'multiformats/cid'
 import { walkDag } from '../../src/core/index.ts'
 import { PROTOCOL_ID } from '../../src/index.ts'
-import { createBenchNode } from '../methods.ts'
+import { createBenchNode, stopBenchNode } from '../methods.ts'
 import { serve } from '../rpc.ts'
 import { memoryStoreOf } from '../stores.ts'
 import type { TransferStats } from '../../src/index.ts'
@@ -238,7 +238,7 @@ async function teardown (): Promise<void> {
   node = undefined
   store = undefined
   if (n != null) {
-    await Promise.race([n.stop(), new Promise(resolve => setTimeout(resolve, 10_000))])
+    await stopBenchNode(n)
   }
   if (runDir != null) {
     await rm(runDir, { recursive: true, force: true })
