@@ -386,8 +386,13 @@ export class ReceiverSession {
     if (this.counters.stragglerRounds >= (this.init.maxStragglerRounds ?? DEFAULT_MAX_STRAGGLER_ROUNDS)) {
       throw new LimitExceededError(`Still missing ${this.frontier.wantCount} block(s) after ${this.counters.stragglerRounds} straggler rounds`)
     }
-    this.counters.statusesSent++
     this.counters.stragglerRounds++
+    return this.statusAsking(wants)
+  }
+
+  /** A status asking for `wants`, counted as sent; the sender's next idle must have answered them */
+  protected statusAsking (wants: CID[]): StatusMessage {
+    this.counters.statusesSent++
     this.lastAsked = wants
     return { type: 'status', wants }
   }

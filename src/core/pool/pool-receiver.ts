@@ -331,10 +331,9 @@ export class PoolReceiver {
   /**
    * The wants whose buckets `provider` owns, at most one status's worth;
    * only raw leaves while a leader walks the DAG and `provider` is not it
-   * (the leader sends the other blocks), and only those not yet asked of
-   * `unaskedOf` when given
+   * (the leader sends the other blocks)
    */
-  private wantsOf (provider: string, unaskedOf?: PoolMember): CID[] {
+  private wantsOf (provider: string): CID[] {
     if (this.failures.has(provider)) {
       return []
     }
@@ -346,9 +345,6 @@ export class PoolReceiver {
         break
       }
       if (leavesOnly && want.code !== raw.code) {
-        continue
-      }
-      if (unaskedOf?.wasAsked(want) === true) {
         continue
       }
       if (this.planner.ownerOf(want) === provider) {
@@ -471,9 +467,7 @@ export class PoolMember extends ReceiverSession {
       // is how this member works, not a straggler round: each round needs
       // the last one answered, so their count is bounded by the DAG's size
       this.checkAnswered()
-      this.counters.statusesSent++
-      this.lastAsked = wants
-      return { type: 'status', wants, shard: this.pool.shardOf(this.provider) }
+      return { ...this.statusAsking(wants), shard: this.pool.shardOf(this.provider) }
     }
     return { ...this.stragglerRound(wants), shard: this.pool.shardOf(this.provider) }
   }
