@@ -166,6 +166,17 @@ export class ShardPlanner {
     return moves
   }
 
+  /**
+   * `provider` took no work in {@link finished} but is still sending what it
+   * was asked: it runs on (others may take from it again)
+   */
+  resumed (provider: string): void {
+    const state = this.state(provider)
+    if (state.state === 'finished') {
+      state.state = 'running'
+    }
+  }
+
   /** Without a backlog: half of the buckets of the provider with the most buckets per unit of rate */
   private takeHalf (provider: string, now: number, sendOrder: (bucket: number) => number): BucketMove[] {
     const victim = this.slowest(now)

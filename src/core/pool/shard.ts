@@ -100,6 +100,18 @@ export class Shard {
     return bucket >= 0 && bucket < this.count && (this.mask[bucket >> 3] & (1 << (bucket & 7))) !== 0
   }
 
+  /**
+   * A shard owning the buckets of both
+   *
+   * @throws {RangeError} when the two cut the block space into different counts
+   */
+  union (other: Shard): Shard {
+    if (other.count !== this.count) {
+      throw new RangeError(`Shards of ${this.count} and ${other.count} buckets cannot be joined`)
+    }
+    return new Shard(this.count, this.mask.map((byte, i) => byte | other.mask[i]))
+  }
+
   /** The owned buckets, in order */
   buckets (): number[] {
     const owned: number[] = []

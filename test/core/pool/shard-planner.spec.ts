@@ -6,7 +6,7 @@ import { expect } from 'aegir/chai'
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
 import { ShardPlanner } from '../../../src/core/pool/shard-planner.ts'
-import { bucketOf } from '../../../src/core/pool/shard.ts'
+import { Shard, bucketOf } from '../../../src/core/pool/shard.ts'
 import { randomBytes, randomSource } from '../../fixtures/random.ts'
 import type { BucketBacklog } from '../../../src/core/pool/shard-planner.ts'
 
@@ -183,6 +183,25 @@ describe('core/pool ShardPlanner', () => {
     expect(planner.finished('fast', 10)).to.deep.equal([{ from: 'slow', to: 'fast', buckets: [6, 7] }])
     expect(planner.bucketsOf('fast')).to.deep.equal([0, 1, 2, 3, 6, 7])
     checkOwnership(planner, ['fast', 'slow'])
+  })
+
+  it('a provider that found nothing to take while still sending runs on: another can take from it later', () => {
+    const planner = new ShardPlanner({ providers: ['a', 'b'], buckets: 4 })
+    const backlog = (wants: number[]): Map<number, BucketBacklog> => new Map(wants.map((count, bucket) => [bucket, { wants: count, position: bucket }]))
+    // a looks for work while b has nothing left to take: a finishes, unless resumed
+    expect(planner.finished('a', 10, undefined, backlog([3, 3, 0, 0]))).to.deep.equal([])
+    expect(planner.running).to.deep.equal(['b'])
+    planner.resumed('a')
+    expect(planner.running).to.deep.equal(['a', 'b'])
+    // now b, done with its own, can take from a, which is running again
+    expect(planner.finished('b', 20, undefined, backlog([3, 3, 0, 0]))).to.deep.equal([{ from: 'a', to: 'b', buckets: [1] }])
+    checkOwnership(planner, ['a', 'b'])
+  })
+
+  it('shards join: the union owns the buckets of both, of one count only', () => {
+    const joined = Shard.of(16, [0, 1, 9]).union(Shard.of(16, [1, 2, 15]))
+    expect(joined.buckets()).to.deep.equal([0, 1, 2, 9, 15])
+    expect(() => Shard.of(16, [0]).union(Shard.of(8, [0]))).to.throw(RangeError)
   })
 
   it('a failed provider\'s buckets go to the others, the fastest first; with none left nothing moves', () => {
