@@ -15,14 +15,19 @@
  * whichever provider's copy comes first; the others' copies are duplicates
  * (the roots' own blocks, and what was in flight when work moved).
  *
- * When a provider goes idle, it is asked for the wants of its buckets (the
- * stragglers of Bloom false positives); with none left, it takes part of
- * the backlog of the provider expected to finish last (work stealing): that
- * one is sent a status narrowing its shard, and the stealer is asked for
- * the wants of the buckets it took. A provider that fails (a reset, a
- * stall, a forged or unrequested block, a block it lacks) loses its
- * buckets to the others; when the leader fails, the others are asked for
- * every want of their buckets, a DAG level a round.
+ * An asked provider is asked only a little ahead of what it delivers:
+ * about 250 ms of its recent rate (at least 1 MiB), counted in leaves of
+ * the mean size stored so far. The rest of its buckets' leaves wait in its
+ * queue at the receiver, where they can still move: when a provider's queue
+ * runs dry, it takes part of the queue of the provider expected to finish
+ * last (work stealing), and what that one was asked stays its own, so
+ * nothing moves that may be in flight. The leader, once its walk is over,
+ * is asked the same way. When a provider goes idle with nothing queued, it
+ * may also take buckets from the walking leader, which is then sent a
+ * status narrowing its shard. A provider that fails (a reset, a stall, a
+ * forged or unrequested block, a block it lacks) loses its buckets and
+ * what it was asked to the others; when the leader fails, the others are
+ * asked for every want of their buckets, a DAG level a round.
  * The pull is complete when the shared frontier is.
  */
 
@@ -42,6 +47,25 @@ import type { CID } from 'multiformats/cid'
 
 /** Least time between two feeds of new leaves to the members that do not walk the DAG */
 const FEED_INTERVAL_MS = 20
+
+/**
+ * How far ahead an asked member is asked: the bytes it delivers in this
+ * long at its rate so far. Enough to keep a link busy whose round trip is
+ * well under it; little enough that work can still move once it is asked
+ */
+const ASK_AHEAD_MS = 250
+
+/** Least time between two steals by one member that still sends */
+const STEAL_INTERVAL_MS = 50
+
+/** An asked member's rate is what it delivered over this many ms */
+const RATE_WINDOW_MS = 200
+
+/** The least an asked member may have asked and not yet arrived, bytes (its first round trip) */
+const MIN_ASK_AHEAD_BYTES = 1024 * 1024
+
+/** What a raw leaf is taken to weigh before any has arrived, bytes */
+const FIRST_LEAF_ESTIMATE = 16 * 1024
 
 /**
  * A verifier that remembers the bytes it verified last for each CID, so a
@@ -123,10 +147,19 @@ export class PoolReceiver {
   private turn: Promise<unknown> = Promise.resolve()
   /** The provider that walks the DAG and sends its interior blocks; undefined once it failed */
   private leader?: string
+  /** True once the leader's walk is over (it went idle): from then on it is asked for its leaves as the others are */
+  private leaderWalked = false
   /** When the other members were last given the leaves found since */
   private lastFeed = -Infinity
   /** Wants found since the last feed, in the order found */
   private readonly fresh: CID[]
+  /** Raw wants asked of an asked member and not yet held, by key: each is asked of one member at a time */
+  private readonly inFlight = new Map<string, { cid: CID, member: PoolMember }>()
+  /** Raw leaves stored, and their bytes: what an asked want is taken to weigh */
+  private leavesStored = 0
+  private leafBytesStored = 0
+  /** A feed due once FEED_INTERVAL_MS has passed since the last one */
+  private feedTimer?: ReturnType<typeof setTimeout>
 
   private constructor (init: PoolReceiverInit, frontier: ReceiverFrontier, fresh: CID[]) {
     this.init = init
@@ -187,7 +220,8 @@ export class PoolReceiver {
       return
     }
     this.failures.set(provider, err)
-    this.members.get(provider)?.markFailed()
+    const member = this.members.get(provider)
+    member?.markFailed()
     this.planner.failed(provider, this.now())
     if (provider === this.leader) {
       // no one walks the DAG now: each member is asked for every want of its buckets, a level a round
@@ -195,6 +229,18 @@ export class PoolReceiver {
     }
     // between frontier updates: the wants are then the whole story
     void this.exclusive(async () => {
+      if (member != null) {
+        // what it was asked and had not sent, and what it was yet to be asked, go to the new owners
+        const orphans = member.takeQueued(Infinity)
+        for (const [key, entry] of this.inFlight) {
+          if (entry.member === member) {
+            this.inFlight.delete(key)
+            orphans.push(entry.cid)
+          }
+        }
+        member.outstanding = 0
+        this.enqueue(orphans)
+      }
       this.dispatch()
       this.feed()
     })
@@ -202,6 +248,8 @@ export class PoolReceiver {
 
   /** Gives back what the pull holds of node-wide budgets; call once when it ends */
   close (): void {
+    clearTimeout(this.feedTimer)
+    this.feedTimer = undefined
     this.frontier.release()
   }
 
@@ -212,47 +260,154 @@ export class PoolReceiver {
     return result
   }
 
-  /** Counts a stored block towards its provider's rate; wakes every member once the pull is complete */
-  stored (provider: string, bytes: number): void {
+  /**
+   * Counts a stored block towards its provider's rate and settles it for the
+   * member it was asked of; wakes every member once the pull is complete,
+   * else feeds the asked members (at most every FEED_INTERVAL_MS)
+   */
+  stored (provider: string, cid: CID, bytes: number): void {
     const now = this.now()
     this.planner.received(provider, bytes, now)
+    this.members.get(provider)?.delivered(bytes, now)
+    if (cid.code === raw.code) {
+      this.leavesStored++
+      this.leafBytesStored += bytes
+    }
+    const key = cidKey(cid)
+    const asked = this.inFlight.get(key)
+    if (asked != null) {
+      this.inFlight.delete(key)
+      asked.member.outstanding--
+    }
     if (this.complete) {
+      clearTimeout(this.feedTimer)
+      this.feedTimer = undefined
       for (const member of this.members.values()) {
         member.news.notify()
       }
       return
     }
-    if (now - this.lastFeed >= FEED_INTERVAL_MS) {
-      this.lastFeed = now
+    this.scheduleFeed(now)
+  }
+
+  /** Feeds now when the last feed is FEED_INTERVAL_MS old, else once it is */
+  private scheduleFeed (now: number): void {
+    if (this.feedTimer != null) {
+      return
+    }
+    const wait = this.lastFeed + FEED_INTERVAL_MS - now
+    const run = (): void => {
+      this.feedTimer = undefined
+      this.lastFeed = this.now()
       void this.exclusive(async () => { this.feed() })
+    }
+    if (wait <= 0) {
+      run()
+    } else {
+      this.feedTimer = setTimeout(run, wait)
     }
   }
 
-  /** True when `provider` walks the DAG (the leader) rather than asking for single blocks */
+  /** What an asked raw want is taken to weigh: the mean of the leaves stored so far */
+  private leafEstimate (): number {
+    return this.leavesStored > 0 ? this.leafBytesStored / this.leavesStored : FIRST_LEAF_ESTIMATE
+  }
+
+  /** How many more wants `member` may be asked now: ASK_AHEAD_MS of its rate, less what it was asked and has not sent */
+  private roomOf (member: PoolMember): number {
+    const ahead = Math.max(MIN_ASK_AHEAD_BYTES, member.bytesPerMs(this.now()) * ASK_AHEAD_MS)
+    // one more than the estimate: the next want is asked while a large leaf arrives
+    return Math.max(0, Math.ceil(ahead / this.leafEstimate()) + 1 - member.outstanding)
+  }
+
+  /**
+   * Puts raw wants in the queues of their buckets' owners, when those are
+   * asked members (a walking owner finds them by itself, or at its idle)
+   */
+  private enqueue (wants: CID[]): void {
+    for (const want of wants) {
+      if (want.code !== raw.code || !this.frontier.isWanted(want) || this.inFlight.has(cidKey(want))) {
+        continue
+      }
+      const owner = this.members.get(this.planner.ownerOf(want))
+      if (owner != null && !owner.failed && !this.walks(owner.provider)) {
+        owner.queue(want)
+      }
+    }
+  }
+
+  /** Takes up to `member`'s room from its queue, and counts them as asked of it */
+  private ask (member: PoolMember, max: number): CID[] {
+    const wants = member.takeQueued(Math.min(max, this.roomOf(member))).filter(want => this.frontier.isWanted(want) && !this.inFlight.has(cidKey(want)))
+    for (const want of wants) {
+      this.inFlight.set(cidKey(want), { cid: want, member })
+    }
+    member.outstanding += wants.length
+    return wants
+  }
+
+  /**
+   * The raw wants of `member`'s first pull, as far as its room allows; the
+   * rest wait in its queue
+   */
+  firstAsk (member: PoolMember, wants: CID[]): CID[] {
+    member.queue(...wants)
+    return this.ask(member, this.init.maxCidsPerMessage ?? Infinity)
+  }
+
+  /** True when `provider` walks the DAG (the leader, until its walk is over) rather than being asked for single leaves */
   walks (provider: string): boolean {
-    return provider === this.leader
+    return provider === this.leader && !this.leaderWalked
   }
 
   /**
    * Gives each member other than the leader the wants of its buckets found
-   * since it was last asked (the leaves below the leader's interior
-   * blocks), while it still sends: its link need not wait for it to go idle
+   * since (the leaves below the leader's interior blocks), as far as its
+   * room allows, while it still sends: its link need not wait for it to go
+   * idle, and what it was not asked yet can still move to another member
    */
   private feed (): void {
     if (this.complete) {
       this.fresh.length = 0
       return
     }
+    if (this.leader == null) {
+      this.feedLeaderless()
+      return
+    }
+    this.enqueue(this.fresh.splice(0))
+    const max = this.init.maxCidsPerMessage ?? Infinity
+    const now = this.now()
+    for (const member of this.members.values()) {
+      if (member.failed || this.walks(member.provider)) {
+        continue
+      }
+      if (member.queued === 0 && member.bytesPerMs(now) > 0 && now - member.lastSteal >= STEAL_INTERVAL_MS && this.roomOf(member) > 0) {
+        // it will run dry before its next idle: it takes work while what it has in flight still keeps it busy
+        this.steal(member, true)
+      }
+      if (member.queued > 0) {
+        member.topUp(this.ask(member, max))
+      }
+    }
+  }
+
+  /**
+   * With no leader, every want found (interior blocks too) is asked of its
+   * bucket's owner as soon as found: nothing else will show the owner below
+   * the blocks it sends
+   */
+  private feedLeaderless (): void {
     const max = this.init.maxCidsPerMessage ?? Infinity
     const batches = new Map<PoolMember, CID[]>()
     let taken = 0
     for (; taken < this.fresh.length; taken++) {
       const want = this.fresh[taken]
-      if ((this.leader != null && want.code !== raw.code) || !this.frontier.isWanted(want)) {
+      if (!this.frontier.isWanted(want)) {
         continue
       }
       const member = this.members.get(this.planner.ownerOf(want))
-      if (member == null || member.failed || this.walks(member.provider) || member.wasAsked(want)) {
+      if (member == null || member.failed || member.wasAsked(want)) {
         continue
       }
       const batch = batches.get(member) ?? []
@@ -275,14 +430,18 @@ export class PoolReceiver {
    * until a failure or another member's blocks give it work
    */
   idle (member: PoolMember): Message[] {
-    let wants = this.wantsOf(member.provider)
+    if (member.provider === this.leader && !this.leaderWalked) {
+      // its walk is over: the leaves of its buckets it has not sent (those
+      // it inherited or a Bloom hid) are asked of it a little at a time, as
+      // of the others, so that work moving away from it stays out of flight
+      this.leaderWalked = true
+      this.enqueue(this.frontier.wants())
+    }
+    this.settle(member)
+    let wants = this.wantsOf(member)
     if (wants.length === 0) {
-      // steal the part of the backlog of the one expected to finish last that it would reach last
-      const moves = this.planner.finished(member.provider, this.now(), undefined, this.backlog())
-      for (const move of moves) {
-        this.members.get(move.from)?.narrow(this.shardOf(move.from))
-      }
-      wants = this.wantsOf(member.provider)
+      this.steal(member)
+      wants = this.wantsOf(member)
     }
     // the others that wait may own wants found since they went idle
     member.waiting = wants.length === 0
@@ -291,16 +450,61 @@ export class PoolReceiver {
   }
 
   /**
-   * The raw wants of each bucket, and the position of its first one in the
-   * frontier's order, which is the order providers walk the DAG in and
-   * send their leaves (how soon its owner will send it). Raw leaves are
-   * what a shard divides; buckets without one are absent
+   * Forgets what `member` was asked that is no longer wanted: at its idle,
+   * every want it was asked has arrived (from it or another member)
    */
-  private backlog (): Map<number, BucketBacklog> {
+  private settle (member: PoolMember): void {
+    for (const [key, entry] of this.inFlight) {
+      if (entry.member === member && !this.frontier.isWanted(entry.cid)) {
+        this.inFlight.delete(key)
+        member.outstanding--
+      }
+    }
+  }
+
+  /**
+   * Moves to `thief` the part of the backlog of the provider expected to
+   * finish last that it would reach last (ShardPlanner.finished). A walking
+   * victim is told to leave the moved buckets out; an asked victim keeps
+   * what it was asked and loses what it was not
+   */
+  private steal (thief: PoolMember, early = false): void {
+    thief.lastSteal = this.now()
+    // before it is idle, it takes only from asked members: a walking one's leaves may be in flight already
+    const moves = this.planner.finished(thief.provider, this.now(), undefined, this.backlog(early))
+    if (early && moves.length === 0) {
+      this.planner.resumed(thief.provider)
+    }
+    for (const move of moves) {
+      const from = this.members.get(move.from)
+      if (from == null) {
+        continue
+      }
+      const moved = new Set(move.buckets)
+      const inMoved = (want: CID): boolean => moved.has(bucketOf(want, this.planner.buckets))
+      if (this.walks(from.provider) || this.leader == null) {
+        // it finds its raw leaves by itself: it must be told to leave the moved ones out
+        from.narrow(this.shardOf(from.provider))
+        this.enqueue(this.frontier.wants().filter(inMoved))
+      } else {
+        // it sends only what it is asked: what it was asked stays its own, what it was not moves
+        this.enqueue(from.takeQueued(Infinity, inMoved))
+      }
+    }
+  }
+
+  /**
+   * The raw wants of each bucket that can still move, and the position of
+   * its first one in the frontier's order, which is the order providers
+   * walk the DAG in and send their leaves (how soon its owner will send
+   * it). Raw leaves are what a shard divides; wants already asked of an
+   * asked member are its own, and buckets without a movable want are absent
+   */
+  private backlog (askedOnly: boolean): Map<number, BucketBacklog> {
     const backlog = new Map<number, BucketBacklog>()
     let position = 0
     for (const want of this.frontier.wants()) {
-      if (want.code === raw.code) {
+      if (want.code === raw.code && !this.inFlight.has(cidKey(want)) && !(askedOnly && this.walks(this.planner.ownerOf(want)))) {
         const bucket = bucketOf(want, this.planner.buckets)
         const entry = backlog.get(bucket)
         if (entry == null) {
@@ -320,7 +524,7 @@ export class PoolReceiver {
       if (!member.waiting || member.failed) {
         continue
       }
-      const wants = this.wantsOf(member.provider)
+      const wants = this.wantsOf(member)
       if (wants.length > 0) {
         member.waiting = false
         member.askUnprompted(wants)
@@ -329,27 +533,39 @@ export class PoolReceiver {
   }
 
   /**
-   * The wants whose buckets `provider` owns, at most one status's worth;
-   * only raw leaves while a leader walks the DAG and `provider` is not it
-   * (the leader sends the other blocks)
+   * The wants to ask of `member` now, at most one status's worth. While
+   * there is a leader, an asked member gets the raw leaves of its buckets
+   * from its queue, as far as its room allows, and the leader once its walk
+   * is over also every other want; with no leader (or while it walks)
+   * every want its buckets hold, less those asked of another member
    */
-  private wantsOf (provider: string): CID[] {
-    if (this.failures.has(provider)) {
+  private wantsOf (member: PoolMember): CID[] {
+    if (member.failed) {
       return []
     }
-    const leavesOnly = this.leader != null && !this.walks(provider)
     const max = this.init.maxCidsPerMessage ?? Infinity
     const wants: CID[] = []
+    let leavesToo = true
+    if (this.leader != null && !this.walks(member.provider)) {
+      wants.push(...this.ask(member, max))
+      if (member.provider !== this.leader) {
+        return wants
+      }
+      // the leader also sends every block that is not a raw leaf, whatever its bucket (one a Bloom's false positive hid)
+      leavesToo = false
+    }
     for (const want of this.frontier.wants()) {
       if (wants.length >= max) {
         break
       }
-      if (leavesOnly && want.code !== raw.code) {
+      if (leavesToo ? this.planner.ownerOf(want) !== member.provider : want.code === raw.code) {
         continue
       }
-      if (this.planner.ownerOf(want) === provider) {
-        wants.push(want)
+      const asked = this.inFlight.get(cidKey(want))
+      if (asked != null && asked.member !== member && !asked.member.failed) {
+        continue
       }
+      wants.push(want)
     }
     return wants
   }
@@ -377,6 +593,17 @@ export class PoolMember extends ReceiverSession {
   private idleAnswered = -1
   /** The wants asked of it so far (a member that does not walk the DAG is fed new ones only) */
   private readonly asked = new Set<string>()
+  /** Raw wants of its buckets it was not asked yet, in the order found (an asked member only) */
+  private waitingWants: CID[] = []
+  /** Raw wants asked of it (by the pool's feeds and rounds) that are not held yet */
+  outstanding = 0
+  /** When it last stole work */
+  lastSteal = -Infinity
+  /** The shard its sender has now */
+  private wireShard?: Shard
+  /** Block bytes it delivered over the last RATE_WINDOW_MS, oldest first */
+  private readonly deliveries: Array<{ at: number, bytes: number }> = []
+  private bytesInWindow = 0
 
   /** Made by {@link PoolReceiver.member} */
   constructor (init: ReceiverSessionInit, frontier: ReceiverFrontier, pool: PoolReceiver, provider: string) {
@@ -419,11 +646,72 @@ export class PoolMember extends ReceiverSession {
     const shard = this.pool.shardOf(this.provider)
     let wants = request.wants.filter(want => shard.sends(want))
     if (request.depthLimit === 0) {
-      // a member that does not walk: the raw leaves of its buckets known so far, else the roots' own blocks
-      wants = wants.filter(want => want.code === raw.code)
+      // a member that does not walk: the raw leaves of its buckets known so far (as far as its room allows), else the roots' own blocks
+      wants = this.pool.firstAsk(this, wants.filter(want => want.code === raw.code))
     }
     this.noteAsked(wants)
+    this.wireShard = shard
     return { ...request, wants, shard }
+  }
+
+  /**
+   * The shard to send with a status that asks for more. A walking member's
+   * is exactly its buckets. An asked member's only grows between idles: a
+   * bucket that moved away keeps what it was asked there (it sends only
+   * what it is asked, S-14), and narrowing would withdraw those wants
+   */
+  private shardToSend (settled: boolean): Shard {
+    const now = this.pool.shardOf(this.provider)
+    if (this.pool.walks(this.provider) || settled || this.wireShard == null) {
+      this.wireShard = now
+    } else {
+      this.wireShard = this.wireShard.union(now)
+    }
+    return this.wireShard
+  }
+
+  /** Raw wants waiting in its queue */
+  get queued (): number {
+    return this.waitingWants.length
+  }
+
+  /** Adds raw wants of its buckets to its queue */
+  queue (...wants: CID[]): void {
+    this.waitingWants.push(...wants)
+  }
+
+  /** Takes up to `max` wants from its queue (those `which` accepts; all by default), in the order queued */
+  takeQueued (max: number, which: (want: CID) => boolean = () => true): CID[] {
+    const taken: CID[] = []
+    const kept: CID[] = []
+    for (const want of this.waitingWants) {
+      if (taken.length < max && which(want)) {
+        taken.push(want)
+      } else {
+        kept.push(want)
+      }
+    }
+    this.waitingWants = kept
+    return taken
+  }
+
+  /** Counts a block it delivered towards its rate */
+  delivered (bytes: number, now: number): void {
+    this.deliveries.push({ at: now, bytes })
+    this.bytesInWindow += bytes
+    this.forget(now)
+  }
+
+  /** Block bytes per ms it delivered over the last RATE_WINDOW_MS */
+  bytesPerMs (now: number): number {
+    this.forget(now)
+    return this.bytesInWindow / RATE_WINDOW_MS
+  }
+
+  private forget (now: number): void {
+    while (this.deliveries.length > 0 && this.deliveries[0].at <= now - RATE_WINDOW_MS) {
+      this.bytesInWindow -= (this.deliveries.shift() as { bytes: number }).bytes
+    }
   }
 
   /** True when `cid` was asked of this provider */
@@ -449,7 +737,7 @@ export class PoolMember extends ReceiverSession {
     this.lastAsked.push(...wants)
     this.counters.statusesSent++
     this.waiting = false
-    this.unprompted.push({ type: 'status', wants, shard: this.pool.shardOf(this.provider) })
+    this.unprompted.push({ type: 'status', wants, shard: this.shardToSend(false) })
     this.news.notify()
   }
 
@@ -467,9 +755,9 @@ export class PoolMember extends ReceiverSession {
       // is how this member works, not a straggler round: each round needs
       // the last one answered, so their count is bounded by the DAG's size
       this.checkAnswered()
-      return { ...this.statusAsking(wants), shard: this.pool.shardOf(this.provider) }
+      return { ...this.statusAsking(wants), shard: this.shardToSend(true) }
     }
-    return { ...this.stragglerRound(wants), shard: this.pool.shardOf(this.provider) }
+    return { ...this.stragglerRound(wants), shard: this.shardToSend(true) }
   }
 
   /** Asks for `wants` while the sender waits */
@@ -491,6 +779,7 @@ export class PoolMember extends ReceiverSession {
     this.lastAsked = this.lastAsked.filter(want => shard.sends(want))
 
     this.counters.statusesSent++
+    this.wireShard = shard
     this.unprompted.push({ type: 'status', wants: [], shard })
     this.news.notify()
   }
@@ -508,7 +797,7 @@ export class PoolMember extends ReceiverSession {
     }
     const outcome = await this.pool.exclusive(async () => super.storeBlock(cid, bytes, options))
     if (outcome === 'stored') {
-      this.pool.stored(this.provider, bytes.byteLength)
+      this.pool.stored(this.provider, cid, bytes.byteLength)
     } else if (outcome === 'duplicate') {
       // a block that turned from wanted to held while it waited: verified above, or now
       await this.verifier.verify(cid, bytes)

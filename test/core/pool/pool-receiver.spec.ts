@@ -9,7 +9,7 @@ import { SenderSession } from '../../../src/core/sender.ts'
 import { BlocksNotAvailableError, HashMismatchError } from '../../../src/errors.ts'
 import { FramedStream } from '../../../src/transport/framed-stream.ts'
 import { runReceiver, runSender } from '../../../src/transport/run-session.ts'
-import { buildDag, getBytes, putAll } from '../../fixtures/dag.ts'
+import { buildDag, cborBlock, getBytes, putAll, rawBlock } from '../../fixtures/dag.ts'
 import { treeSpecs } from '../../fixtures/dags.ts'
 import type { BlockSource } from '../../../src/core/blocks.ts'
 import type { Message, PullMessage } from '../../../src/core/messages.ts'
@@ -48,9 +48,10 @@ async function firstMessage (framed: FramedStream, signal: AbortSignal): Promise
  * A CAR Pool pull of `root` into `target` from `providers`, each a
  * SenderSession over an in-memory stream pair, served as the node serves a pull
  */
-async function poolPull (target: MemoryBlockstore, root: CID, providers: Provider[], buckets?: number): Promise<PoolOutcome> {
+async function poolPull (target: MemoryBlockstore, root: CID, providers: Provider[], buckets?: number, watch?: (pool: PoolReceiver) => void): Promise<PoolOutcome> {
   const signal = AbortSignal.timeout(SESSION_TIMEOUT)
   const pool = await PoolReceiver.create({ blockstore: target, roots: [root], providers: providers.map(p => p.key), buckets })
+  watch?.(pool)
   const senders = new Map<string, SenderSession>()
   const leaves = new Map<string, CID[]>()
   const results = new Map<string, PromiseSettledResult<void>>()
@@ -91,6 +92,25 @@ async function poolPull (target: MemoryBlockstore, root: CID, providers: Provide
 async function tree (salt: string): Promise<{ root: CID, blocks: Block[], leaves: Block[] }> {
   const blocks = await buildDag(treeSpecs(3, 6), salt)
   return { root: blocks[0].cid, blocks, leaves: blocks.filter(b => b.cid.code === raw.code) }
+}
+
+/** A dag-cbor root over `groups` dag-cbor nodes, each linking `perGroup` raw leaves of `leafBytes` seeded bytes */
+async function wideLeaves (salt: string, groups: number, perGroup: number, leafBytes: number): Promise<{ root: CID, blocks: Block[], leaves: Block[] }> {
+  const leaves: Block[] = []
+  const nodes: Block[] = []
+  for (let g = 0; g < groups; g++) {
+    const group: Block[] = []
+    for (let i = 0; i < perGroup; i++) {
+      const bytes = new Uint8Array(leafBytes)
+      new DataView(bytes.buffer).setUint32(0, g * perGroup + i)
+      bytes.set(new TextEncoder().encode(salt), 4)
+      group.push(await rawBlock(bytes))
+    }
+    leaves.push(...group)
+    nodes.push(await cborBlock({ group: g, leaves: group.map(leaf => leaf.cid) }))
+  }
+  const root = await cborBlock({ salt, groups: nodes.map(node => node.cid) })
+  return { root: root.cid, blocks: [root, ...nodes, ...leaves], leaves }
 }
 
 async function storeOf (blocks: Iterable<Block>): Promise<MemoryBlockstore> {
@@ -228,6 +248,36 @@ describe('core/pool PoolReceiver over stream pairs', () => {
     await expectHoldsAll(target, blocks)
     expect(sentLeaves.get('slow')?.length).to.be.below(slowShare / 2)
     expect(pool.planner.bucketsOf('fast').length).to.be.above(DEFAULT_POOL_BUCKETS / 2)
+  })
+
+  it('an asked provider is asked only a little ahead of what it sends, and what it was asked stays its own when others take its work', async () => {
+    // 256 leaves of 64 KiB: the slow provider's buckets hold about 85 of them
+    const { root, blocks, leaves } = await wideLeaves('pool-ahead', 8, 32, 64 * 1024)
+    const target = new MemoryBlockstore()
+    const share = leaves.filter(leaf => bucketOf(leaf.cid, DEFAULT_POOL_BUCKETS) >= DEFAULT_POOL_BUCKETS / 3 && bucketOf(leaf.cid, DEFAULT_POOL_BUCKETS) < DEFAULT_POOL_BUCKETS * 2 / 3).length
+    let mostAhead = 0
+    let sampler: ReturnType<typeof setInterval> | undefined
+
+    const { pool, leaves: sentLeaves, results } = await poolPull(target, root, [
+      { key: 'leader', store: await storeOf(blocks) },
+      { key: 'slow', store: slowStore(await storeOf(blocks), 20) },
+      { key: 'fast', store: await storeOf(blocks) }
+    ], undefined, watched => {
+      sampler = setInterval(() => { mostAhead = Math.max(mostAhead, watched.member('slow').outstanding) }, 1)
+    })
+    clearInterval(sampler)
+
+    expect([...results.values()].map(r => r.status)).to.deep.equal(['fulfilled', 'fulfilled', 'fulfilled'])
+    expect(pool.complete).to.be.true()
+    await expectHoldsAll(target, blocks)
+    // asked all at once, it would hold its whole share; ahead by its rate, well under half of it
+    expect(share).to.be.above(60)
+    expect(mostAhead).to.be.within(1, share / 2)
+    // the others took most of its work, and none of what it was asked: it sent no leaf another sent
+    const slow = sentLeaves.get('slow') ?? []
+    expect(slow.length).to.be.below(share / 2)
+    const others = new Set([...(sentLeaves.get('leader') ?? []), ...(sentLeaves.get('fast') ?? [])].map(cid => cid.toString()))
+    expect(slow.filter(cid => others.has(cid.toString()))).to.deep.equal([])
   })
 
   it('a provider that lacks blocks is dropped and named; the others send its buckets', async () => {
