@@ -483,8 +483,17 @@ export class PoolReceiver {
       const moved = new Set(move.buckets)
       const inMoved = (want: CID): boolean => moved.has(bucketOf(want, this.planner.buckets))
       if (this.walks(from.provider) || this.leader == null) {
-        // it finds its raw leaves by itself: it must be told to leave the moved ones out
-        from.narrow(this.shardOf(from.provider))
+        // it finds its raw leaves by itself: it must be told to leave the
+        // moved ones out, which withdraws what it was asked outside its
+        // shard (S-15), in buckets moved earlier without a narrowing too
+        const shard = this.shardOf(from.provider)
+        from.narrow(shard)
+        for (const [key, entry] of this.inFlight) {
+          if (entry.member === from && !shard.sends(entry.cid)) {
+            this.inFlight.delete(key)
+            from.outstanding--
+          }
+        }
         this.enqueue(this.frontier.wants().filter(inMoved))
       } else {
         // it sends only what it is asked: what it was asked stays its own, what it was not moves

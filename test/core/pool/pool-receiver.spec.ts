@@ -325,6 +325,28 @@ describe('core/pool PoolReceiver over stream pairs', () => {
     expect(fromOthers).to.be.at.least(3)
   })
 
+  it('a leader that fails while a slow provider still has leaves asked of it: work a fast one takes from it is not lost', async () => {
+    // 256 leaves of 16 KiB in 8 groups; the leader lacks the last group's block
+    const { root, blocks } = await wideLeaves('pool-leaderless-steal', 8, 32, 16 * 1024)
+    const hole = blocks[8]
+    const target = new MemoryBlockstore()
+
+    const { pool, results } = await poolPull(target, root, [
+      { key: 'leader', store: slowStore(await storeOf(blocks.filter(block => block !== hole)), 5) },
+      { key: 'slow', store: slowStore(await storeOf(blocks), 20) },
+      { key: 'fast', store: await storeOf(blocks) }
+    ])
+
+    expect((results.get('leader') as PromiseRejectedResult).reason.name).to.equal(BlocksNotAvailableError.name)
+    expect(results.get('slow')?.status).to.equal('fulfilled')
+    expect(results.get('fast')?.status).to.equal('fulfilled')
+    expect(pool.complete).to.be.true()
+    await expectHoldsAll(target, blocks)
+    // with no one walking, a steal narrows the slow one's shard, which withdraws what it was asked outside it
+    // (in buckets moved before the leader failed too): those leaves were asked of the fast one instead
+    expect(pool.planner.bucketsOf('fast').length).to.be.above(pool.planner.bucketsOf('slow').length)
+  })
+
   it('a provider that sends a forged block is dropped, even when another provider\'s copy came first', async () => {
     const { root, blocks } = await tree('pool-forged-late')
     // the root, which the leader sends and the other sends too (its shallow
