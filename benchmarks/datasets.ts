@@ -361,9 +361,11 @@ async function importTree (store: Pick<Blockstore, 'get' | 'put' | 'has'>, files
 /**
  * Picks the file `cat-path` reads: in the folder at depth 3 or more with the
  * most entries (the deepest folder when none is that deep), the median-sized
- * file under 256 KiB (one block with raw leaves)
+ * file under 256 KiB (one block with raw leaves). With no file that small
+ * that deep, the folder is taken at any depth; with none at all, there is
+ * no such file (undefined)
  */
-function pickCatFile (files: FileEntry[]): { file: FileEntry, depth: number, siblings: number } {
+function pickCatFile (files: FileEntry[]): { file: FileEntry, depth: number, siblings: number } | undefined {
   const folders = new Map<string, { files: FileEntry[], subfolders: Set<string> }>()
   const folder = (dir: string): { files: FileEntry[], subfolders: Set<string> } => {
     let f = folders.get(dir)
@@ -384,16 +386,25 @@ function pickCatFile (files: FileEntry[]): { file: FileEntry, depth: number, sib
   const maxDepth = Math.max(...[...folders.keys()].map(depthOf))
   const minDepth = Math.min(3, maxDepth)
   const entries = (dir: string): number => (folders.get(dir)?.files.length ?? 0) + (folders.get(dir)?.subfolders.size ?? 0)
-  const [dir] = [...folders.keys()]
-    .filter(d => depthOf(d) >= minDepth && (folders.get(d)?.files.some(f => f.content.byteLength < 256 * 1024) ?? false))
-    .sort((a, b) => entries(b) - entries(a) || depthOf(b) - depthOf(a) || (a < b ? -1 : 1))
+  const holdsSmall = (d: string): boolean => folders.get(d)?.files.some(f => f.content.byteLength < 256 * 1024) ?? false
+  const byEntries = (a: string, b: string): number => entries(b) - entries(a) || depthOf(b) - depthOf(a) || (a < b ? -1 : 1)
+  const candidates = [...folders.keys()].filter(holdsSmall)
+  const deepEnough = candidates.filter(d => depthOf(d) >= minDepth)
+  const [dir] = (deepEnough.length > 0 ? deepEnough : candidates).sort(byEntries)
+  if (dir == null) {
+    return undefined
+  }
   const small = (folders.get(dir)?.files ?? []).filter(f => f.content.byteLength < 256 * 1024).sort((a, b) => a.content.byteLength - b.content.byteLength || (a.path < b.path ? -1 : 1))
   return { file: small[Math.floor((small.length - 1) / 2)], depth: depthOf(dir), siblings: entries(dir) - 1 }
 }
 
 /** Reads the file by path with unixfs and counts the distinct blocks that took */
-async function catPathOf (store: FsBlockstore, root: CID, files: FileEntry[]): Promise<CatPath> {
-  const { file, depth, siblings } = pickCatFile(files)
+async function catPathOf (store: FsBlockstore, root: CID, files: FileEntry[]): Promise<CatPath | undefined> {
+  const picked = pickCatFile(files)
+  if (picked == null) {
+    return undefined
+  }
+  const { file, depth, siblings } = picked
   const read = new Map<string, number>()
   const counting: Pick<Blockstore, 'get' | 'put' | 'has'> = {
     get: async function * (cid, options) {
