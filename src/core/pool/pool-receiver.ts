@@ -231,15 +231,7 @@ export class PoolReceiver {
     void this.exclusive(async () => {
       if (member != null) {
         // what it was asked and had not sent, and what it was yet to be asked, go to the new owners
-        const orphans = member.takeQueued(Infinity)
-        for (const [key, entry] of this.inFlight) {
-          if (entry.member === member) {
-            this.inFlight.delete(key)
-            orphans.push(entry.cid)
-          }
-        }
-        member.outstanding = 0
-        this.enqueue(orphans)
+        this.enqueue([...member.takeQueued(Infinity), ...this.forgetAsked(member, () => true)])
       }
       this.dispatch()
       this.feed()
@@ -272,12 +264,13 @@ export class PoolReceiver {
     if (cid.code === raw.code) {
       this.leavesStored++
       this.leafBytesStored += bytes
-    }
-    const key = cidKey(cid)
-    const asked = this.inFlight.get(key)
-    if (asked != null) {
-      this.inFlight.delete(key)
-      asked.member.outstanding--
+      // only raw leaves are asked of one member at a time
+      const key = cidKey(cid)
+      const asked = this.inFlight.get(key)
+      if (asked != null) {
+        this.inFlight.delete(key)
+        asked.member.outstanding--
+      }
     }
     if (this.complete) {
       clearTimeout(this.feedTimer)
@@ -454,12 +447,20 @@ export class PoolReceiver {
    * every want it was asked has arrived (from it or another member)
    */
   private settle (member: PoolMember): void {
+    this.forgetAsked(member, cid => !this.frontier.isWanted(cid))
+  }
+
+  /** Forgets the wants asked of `member` that `which` picks (no longer counted as its own); returns them */
+  private forgetAsked (member: PoolMember, which: (cid: CID) => boolean): CID[] {
+    const forgotten: CID[] = []
     for (const [key, entry] of this.inFlight) {
-      if (entry.member === member && !this.frontier.isWanted(entry.cid)) {
+      if (entry.member === member && which(entry.cid)) {
         this.inFlight.delete(key)
-        member.outstanding--
+        forgotten.push(entry.cid)
       }
     }
+    member.outstanding -= forgotten.length
+    return forgotten
   }
 
   /**
@@ -488,12 +489,7 @@ export class PoolReceiver {
         // shard (S-15), in buckets moved earlier without a narrowing too
         const shard = this.shardOf(from.provider)
         from.narrow(shard)
-        for (const [key, entry] of this.inFlight) {
-          if (entry.member === from && !shard.sends(entry.cid)) {
-            this.inFlight.delete(key)
-            from.outstanding--
-          }
-        }
+        this.forgetAsked(from, cid => !shard.sends(cid))
         this.enqueue(this.frontier.wants().filter(inMoved))
       } else {
         // it sends only what it is asked: what it was asked stays its own, what it was not moves
