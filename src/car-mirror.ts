@@ -99,6 +99,8 @@ export class DefaultCarMirror implements CarMirror {
   private readonly maxSessions: number
   private readonly outbound = new Set<AbortController>()
   private readonly inbound = new Set<InboundSession>()
+  /** The most inbound sessions served at once since the node started */
+  private peakSessions = 0
   /** Pushes that broke off after the server accepted them, by peer and roots, until when they are remembered */
   private readonly interruptedPushes = new Map<string, number>()
   private stallTimer?: ReturnType<typeof setInterval>
@@ -160,9 +162,9 @@ export class DefaultCarMirror implements CarMirror {
   }
 
   stats (): CarMirrorStats {
-    const budgets = { sessions: { used: this.inbound.size, limit: this.maxSessions } } as CarMirrorStats['budgets']
+    const budgets = { sessions: { used: this.inbound.size, peak: this.peakSessions, limit: this.maxSessions } } as CarMirrorStats['budgets']
     for (const [name, budget] of Object.entries(this.budgets) as Array<[Exclude<BudgetName, 'sessions'>, Budget]>) {
-      budgets[name] = { used: budget.used, limit: budget.limit }
+      budgets[name] = { used: budget.used, peak: budget.peak, limit: budget.limit }
     }
     return { sessions: this.activeSessions, budgets, broker: { ...this.broker.stats } }
   }
@@ -700,6 +702,7 @@ export class DefaultCarMirror implements CarMirror {
     const admitted = this.admit(session.peer, session.address)
     if (admitted) {
       this.inbound.add(session)
+      this.peakSessions = Math.max(this.peakSessions, this.inbound.size)
     }
     // an evicted or stalled session ends with its reason, as an error frame
     const onAbort = (): void => { framed.interrupt(signal.reason) }

@@ -552,10 +552,12 @@ export interface CarMirrorStats {
     /** Started here */
     outbound: number
   }
-  /** Each node-wide budget: how much is held now, and its limit */
+  /** Each node-wide budget: how much is held now, the most held at once since the node started, and its limit */
   budgets: Record<BudgetName, {
     /** Held now */
     used: number
+    /** The most held at once since the node started (it may pass the limit by what a budget lets through before it waits, such as the frame still arriving) */
+    peak: number
     /** The most the node holds */
     limit: number
   }>

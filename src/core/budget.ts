@@ -21,6 +21,7 @@ export class Budget {
   /** The most that may be taken, in the budget's unit (bytes, CIDs or slots) */
   readonly limit: number
   private usedAmount = 0
+  private peakAmount = 0
   private readonly waiters: Array<() => void> = []
   /** Takers let through one per macrotask by `whenAvailableInTurn` */
   private readonly turns: Array<() => void> = []
@@ -41,6 +42,11 @@ export class Budget {
     return this.usedAmount
   }
 
+  /** The most ever taken at once since the budget was made */
+  get peak (): number {
+    return this.peakAmount
+  }
+
   /** True when nothing more may be taken */
   get exhausted (): boolean {
     return this.usedAmount >= this.limit
@@ -52,6 +58,7 @@ export class Budget {
       return false
     }
     this.usedAmount += amount
+    this.peakAmount = Math.max(this.peakAmount, this.usedAmount)
     return true
   }
 
@@ -69,6 +76,7 @@ export class Budget {
   /** Takes `amount` even past the limit (for what is already in memory); later takers wait */
   force (amount: number): void {
     this.usedAmount += amount
+    this.peakAmount = Math.max(this.peakAmount, this.usedAmount)
   }
 
   /**

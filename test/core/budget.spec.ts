@@ -50,4 +50,17 @@ describe('core/budget', () => {
     expect(through).to.equal(5)
     expect(budget.used).to.equal(30)
   })
+
+  it('peak is the most ever held at once, also past the limit, and does not fall when takers give back', () => {
+    const budget = new Budget('queuedWants', 100)
+    expect(budget.peak).to.equal(0)
+    expect(budget.tryTake(60)).to.be.true()
+    expect(budget.tryTake(60)).to.be.false()
+    expect(budget.peak).to.equal(60)
+    budget.force(70)
+    expect(budget.peak).to.equal(130)
+    budget.release(130)
+    expect(budget.used).to.equal(0)
+    expect(budget.peak).to.equal(130)
+  })
 })
