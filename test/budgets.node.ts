@@ -165,6 +165,34 @@ describe('node-wide budgets', () => {
     expectAllReturned(server.carMirror.stats())
   })
 
+  it('a peer that closes its end after its statuses cannot queue wants past the node\'s budget either', async () => {
+    const server = await node({ budgets: { queuedWants: 1000 } })
+    const client = await node()
+    const root = await addLargeFile(server, 16 * 1024 * 1024, 8)
+    // three pulls whose readers stop, then statuses of 800 wants each, then the end of their writing
+    const sessions = await Promise.all([0, 1, 2].map(async () => {
+      const framed = await openFramed(client, server)
+      await framed.write({ type: 'pull', roots: [root], wants: [] })
+      await readUntilEnd(framed, 2000, m => m.type === 'header')
+      framed.stream.pause()
+      return framed
+    }))
+    await Promise.all(sessions.map(async (framed, session) => {
+      for (let status = 0; status < 3; status++) {
+        await framed.write({ type: 'status', wants: Array.from({ length: 800 }, (_, i) => randomCid(`closed ${session}/${status}/${i}`)) }, { signal: AbortSignal.timeout(2000) })
+      }
+      await framed.stream.close({ signal: AbortSignal.timeout(2000) }).catch(() => {})
+    }))
+    await new Promise(resolve => setTimeout(resolve, 1000))
+    // a sender reads on once its peer closed (a done may follow), but what it reads without room may not go over the node's queue
+    expect(server.carMirror.stats().budgets.queuedWants.peak).to.be.at.most(1000)
+    for (const framed of sessions) {
+      framed.abort(new Error('done'))
+    }
+    await eventually(() => Object.values(server.carMirror.stats().budgets).every(({ used }) => used === 0))
+    expectAllReturned(server.carMirror.stats())
+  })
+
   it('counts a frame still arriving against the buffer budget, and gives it back when the stream ends', async () => {
     const server = await node({ budgets: { bufferedBytes: 1024 } })
     const client = await node()

@@ -151,6 +151,8 @@ export class SenderSession {
   private rootMissing = false
   /** Room taken in the node's want queue for the next message */
   private reserved = 0
+  /** Set when the message being read was let through without room: its receiver's word in the middle of a pass */
+  private readWithoutRoom = false
   /** Wants of the pass under way, still charged to the queued-wants budget */
   private inPass = 0
   /** Most wants the queue ever holds: what a receiver that names more has not waited for */
@@ -213,16 +215,40 @@ export class SenderSession {
   }
 
   /**
+   * Waits until the session's own queue takes more wants (or the session
+   * must read anyway: see takeRoomForWants); room in the node's queue is
+   * taken later, by roomForWants
+   */
+  async roomInQueue (signal?: AbortSignal): Promise<void> {
+    while (!this.closed && !this.finished && !this.mustRead && this.queued.length >= this.maxQueuedWants) {
+      await this.room.wait(signal)
+    }
+  }
+
+  /** True while the sender waits for its receiver's word in the middle of a pass: it must read it */
+  private get mustRead (): boolean {
+    return this.waitingForPeer && (this.inPass > 0 || this.queued.length > 0)
+  }
+
+  /**
    * Reserves room in the node's queue for the wants a message of
    * `frameBytes` can name, if there is some; true when the message may be
    * read now (roomForWants without waiting)
    */
   takeRoomForWants (frameBytes: number = Infinity): boolean {
-    // a sender that waits for the receiver's word (a first status, the
-    // roots' acknowledgement, a sync's Bloom) must read it, or both would
-    // wait forever, even past the node's budget: enqueue() caps what its
-    // receiver can queue meanwhile at one list beyond the session's limit
-    if (this.closed || this.finished || this.waitingForPeer) {
+    this.readWithoutRoom = false
+    if (this.closed || this.finished) {
+      return true
+    }
+    // a sender that waits for the receiver's word in the middle of a pass (a
+    // sync's answer, the roots' acknowledgement, a cold call's first status)
+    // must read it, or both would wait forever, even past the node's budget:
+    // enqueueKeys caps what its receiver can queue meanwhile at one list
+    // beyond the session's limit. Between passes it holds nothing of the
+    // node's queue and waits for room like any other, while the sessions
+    // that hold the room finish their passes or are evicted.
+    if (this.mustRead) {
+      this.readWithoutRoom = true
       return true
     }
     if (this.queued.length >= this.maxQueuedWants) {
@@ -268,13 +294,22 @@ export class SenderSession {
         if (message.shard != null) {
           this.shard = message.shard
         }
-        added = this.enqueueKeys(keys)
+        // the room reserved for this message is given back before its wants
+        // are charged, so the node's count never holds them twice
+        const reserved = this.reserved
+        this.releaseReservation()
+        // a status read without room because its receiver had closed its end
+        // (a done may follow) queues no wants that do not fit in the node's
+        // queue: the receiver can send nothing more, so the session ends at
+        // its done or, without one, at the end of the stream
+        const budget = this.init.budgets?.queuedWants
+        const fits = budget == null || reserved > 0 || this.readWithoutRoom || budget.used === 0 || budget.used + keys.length <= budget.limit
+        added = fits ? this.enqueueKeys(keys) : 0
         if (added > 0) {
-          // it has work now: the next message waits for room (waitForPeer says so again if it still waits)
+          // it has work now (waitForPeer says so again if it still waits)
           this.waitingForPeer = false
           this.init.onProgress?.()
         }
-        this.releaseReservation()
         break
       }
       case 'done':

@@ -9,8 +9,10 @@ import type { Message, MessageLimits } from '../core/messages.ts'
 import type { AbortOptions, Logger, Stream } from '@libp2p/interface'
 
 export interface MessagesOptions extends AbortOptions {
-  /** Awaited with the size of each frame before it is decoded */
+  /** Awaited with the size of each frame before it is decoded (after `beforeSlot` and the large-frame slot) */
   beforeDecode?(frameBytes: number): Promise<void>
+  /** Awaited before a large frame waits for one of the node's large-frame slots: the reader is ready for it */
+  beforeSlot?(): Promise<void>
 }
 
 export interface FramedStreamInit {
@@ -230,11 +232,14 @@ export class FramedStream {
       while (true) {
         if (this.frames.length > 0) {
           const size = this.frames[0].byteLength
-          await options.beforeDecode?.(size)
+          // the slot first, then room for what the frame may hold: sessions
+          // waiting for the slot hold no room others could use meanwhile
           if (size > LARGE_FRAME_BYTES && this.largeFrames != null) {
+            await options.beforeSlot?.()
             await this.largeFrames.acquire(1, options.signal)
             slot = true
           }
+          await options.beforeDecode?.(size)
         }
         const frame = this.frames.shift()
         if (frame != null) {

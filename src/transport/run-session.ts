@@ -67,7 +67,13 @@ export async function runSender (framed: FramedStream, sender: SenderSession, op
       }
       await Promise.race([sender.roomForWants(roomSignal, frameBytes).catch(() => {}), framed.remoteEnded])
     }
-    const messages = framed.messages({ ...options, beforeDecode })
+    // a large frame takes one of the node's few slots only once the
+    // session's own queue takes wants: a session whose queue is full (its
+    // writes wait for its peer) must not hold a slot while it waits
+    const beforeSlot = async (): Promise<void> => {
+      await Promise.race([sender.roomInQueue(roomSignal).catch(() => {}), framed.remoteEnded])
+    }
+    const messages = framed.messages({ ...options, beforeDecode, beforeSlot })
 
     try {
       // true when the session is done
