@@ -694,7 +694,8 @@ export class DefaultCarMirror implements CarMirror {
       session.progressed = true
     }
     const log = this.sessionLog()
-    const framed = this.frame(stream, session.budgets.bufferedBytes, log)
+    // a pull's client sends control frames only: the window grows only once a push says blocks come this way
+    const framed = this.frame(stream, session.budgets.bufferedBytes, log, CONTROL_RECEIVE_WINDOW)
     let sender: SenderSession | undefined
     let receiver: ReceiverSession | undefined
     const started = Date.now()
@@ -737,8 +738,6 @@ export class DefaultCarMirror implements CarMirror {
           return
         }
         log('serving a pull of %c (%d root(s)) to %p: %d want(s), a Bloom of %d bytes', first.roots[0], first.roots.length, peer, first.wants.length, first.bloom?.bytes.byteLength ?? 0)
-        // from now on the peer sends statuses only
-        framed.limitReceiveWindow(CONTROL_RECEIVE_WINDOW)
         await this.roomForRequest(session.budgets, first, signal)
         sender = new SenderSession({ ...this.senderInit(first.roots, session.budgets), request: first, onProgress: touch })
         await runSender(framed, sender, { signal, maxCidsPerMessage: this.init.maxCidsPerMessage, log })
@@ -754,6 +753,8 @@ export class DefaultCarMirror implements CarMirror {
         }
         log('accepting a push of %c (%d root(s)) from %p: %d hint(s)', first.roots[0], first.roots.length, peer, first.hints.length)
         const maxStoredBytes = await this.pushQuota(peer, first.roots)
+        // blocks come this way: let yamux's window grow again
+        framed.restoreReceiveWindow()
         framed.keepAliveWhile(() => true)
         // a push without hints from a peer this node exchanged DAGs with: those roots are likely its previous versions
         const hints = first.hints.length > 0 ? first.hints : this.recentRoots.of(session.peer)
@@ -879,8 +880,8 @@ export class DefaultCarMirror implements CarMirror {
   }
 
   /** Frames a CAR Mirror stream with this node's limits, idle timeout and buffer budget */
-  private frame (stream: Stream, bufferBudget: Budget, log: Logger): FramedStream {
-    return new FramedStream(stream, { limits: this.limits, idleTimeout: this.init.idleTimeout, bufferBudget, largeFrames: this.budgets.largeFrames, log })
+  private frame (stream: Stream, bufferBudget: Budget, log: Logger, receiveWindow?: number): FramedStream {
+    return new FramedStream(stream, { limits: this.limits, idleTimeout: this.init.idleTimeout, bufferBudget, largeFrames: this.budgets.largeFrames, log, receiveWindow })
   }
 
   private async session (kind: 'pull' | 'push', options: TransferOptions, run: (signal: AbortSignal, stats: TransferStats) => Promise<void>, roots: CID[]): Promise<TransferStats> {

@@ -67,6 +67,14 @@ export class LimitExceededError extends Error {
   static name = 'LimitExceededError'
   /** Always `'LimitExceededError'`, also on the class: compare `err.name` with `LimitExceededError.name` */
   name = 'LimitExceededError'
+
+  constructor (message?: string, options?: ErrorOptions) {
+    super(message, options)
+    // a session keeps its error after it ends (as its abort reason, in its
+    // stream): turn the captured stack into text now, so the frames it was
+    // thrown through (and the walk state they reference) are not kept with it
+    void this.stack
+  }
 }
 
 /**

@@ -34,6 +34,12 @@ export interface FramedStreamInit {
   largeFrames?: Budget
   /** Logs when reading pauses and resumes */
   log?: Logger
+  /**
+   * Caps the muxer's receive window from the start (see
+   * `limitReceiveWindow`): for an inbound stream, before its first frame
+   * says which way blocks will flow
+   */
+  receiveWindow?: number
 }
 
 /** Block frames are batched until this many bytes are waiting */
@@ -112,6 +118,8 @@ export class FramedStream {
   private waitingForBudget = false
   private discarding = false
   private readonly yielder = new Yielder()
+  /** The muxer's own largest receive window, kept by `limitReceiveWindow` */
+  private fullReceiveWindow?: number
   private endedResolve?: () => void
   /** Resolves once the remote peer closed its end or the stream closed */
   readonly remoteEnded: Promise<void>
@@ -128,6 +136,9 @@ export class FramedStream {
     this.remoteEnded = new Promise(resolve => { this.endedResolve = resolve })
     this.armIdleTimer()
     this.decoder = new FrameDecoder(maxFrame)
+    if (init.receiveWindow != null) {
+      this.limitReceiveWindow(init.receiveWindow)
+    }
     // a paused yamux stream still takes in up to its window (which grows to
     // 16 MiB); libp2p resets a stream whose read buffer passes its limit
     // (4 MiB by default), so pausing must leave room for a whole window
@@ -143,7 +154,7 @@ export class FramedStream {
         for (const frame of this.decoder.push(event.data)) {
           // only whole frames count as activity: a peer trickling bytes is idle
           this.lastActivity = Date.now()
-          this.frames.push(frame)
+          this.frames.push(compact(frame))
           this.queuedBytes += frame.byteLength
           this.bufferBudget?.force(frame.byteLength)
         }
@@ -246,7 +257,7 @@ export class FramedStream {
           this.queuedBytes -= frame.byteLength
           this.bufferBudget?.release(frame.byteLength)
           if (this.queuedBytes < this.highWaterMark / 2 && !this.waitingForBudget) {
-            this.resumeReading()
+            this.resumeWhenRoom()
           }
           // decoding a large control frame takes milliseconds: in slices, between other work
           let message: Message | undefined = frame.byteLength > LARGE_FRAME_BYTES
@@ -445,6 +456,17 @@ export class FramedStream {
     }, () => {})
   }
 
+  /**
+   * Reads on, unless the node's budget is used up: then the stream waits its
+   * turn like the others instead of taking in what its muxer holds
+   */
+  private resumeWhenRoom (): void {
+    this.waitForBudget()
+    if (!this.waitingForBudget) {
+      this.resumeReading()
+    }
+  }
+
   /** Stops taking in the peer's bytes (if reading is not paused already), saying why */
   private pauseReading (why: string, ...args: number[]): void {
     if (this.paused) {
@@ -473,10 +495,23 @@ export class FramedStream {
   limitReceiveWindow (bytes: number): void {
     const yamux = this.stream as Stream & { maxStreamWindowSize?: number, recvWindow?: number }
     if (typeof yamux.maxStreamWindowSize === 'number') {
+      this.fullReceiveWindow ??= yamux.maxStreamWindowSize
       yamux.maxStreamWindowSize = Math.min(yamux.maxStreamWindowSize, bytes)
     }
     if (typeof yamux.recvWindow === 'number') {
       yamux.recvWindow = Math.min(yamux.recvWindow, bytes)
+    }
+  }
+
+  /**
+   * Lets the receive window grow as far as the muxer allows again, after
+   * `limitReceiveWindow`: for a stream found to carry blocks this way (a push
+   * being received)
+   */
+  restoreReceiveWindow (): void {
+    const yamux = this.stream as Stream & { maxStreamWindowSize?: number }
+    if (this.fullReceiveWindow != null && typeof yamux.maxStreamWindowSize === 'number') {
+      yamux.maxStreamWindowSize = this.fullReceiveWindow
     }
   }
 
@@ -521,6 +556,37 @@ export class FramedStream {
   private fail (err: Error): void {
     this.failure ??= err
   }
+}
+
+/**
+ * A frame whose bytes are small views into larger buffers (the muxer's and
+ * the decryption's chunks) would keep those whole buffers alive while it
+ * waits; such a frame is copied, so what it holds is what the buffer budget
+ * counts. A frame that fills most of its buffers is kept as it is.
+ *
+ * @example
+ *
+ * ```ts
+ * const frame = new Uint8ArrayList(new Uint8Array(65536).subarray(0, 40))
+ * compact(frame).get(0) // the same bytes, now in a buffer of 40 bytes
+ * ```
+ */
+export function compact (frame: Uint8ArrayList): Uint8ArrayList {
+  let held = 0
+  for (const chunk of frame) {
+    held += chunk.buffer.byteLength
+  }
+  if (held <= 2 * frame.byteLength + 4096) {
+    return frame
+  }
+  // a buffer of its own (Uint8ArrayList.slice may take one from Node's shared pool)
+  const copy = new Uint8Array(frame.byteLength)
+  let offset = 0
+  for (const chunk of frame) {
+    copy.set(chunk, offset)
+    offset += chunk.byteLength
+  }
+  return new Uint8ArrayList(copy)
 }
 
 /**

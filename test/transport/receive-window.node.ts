@@ -18,16 +18,19 @@ const CHUNK = 64 * 1024
  * stops reading while the writer goes on to `total`. Resolves with all the
  * reader's side took in (read, and held unread) once the writer is stuck.
  */
-async function takenIn (limit: boolean, readFirst: number, total: number): Promise<number> {
+async function takenIn (limit: 'none' | 'later' | 'from the start' | 'restored', readFirst: number, total: number): Promise<number> {
   const { node } = nodes
   const reader = await node()
   const writer = await node()
   const inbound = new Promise<Stream>(resolve => { void reader.libp2p.handle(PROTOCOL, (stream) => { resolve(stream) }) })
   const outbound = await writer.libp2p.dialProtocol(reader.libp2p.getMultiaddrs(), PROTOCOL)
   const stream = await inbound
-  const framed = new FramedStream(stream)
-  if (limit) {
+  const framed = new FramedStream(stream, { receiveWindow: limit === 'from the start' || limit === 'restored' ? CONTROL_RECEIVE_WINDOW : undefined })
+  if (limit === 'later') {
     framed.limitReceiveWindow(CONTROL_RECEIVE_WINDOW)
+  }
+  if (limit === 'restored') {
+    framed.restoreReceiveWindow()
   }
   let read = 0
   stream.addEventListener('message', (event) => {
@@ -61,12 +64,22 @@ describe('transport/FramedStream receive window', () => {
   const READ_FIRST = 2 * 1024 * 1024
 
   it('a stream limited to the control window takes in at most about one window past where its reader stopped', async () => {
-    const taken = await takenIn(true, READ_FIRST, 16 * 1024 * 1024)
+    const taken = await takenIn('later', READ_FIRST, 16 * 1024 * 1024)
     expect(taken - READ_FIRST).to.be.at.most(2 * CONTROL_RECEIVE_WINDOW)
   })
 
+  it('a stream limited from the start (an inbound session before its first frame) never grows its window', async () => {
+    const taken = await takenIn('from the start', READ_FIRST, 16 * 1024 * 1024)
+    expect(taken - READ_FIRST).to.be.at.most(2 * CONTROL_RECEIVE_WINDOW)
+  })
+
+  it('restoreReceiveWindow lets the window grow again (a push being received)', async () => {
+    const taken = await takenIn('restored', READ_FIRST, 16 * 1024 * 1024)
+    expect(taken - READ_FIRST).to.be.above(1024 * 1024)
+  })
+
   it('without the limit the same stream takes in megabytes past where its reader stopped (what the limit is for)', async () => {
-    const taken = await takenIn(false, READ_FIRST, 16 * 1024 * 1024)
+    const taken = await takenIn('none', READ_FIRST, 16 * 1024 * 1024)
     expect(taken - READ_FIRST).to.be.above(1024 * 1024)
   })
 })
