@@ -35,6 +35,21 @@ describe('node-wide budgets', () => {
     return framed
   }
 
+  /** A server whose want queue holds 1,000, and three pulls of a 16 MiB file from it whose readers stopped after the header */
+  async function pausedPulls (): Promise<{ server: TestNode, sessions: FramedStream[] }> {
+    const server = await node({ budgets: { queuedWants: 1000 } })
+    const client = await node()
+    const root = await addLargeFile(server, 16 * 1024 * 1024, 8)
+    const sessions = await Promise.all([0, 1, 2].map(async () => {
+      const framed = await openFramed(client, server)
+      await framed.write({ type: 'pull', roots: [root], wants: [] })
+      await readUntilEnd(framed, 2000, m => m.type === 'header')
+      framed.stream.pause()
+      return framed
+    }))
+    return { server, sessions }
+  }
+
   it('gives every budget back once pulls, pushes and failed sessions end', async () => {
     const server = await node({ allowPush: () => true })
     const client = await node()
@@ -134,17 +149,8 @@ describe('node-wide budgets', () => {
   })
 
   it('a peer that does not read cannot queue wants past the node\'s budget', async () => {
-    const server = await node({ budgets: { queuedWants: 1000 } })
-    const client = await node()
-    const root = await addLargeFile(server, 16 * 1024 * 1024, 8)
     // three pulls whose readers stop, so the server's writes wait, then statuses of 800 wants each
-    const sessions = await Promise.all([0, 1, 2].map(async () => {
-      const framed = await openFramed(client, server)
-      await framed.write({ type: 'pull', roots: [root], wants: [] })
-      await readUntilEnd(framed, 2000, m => m.type === 'header')
-      framed.stream.pause()
-      return framed
-    }))
+    const { server, sessions } = await pausedPulls()
     const wants = (session: number, status: number): CID[] => Array.from({ length: 800 }, (_, i) => randomCid(`${session}/${status}/${i}`))
     for (let status = 0; status < 4; status++) {
       await Promise.all(sessions.map(async (framed, session) => {
@@ -166,17 +172,8 @@ describe('node-wide budgets', () => {
   })
 
   it('a peer that closes its end after its statuses cannot queue wants past the node\'s budget either', async () => {
-    const server = await node({ budgets: { queuedWants: 1000 } })
-    const client = await node()
-    const root = await addLargeFile(server, 16 * 1024 * 1024, 8)
     // three pulls whose readers stop, then statuses of 800 wants each, then the end of their writing
-    const sessions = await Promise.all([0, 1, 2].map(async () => {
-      const framed = await openFramed(client, server)
-      await framed.write({ type: 'pull', roots: [root], wants: [] })
-      await readUntilEnd(framed, 2000, m => m.type === 'header')
-      framed.stream.pause()
-      return framed
-    }))
+    const { server, sessions } = await pausedPulls()
     await Promise.all(sessions.map(async (framed, session) => {
       for (let status = 0; status < 3; status++) {
         await framed.write({ type: 'status', wants: Array.from({ length: 800 }, (_, i) => randomCid(`closed ${session}/${status}/${i}`)) }, { signal: AbortSignal.timeout(2000) })

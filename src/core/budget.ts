@@ -52,13 +52,20 @@ export class Budget {
     return this.usedAmount >= this.limit
   }
 
+  /**
+   * True when `amount` may be taken now: it fits under the limit, or
+   * nothing is taken (an amount larger than the whole limit must not wait forever)
+   */
+  fits (amount: number): boolean {
+    return this.used + amount <= this.limit || this.used <= 0
+  }
+
   /** Takes `amount` when it fits and returns true; otherwise takes nothing and returns false */
   tryTake (amount: number): boolean {
-    if (this.usedAmount + amount > this.limit && this.usedAmount > 0) {
+    if (!this.fits(amount)) {
       return false
     }
-    this.usedAmount += amount
-    this.peakAmount = Math.max(this.peakAmount, this.usedAmount)
+    this.add(amount)
     return true
   }
 
@@ -75,6 +82,10 @@ export class Budget {
 
   /** Takes `amount` even past the limit (for what is already in memory); later takers wait */
   force (amount: number): void {
+    this.add(amount)
+  }
+
+  private add (amount: number): void {
     this.usedAmount += amount
     this.peakAmount = Math.max(this.peakAmount, this.usedAmount)
   }
@@ -196,6 +207,10 @@ export class BudgetShare extends Budget {
 
   override get used (): number {
     return this.node.used
+  }
+
+  override get peak (): number {
+    return this.node.peak
   }
 
   override get exhausted (): boolean {

@@ -151,8 +151,6 @@ export class SenderSession {
   private rootMissing = false
   /** Room taken in the node's want queue for the next message */
   private reserved = 0
-  /** Set when the message being read was let through without room: its receiver's word in the middle of a pass */
-  private readWithoutRoom = false
   /** Wants of the pass under way, still charged to the queued-wants budget */
   private inPass = 0
   /** Most wants the queue ever holds: what a receiver that names more has not waited for */
@@ -236,7 +234,6 @@ export class SenderSession {
    * read now (roomForWants without waiting)
    */
   takeRoomForWants (frameBytes: number = Infinity): boolean {
-    this.readWithoutRoom = false
     if (this.closed || this.finished) {
       return true
     }
@@ -248,7 +245,6 @@ export class SenderSession {
     // node's queue and waits for room like any other, while the sessions
     // that hold the room finish their passes or are evicted.
     if (this.mustRead) {
-      this.readWithoutRoom = true
       return true
     }
     if (this.queued.length >= this.maxQueuedWants) {
@@ -303,8 +299,7 @@ export class SenderSession {
         // queue: the receiver can send nothing more, so the session ends at
         // its done or, without one, at the end of the stream
         const budget = this.init.budgets?.queuedWants
-        const fits = budget == null || reserved > 0 || this.readWithoutRoom || budget.used === 0 || budget.used + keys.length <= budget.limit
-        added = fits ? this.enqueueKeys(keys) : 0
+        added = budget == null || reserved > 0 || this.mustRead || budget.fits(keys.length) ? this.enqueueKeys(keys) : 0
         if (added > 0) {
           // it has work now (waitForPeer says so again if it still waits)
           this.waitingForPeer = false

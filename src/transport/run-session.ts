@@ -56,6 +56,10 @@ export async function runSender (framed: FramedStream, sender: SenderSession, op
       framed.interrupt(err)
     })
     const roomSignal = options.signal == null ? writeFailed.signal : AbortSignal.any([options.signal, writeFailed.signal])
+    // a wait for room ends early when the receiver closes its end: a done may follow
+    const untilEnded = async (wait: Promise<void>): Promise<void> => {
+      await Promise.race([wait.catch(() => {}), framed.remoteEnded])
+    }
     // a receiver that asks for more than the session takes waits: no frame
     // is decoded until the node's queue has room for the wants it may hold
     // (even while this side's writes wait for the peer to read: a receiver
@@ -65,13 +69,13 @@ export async function runSender (framed: FramedStream, sender: SenderSession, op
       if (sender.takeRoomForWants(frameBytes)) {
         return
       }
-      await Promise.race([sender.roomForWants(roomSignal, frameBytes).catch(() => {}), framed.remoteEnded])
+      await untilEnded(sender.roomForWants(roomSignal, frameBytes))
     }
     // a large frame takes one of the node's few slots only once the
     // session's own queue takes wants: a session whose queue is full (its
     // writes wait for its peer) must not hold a slot while it waits
     const beforeSlot = async (): Promise<void> => {
-      await Promise.race([sender.roomInQueue(roomSignal).catch(() => {}), framed.remoteEnded])
+      await untilEnded(sender.roomInQueue(roomSignal))
     }
     const messages = framed.messages({ ...options, beforeDecode, beforeSlot })
 

@@ -1,5 +1,5 @@
 import { expect } from 'aegir/chai'
-import { Budget } from '../../src/core/budget.ts'
+import { Budget, BudgetShare } from '../../src/core/budget.ts'
 
 /** Lets several macrotasks run */
 async function settle (turns: number = 10): Promise<void> {
@@ -62,5 +62,18 @@ describe('core/budget', () => {
     budget.release(130)
     expect(budget.used).to.equal(0)
     expect(budget.peak).to.equal(130)
+  })
+
+  it('a session\'s share reports the node\'s peak and fits, as it reports the node\'s use', () => {
+    const node = new Budget('queuedWants', 100)
+    const share = new BudgetShare(node)
+    // nothing taken: even more than the whole limit fits (it must not wait forever)
+    expect(share.fits(150)).to.be.true()
+    node.force(80)
+    expect(share.fits(20)).to.be.true()
+    expect(share.fits(21)).to.be.false()
+    share.force(30)
+    expect(share.peak).to.equal(110)
+    expect(node.peak).to.equal(110)
   })
 })
