@@ -17,6 +17,7 @@ import { StoreBloom } from './core/store-bloom.ts'
 import { BlockVerifier } from './core/verify.ts'
 import { walkHeldCids } from './core/walk.ts'
 import { LimitExceededError, NoProviderError, PinningUnavailableError, ProtocolError, SessionRefusedError, SessionTimeoutError } from './errors.ts'
+import { localReads } from './local-store.ts'
 import { resolveCarMirrorInit } from './options.ts'
 import { FramedStream, untilEvent } from './transport/framed-stream.ts'
 import { failSession, runReceiver, runSender } from './transport/run-session.ts'
@@ -29,6 +30,7 @@ import type { ResolvedCarMirrorInit } from './options.ts'
 import type { RunOptions } from './transport/run-session.ts'
 import type { Connection, Logger, PeerId, Stream } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
+import type { Blockstore } from 'interface-blockstore'
 
 /** What the block broker adds to a pull: it follows the receiver, and takes each block as it is stored */
 export interface BrokerPullOptions extends PullOptions, FindProvidersOptions {
@@ -118,6 +120,8 @@ export class DefaultCarMirror implements CarMirror {
   private readonly storeBloom: StoreBloom
   /** Roots of the DAGs each peer last pushed here or pulled from here: implicit hints for its next push */
   private readonly recentRoots = new RecentRoots()
+  /** The blockstore sessions read and write: reads skip Helia's wrappers (see `localReads`) */
+  private readonly store: Blockstore
 
   constructor (components: CarMirrorComponents, init: CarMirrorInit = {}) {
     this.components = components
@@ -144,8 +148,9 @@ export class DefaultCarMirror implements CarMirror {
       localWalks: new Budget('localWalks', budgets.localWalks),
       largeFrames: new Budget('largeFrames', budgets.largeFrames)
     }
+    this.store = localReads(components.blockstore)
     this.storeBloom = new StoreBloom({
-      blockstore: components.blockstore,
+      blockstore: this.store,
       maxBytes: this.init.storeBloomBytes,
       maxAgeMs: STORE_BLOOM_MAX_AGE_MS,
       walkBudget: this.budgets.localWalks
@@ -572,7 +577,7 @@ export class DefaultCarMirror implements CarMirror {
    */
   private async hintBloom (hints: CID[], signal: AbortSignal): Promise<BloomFilter | undefined> {
     const held: CID[] = []
-    for await (const cid of walkHeldCids(this.components.blockstore, hints, { signal, offline: true, linkReader: this.linkReader, onMissing: () => {} })) {
+    for await (const cid of walkHeldCids(this.store, hints, { signal, offline: true, linkReader: this.linkReader, onMissing: () => {} })) {
       held.push(cid)
     }
     return held.length === 0 ? undefined : bloomOf(held, MAX_SENT_BLOOM_BYTES)
@@ -978,7 +983,7 @@ export class DefaultCarMirror implements CarMirror {
 
   private senderInit (roots: CID[], budgets: SessionBudgets = this.budgets): ConstructorParameters<typeof SenderSession>[0] {
     return {
-      blockstore: this.components.blockstore,
+      blockstore: this.store,
       roots,
       linkReader: this.linkReader,
       readAhead: this.init.readAhead,
@@ -991,7 +996,7 @@ export class DefaultCarMirror implements CarMirror {
 
   private receiverInit (roots: CID[], hints: CID[] = [], budgets: SessionBudgets = this.budgets): Parameters<typeof ReceiverSession.create>[0] {
     return {
-      blockstore: this.components.blockstore,
+      blockstore: this.store,
       roots,
       hints,
       linkReader: this.linkReader,
