@@ -96,6 +96,8 @@ export class ReceiverFrontier {
   private explored = 0
   private charged = 0
   private readonly foundInStore: CID[] = []
+  /** Keys of held blocks whose whole subgraph a walk found held (see `trustWhole`) */
+  private readonly whole = new Set<string>()
   private busy = false
   private readonly maxPendingWrites: number
   private readonly writes: Array<Promise<void>> = []
@@ -167,9 +169,13 @@ export class ReceiverFrontier {
     return this.wanted.size
   }
 
-  /** How many reachable blocks are held (identity CIDs not counted) */
+  /**
+   * How many reachable blocks are held (identity CIDs not counted), at
+   * most: blocks of whole subgraphs (see `trustWhole`) count too, those the
+   * session met count twice
+   */
   get holdCount (): number {
-    return this.holding.size
+    return this.holding.size + this.whole.size
   }
 
   /** The missing subgraph roots, oldest first */
@@ -182,9 +188,10 @@ export class ReceiverFrontier {
     return this.wanted.has(cidKey(cid))
   }
 
-  /** True when `cid` is a held block reachable from the roots, found in the store or received (identity CIDs: false) */
+  /** True when `cid` is a held block reachable from the roots (found in the store or received) or in a whole subgraph (see `trustWhole`); identity CIDs: false */
   holds (cid: CID): boolean {
-    return this.holding.has(cidKey(cid))
+    const key = cidKey(cid)
+    return this.holding.has(key) || (this.whole.has(key) && !this.wanted.has(key))
   }
 
   /** The held blocks reachable from the roots: what the receiver's Bloom should contain */
@@ -202,6 +209,23 @@ export class ReceiverFrontier {
   }
 
   /**
+   * Records blocks whose whole subgraphs are held, because a walk of the
+   * store just found every block under them (the hint walk): a link to one is
+   * held without walking below it again. A block deleted later is found
+   * missing only by a later session, as with any walk.
+   */
+  async trustWhole (cids: Iterable<CID>, options: { signal?: AbortSignal } = {}): Promise<void> {
+    let count = 0
+    for (const cid of cids) {
+      if ((++count & 0x3ff) === 0) {
+        // a hint walk may have found a hundred thousand blocks
+        await this.yielder.maybeYield(options.signal)
+      }
+      this.whole.add(cidKey(cid))
+    }
+  }
+
+  /**
    * Takes a block from the sender. A wanted block is verified against its
    * CID, its links are decoded, and only then is it written to the
    * blockstore (the write may finish later: see `settle`); its missing
@@ -214,7 +238,7 @@ export class ReceiverFrontier {
   async receive (cid: CID, bytes: Uint8Array, options: BlockReadOptions = {}): Promise<ReceiveOutcome> {
     const key = cidKey(cid)
     if (!this.wanted.has(key)) {
-      return this.holding.has(key) ? 'duplicate' : 'unrequested'
+      return this.holding.has(key) || this.whole.has(key) ? 'duplicate' : 'unrequested'
     }
 
     if (this.busy) {
@@ -303,8 +327,8 @@ export class ReceiverFrontier {
           throw new LimitExceededError(`Finding what the store holds would walk more than ${this.init.maxExploreBlocks} blocks`)
         }
 
-        // raw blocks have no links: knowing the store holds one is enough (so is any block of a shallow session)
-        const links = cid.code === raw.code || this.init.shallow === true ? [] : await this.linkReader.links(cid, await readBlock(this.blockstore, cid, options))
+        // raw blocks have no links: knowing the store holds one is enough (so is any block of a shallow session or a whole subgraph)
+        const links = cid.code === raw.code || this.init.shallow === true || this.whole.has(key) ? [] : await this.linkReader.links(cid, await readBlock(this.blockstore, cid, options))
         if (LinkReader.inlineBytes(cid) == null) {
           this.holding.set(key, cid)
           this.foundInStore.push(cid)

@@ -132,6 +132,9 @@ export class ReceiverSession {
   /** Messages for `takeUnprompted` */
   protected readonly unprompted: Message[] = []
   private hintedHeld: CID[] = []
+  /** A hint walk begun in the background (see `pullRequest`); errors are dropped, hints only save work */
+  private hintWalk?: Promise<void>
+  private hintWalking?: Promise<CID[]>
   private nextBloomAt = 1
   private doneSent = false
   /** The wants of the latest round: each must arrive before the sender's next idle */
@@ -190,6 +193,10 @@ export class ReceiverSession {
     }
     const storeItems = await this.storeItems(options)
     const items = storeItems ?? [...this.frontier.held(), ...await this.hinted(options)]
+    if (storeItems != null) {
+      // the Bloom needs no hint walk, but the walk still spares later ones: it runs while the request travels
+      this.hintWalk = this.hinted(options).then(() => {}, () => {})
+    }
     const bloom = this.bloomOf(items)
     // a Bloom of the whole store already holds whatever the session finds later
     this.nextBloomAt = storeItems != null ? Infinity : Math.max(1, items.length * 2)
@@ -318,6 +325,11 @@ export class ReceiverSession {
 
   /** Hands a received block to the frontier (a pool member takes turns with the others) */
   protected async storeBlock (cid: CID, bytes: Uint8Array, options: { signal?: AbortSignal }): Promise<ReceiveOutcome> {
+    if (this.hintWalk != null) {
+      // what it finds whole, the frontier need not walk again
+      await this.hintWalk
+      this.hintWalk = undefined
+    }
     return this.frontier.receive(cid, bytes, { ...options, offline: true })
   }
 
@@ -468,22 +480,34 @@ export class ReceiverSession {
 
   /** The held blocks under the hint roots (walked once) */
   private async hinted (options: { signal?: AbortSignal }): Promise<CID[]> {
+    this.hintWalking ??= this.walkHints(options)
+    return this.hintWalking
+  }
+
+  private async walkHints (options: { signal?: AbortSignal }): Promise<CID[]> {
     const hints = this.init.hints ?? []
-    if (hints.length > 0 && this.hintedHeld.length === 0) {
-      const walk = async (): Promise<void> => {
-        try {
-          for await (const cid of walkHeldCids(this.init.blockstore, hints, { ...options, offline: true, linkReader: this.init.linkReader, onMissing: () => {}, maxBlocks: this.init.maxHintBlocks })) {
-            this.hintedHeld.push(cid)
-          }
-        } catch (err) {
-          // hints only save bytes: a hinted DAG too large to walk is used as far as it was walked
-          if ((err as Error).name !== LimitExceededError.name) {
-            throw err
-          }
-        }
-      }
-      await (this.init.walkBudget?.run(walk, options.signal) ?? walk())
+    if (hints.length === 0) {
+      return this.hintedHeld
     }
+    const walk = async (): Promise<void> => {
+      let whole = true
+      try {
+        for await (const cid of walkHeldCids(this.init.blockstore, hints, { ...options, offline: true, linkReader: this.init.linkReader, onMissing: () => { whole = false }, maxBlocks: this.init.maxHintBlocks })) {
+          this.hintedHeld.push(cid)
+        }
+      } catch (err) {
+        // hints only save bytes: a hinted DAG too large to walk is used as far as it was walked
+        if ((err as Error).name !== LimitExceededError.name) {
+          throw err
+        }
+        whole = false
+      }
+      if (whole) {
+        // every block under the hints is held: a link into them needs no walk of its own
+        await this.frontier.trustWhole(this.hintedHeld, options)
+      }
+    }
+    await (this.init.walkBudget?.run(walk, options.signal) ?? walk())
     return this.hintedHeld
   }
 

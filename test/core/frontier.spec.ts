@@ -3,6 +3,7 @@ import { expect } from 'aegir/chai'
 import { MemoryBlockstore } from 'blockstore-core/memory'
 import fc from 'fast-check'
 import { CID } from 'multiformats/cid'
+import * as raw from 'multiformats/codecs/raw'
 import * as Digest from 'multiformats/hashes/digest'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { readBlock } from '../../src/core/blocks.ts'
@@ -11,7 +12,8 @@ import { LinkReader } from '../../src/core/links.ts'
 import { BlockVerifier } from '../../src/core/verify.ts'
 import { walkDag } from '../../src/core/walk.ts'
 import { HashMismatchError, InvalidBlockError, UnknownCodecError, UnsupportedHashError } from '../../src/errors.ts'
-import { CountingBlockstore, arbitraryDag, buildDag, cborBlock, getBytes, identityCborBlock, isIdentity, keys, pbBlock, putAll, rawBlock, reachable, sampleDag } from '../fixtures/dag.ts'
+import { CountingBlockstore, ReadCountingBlockstore, arbitraryDag, buildDag, cborBlock, getBytes, identityCborBlock, isIdentity, keys, pbBlock, putAll, rawBlock, reachable, sampleDag } from '../fixtures/dag.ts'
+import { treeSpecs } from '../fixtures/dags.ts'
 import { rejection } from '../fixtures/rejection.ts'
 import type { ReceiveOutcome } from '../../src/core/frontier.ts'
 import type { Block, SampleDag } from '../fixtures/dag.ts'
@@ -511,6 +513,100 @@ describe('core/frontier', () => {
       await mirrorWants(frontier, source)
       expect(keys(receiver.puts)).to.deep.equal(keys([top.cid, dag.D.cid]))
       expect(sorted(frontier.held())).to.deep.equal(sorted([top.cid, dag.D.cid]))
+    })
+  })
+
+  describe('trustWhole', () => {
+    /** Version 1 (a tree three levels deep: dag-cbor and dag-pb interior nodes, raw leaves), held whole, and a version 2 root over it */
+    interface Versions {
+      old: Block[]
+      root: Block
+      store: ReadCountingBlockstore
+    }
+
+    async function versions (salt: string): Promise<Versions> {
+      const old = await buildDag(treeSpecs(3, 2), salt)
+      const root = await cborBlock({ version: 2, previous: old[0].cid })
+      const store = new ReadCountingBlockstore()
+      await putAll(store, old)
+      return { old, root, store }
+    }
+
+    /** The blocks of `blocks` that a walk must read for their links (raw leaves it only looks up) */
+    function interior (blocks: Block[]): Block[] {
+      return blocks.filter(block => block.cid.code !== raw.code)
+    }
+
+    it('holds a trusted block that a received block links to without reading it or anything below it', async () => {
+      const { old, root, store } = await versions('trusted')
+      const frontier = await ReceiverFrontier.create([root.cid], { blockstore: store })
+      await frontier.trustWhole(old.map(block => block.cid))
+
+      expect(await frontier.receive(root.cid, root.bytes)).to.equal('stored')
+
+      expect(frontier.complete).to.be.true()
+      expect(frontier.holds(old[0].cid)).to.be.true()
+      for (const block of old) {
+        expect(store.readsOf(block.cid), `reads of ${block.cid}`).to.equal(0)
+      }
+    })
+
+    it('without trust, the same link makes the frontier read every held interior block below it', async () => {
+      const { old, root, store } = await versions('untrusted')
+      const frontier = await ReceiverFrontier.create([root.cid], { blockstore: store })
+
+      expect(await frontier.receive(root.cid, root.bytes)).to.equal('stored')
+
+      expect(frontier.complete).to.be.true()
+      expect(sorted(frontier.held())).to.deep.equal(sorted([root.cid, ...old.map(block => block.cid)]))
+      for (const block of interior(old)) {
+        expect(store.readsOf(block.cid), `reads of ${block.cid}`).to.equal(1)
+      }
+    })
+
+    it('walks a held block that is not trusted and stops at the trusted blocks below it', async () => {
+      const { old, root, store } = await versions('partly trusted')
+      const frontier = await ReceiverFrontier.create([root.cid], { blockstore: store })
+      // only the subtree under node 1 (nodes 1, 3, 4 and their leaves 7 to 10): the old root and node 2's subtree are walked
+      const trusted = new Set([1, 3, 4, 7, 8, 9, 10])
+      await frontier.trustWhole(old.filter((_, i) => trusted.has(i)).map(block => block.cid))
+
+      expect(await frontier.receive(root.cid, root.bytes)).to.equal('stored')
+
+      expect(frontier.complete).to.be.true()
+      old.forEach((block, i) => {
+        const walked = !trusted.has(i) && block.cid.code !== raw.code
+        expect(store.readsOf(block.cid), `reads of node ${i}`).to.equal(walked ? 1 : 0)
+      })
+    })
+
+    it('still wants a trusted block that the store no longer holds', async () => {
+      const { old, root, store } = await versions('trusted then deleted')
+      const frontier = await ReceiverFrontier.create([root.cid], { blockstore: store })
+      await frontier.trustWhole(old.map(block => block.cid))
+      await store.delete(old[0].cid)
+
+      expect(await frontier.receive(root.cid, root.bytes)).to.equal('stored')
+
+      expect(frontier.complete).to.be.false()
+      expect(keys(frontier.wants())).to.deep.equal(keys([old[0].cid]))
+    })
+
+    it('answers duplicate for a block below a trusted block, and does not write it', async () => {
+      const { old, root } = await versions('trusted duplicates')
+      const store = new CountingBlockstore()
+      await putAll(store, old)
+      const frontier = await ReceiverFrontier.create([root.cid], { blockstore: store })
+      await frontier.trustWhole(old.map(block => block.cid))
+      expect(await frontier.receive(root.cid, root.bytes)).to.equal('stored')
+      const puts = store.puts.length
+
+      // a sender that has not read the receiver's Bloom yet sends the old blocks too: the receiver holds them
+      for (const block of old) {
+        expect(await frontier.receive(block.cid, block.bytes), `outcome of ${block.cid}`).to.equal('duplicate')
+      }
+      expect(store.puts).to.have.lengthOf(puts)
+      expect(frontier.complete).to.be.true()
     })
   })
 })

@@ -10,7 +10,7 @@ import { SenderSession } from '../../src/core/sender.ts'
 import { BlocksNotAvailableError, HashMismatchError, LimitExceededError, SessionRefusedError } from '../../src/errors.ts'
 import { FramedStream } from '../../src/transport/framed-stream.ts'
 import { runReceiver, runSender } from '../../src/transport/run-session.ts'
-import { arbitraryDag, buildDag, cborBlock, isIdentity, keys, pbBlock, putAll, rawBlock, reachable, sampleDag } from '../fixtures/dag.ts'
+import { ReadCountingBlockstore, arbitraryDag, buildDag, cborBlock, isIdentity, keys, pbBlock, putAll, rawBlock, reachable, sampleDag } from '../fixtures/dag.ts'
 import { cborDag, dagBlocks, holdsExactly, treeSpecs } from '../fixtures/dags.ts'
 import { rejection } from '../fixtures/rejection.ts'
 import type { Message } from '../../src/core/messages.ts'
@@ -51,6 +51,8 @@ interface PullOptions {
   senderBloom?: BloomFilter
   /** A shallow pull: the roots' own blocks only */
   shallow?: boolean
+  /** Most blocks the receiver walks under the hints */
+  maxHintBlocks?: number
 }
 
 /**
@@ -63,7 +65,7 @@ async function pull (source: MemoryBlockstore, target: MemoryBlockstore, roots: 
   const [a, b] = await streamPair()
   const senderFramed = new FramedStream(a)
   const receiverFramed = new FramedStream(b)
-  const receiver = await ReceiverSession.create({ blockstore: target, roots, hints: options.hints, smallStoreBlocks: options.smallStoreBlocks, shallow: options.shallow })
+  const receiver = await ReceiverSession.create({ blockstore: target, roots, hints: options.hints, smallStoreBlocks: options.smallStoreBlocks, shallow: options.shallow, maxHintBlocks: options.maxHintBlocks })
   const request = await receiver.pullRequest()
   const receivedTypes: string[] = []
   const receiving = runReceiver(receiverFramed, receiver, { signal, first: [request], onReceived: m => { receivedTypes.push(m.type) } })
@@ -625,5 +627,145 @@ describe('core/sessions: the sender\'s want queue', () => {
     expect(queuedWants.used).to.equal(4)
     sender.close()
     expect(queuedWants.used).to.equal(0)
+  })
+})
+
+describe('core/sessions: a hinted DAG found whole is trusted, one found damaged is not', function () {
+  this.timeout(30_000)
+
+  /**
+   * Version 1 (a tree three levels deep: nodes 1 and 2 below the root, 3 to 6
+   * below them, raw leaves 7 to 14) and version 2: a new root over version
+   * 1's root and a new subtree. The sender holds both; the receiver holds
+   * version 1 but for the nodes listed in `lost`.
+   */
+  async function versions (salt: string, lost: number[] = []): Promise<{ old: Block[], added: Block[], root: Block, source: MemoryBlockstore, target: ReadCountingBlockstore }> {
+    const old = await buildDag(treeSpecs(3, 2), salt)
+    const fresh = await buildDag(treeSpecs(1, 2), `${salt} new`)
+    const root = await cborBlock({ version: 2, previous: old[0].cid, added: fresh[0].cid })
+    const source = await storeOf([...old, ...fresh, root])
+    const target = new ReadCountingBlockstore()
+    await putAll(target, old.filter((_, i) => !lost.includes(i)))
+    return { old, added: [root, ...fresh], root, source, target }
+  }
+
+  const paths: Array<{ name: string, smallStoreBlocks?: number }> = [
+    { name: 'with a request Bloom of the hinted blocks (the hint walk runs in pullRequest)', smallStoreBlocks: 0 },
+    { name: 'with a request Bloom of the whole store (the hint walk runs in the background)' }
+  ]
+
+  for (const { name, smallStoreBlocks } of paths) {
+    describe(name, () => {
+      for (const { what, node } of [{ what: 'a leaf', node: 14 }, { what: 'an interior block', node: 2 }]) {
+        it(`fetches ${what} missing from the hinted DAG`, async () => {
+          const { old, root, source, target } = await versions(`lost ${what} ${smallStoreBlocks}`, [node])
+
+          const { receiver } = await pull(source, target, [root.cid], { hints: [old[0].cid], smallStoreBlocks })
+
+          expect(receiver.complete).to.be.true()
+          expect(await holdsExactly(target, old[node]), `${what}, lost, is stored`).to.be.true()
+          await expectHoldsAll(target, old)
+        })
+      }
+
+      it('with the hinted DAG whole, receives only the new blocks and reads no old block twice', async () => {
+        const { old, added, root, source, target } = await versions(`whole ${smallStoreBlocks}`)
+
+        const { receiver } = await pull(source, target, [root.cid], { hints: [old[0].cid], smallStoreBlocks })
+
+        expect(receiver.complete).to.be.true()
+        expect(receiver.counters.blocksReceived).to.equal(added.length)
+        expect(receiver.counters.duplicateBlocks).to.equal(0)
+        // the hint walk read the old root; the frontier, trusting what it found whole, did not read it again
+        expect(target.readsOf(old[0].cid)).to.equal(1)
+        for (const block of old) {
+          expect(target.readsOf(block.cid), `reads of ${block.cid}`).to.be.at.most(1)
+        }
+        await expectHoldsAll(target, [...added, ...old])
+      })
+
+      it('trusts nothing when maxHintBlocks cuts the hint walk off: a block missing past the cut is fetched', async () => {
+        // breadth first, the walk reads the root and nodes 1 and 2, then stops: it never meets the lost leaf 14
+        const { old, root, source, target } = await versions(`cut off ${smallStoreBlocks}`, [14])
+
+        const { receiver } = await pull(source, target, [root.cid], { hints: [old[0].cid], smallStoreBlocks, maxHintBlocks: 3 })
+
+        expect(receiver.complete).to.be.true()
+        expect(await holdsExactly(target, old[14]), 'the lost leaf is stored').to.be.true()
+        await expectHoldsAll(target, old)
+      })
+
+      it('reads the hinted DAG again when maxHintBlocks cuts the hint walk off', async () => {
+        const { old, root, source, target } = await versions(`cut off whole ${smallStoreBlocks}`)
+
+        const { receiver } = await pull(source, target, [root.cid], { hints: [old[0].cid], smallStoreBlocks, maxHintBlocks: 3 })
+
+        expect(receiver.complete).to.be.true()
+        // once by the hint walk, once by the frontier, which was given nothing to trust
+        expect(target.readsOf(old[0].cid)).to.equal(2)
+      })
+    })
+  }
+
+  it('a push server counts the trusted blocks a sender sends before it reads the greeting as duplicates, not unrequested blocks', async () => {
+    // 31 blocks below the link to version 1: more than the 16 unrequested blocks a receiver tolerates
+    const old = await buildDag(treeSpecs(4, 2), 'pushed before the greeting')
+    const root = await cborBlock({ version: 2, previous: old[0].cid })
+    const target = await storeOf(old)
+    const receiver = await ReceiverSession.create({ blockstore: target, roots: [root.cid], hints: [old[0].cid], smallStoreBlocks: 0, announceRoots: true })
+    await receiver.pushGreeting()
+
+    // a sender in its cold call sends the whole DAG before the greeting's Bloom reaches it
+    await receiver.receive({ type: 'header', roots: [root.cid] })
+    for (const block of [root, ...old]) {
+      await receiver.receive({ type: 'block', cid: block.cid, bytes: block.bytes })
+    }
+
+    expect(receiver.complete).to.be.true()
+    expect(receiver.counters.duplicateBlocks).to.equal(old.length)
+    expect(receiver.counters.unrequestedBlocks).to.equal(0)
+  })
+
+  it('a block that arrives during the background hint walk is taken only once the walk has ended', async () => {
+    /** Holds the first read (the hint walk's, of the old root) until `open` is called */
+    class HeldFirstRead extends ReadCountingBlockstore {
+      private held?: Promise<void>
+      open: () => void = () => {}
+
+      constructor () {
+        super()
+        this.held = new Promise(resolve => { this.open = resolve })
+      }
+
+      async * get (key: CID, options?: AbortOptions): AsyncGenerator<Uint8Array> {
+        const held = this.held
+        this.held = undefined
+        await held
+        yield * super.get(key, options)
+      }
+    }
+    const old = await buildDag(treeSpecs(3, 2), 'held hint walk')
+    const root = await cborBlock({ version: 2, previous: old[0].cid })
+    const target = new HeldFirstRead()
+    await putAll(target, old)
+    const receiver = await ReceiverSession.create({ blockstore: target, roots: [root.cid], hints: [old[0].cid] })
+    await receiver.pullRequest()
+    await receiver.receive({ type: 'header', roots: [root.cid] })
+
+    const taking = receiver.receive({ type: 'block', cid: root.cid, bytes: root.bytes })
+    for (let i = 0; i < 5; i++) {
+      await new Promise(resolve => setTimeout(resolve, 0))
+    }
+    // the hint walk is held at its first read: the block has not reached the frontier
+    expect(receiver.frontier.isWanted(root.cid)).to.be.true()
+    expect(await target.has(root.cid)).to.be.false()
+    target.open()
+    const step = await taking
+
+    expect(step.block?.outcome).to.equal('stored')
+    expect(receiver.complete).to.be.true()
+    expect(step.replies.map(reply => reply.type)).to.deep.equal(['done'])
+    // read by the hint walk only: the frontier trusted what the walk found whole
+    expect(target.readsOf(old[0].cid)).to.equal(1)
   })
 })
