@@ -403,9 +403,19 @@ export class DefaultCarMirror implements CarMirror {
 
   /** One pull session with `peer`; `onHeard` is called for every message the peer sends (a pool's stall watch) */
   private async pullFrom (peer: PeerTarget, receiver: ReceiverSession, options: TransferOptions, signal: AbortSignal, stats: TransferStats, onHeard?: () => void): Promise<void> {
-    const request = await receiver.pullRequest({ signal })
     const log = this.sessionLog()
-    const { framed, remotePeer } = await this.open(peer, signal, options.onProgress, log)
+    // the stream's protocol negotiation takes a round trip: the request's Bloom is built meanwhile
+    const opening = this.open(peer, signal, options.onProgress, log)
+    // a failed open is thrown below, once the request is built
+    opening.catch(() => {})
+    let request
+    try {
+      request = await receiver.pullRequest({ signal })
+    } catch (err) {
+      opening.then(({ framed }) => { framed.abort(err as Error) }, () => {})
+      throw err
+    }
+    const { framed, remotePeer } = await opening
     log('pull of %c (%d root(s)) from %p: %d want(s), a Bloom of %d bytes%s', receiver.roots[0], receiver.roots.length, remotePeer, request.wants.length, request.bloom?.bytes.byteLength ?? 0, request.shard == null ? '' : `, ${request.shard.buckets().length} of ${request.shard.count} buckets`)
     const progress = this.progress(options, stats)
     try {
@@ -498,7 +508,9 @@ export class DefaultCarMirror implements CarMirror {
   async push (...args: [PeerTarget, CID | CID[], TransferOptions?] | [CID | CID[], (TransferOptions & FindProvidersOptions)?]): Promise<TransferStats> {
     const { peer, rootList, options } = transferArgs<TransferOptions & FindProvidersOptions>(args)
     return this.session('push', options, async (signal, stats) => {
-      const bloom = await this.hintBloom(options.hints ?? [], signal)
+      // the hint walk overlaps with opening the stream (a round trip of protocol negotiation)
+      const bloom = this.hintBloom(options.hints ?? [], signal)
+      bloom.catch(() => {})
       if (peer != null) {
         await this.pushTo(peer, rootList, bloom, options, signal, stats)
         return
@@ -523,14 +535,20 @@ export class DefaultCarMirror implements CarMirror {
   }
 
   /** Pushes the DAG under `rootList` to one peer */
-  private async pushTo (peer: PeerTarget, rootList: CID[], hintedBloom: BloomFilter | undefined, options: TransferOptions, signal: AbortSignal, stats: TransferStats): Promise<void> {
+  private async pushTo (peer: PeerTarget, rootList: CID[], hintedBloom: Promise<BloomFilter | undefined>, options: TransferOptions, signal: AbortSignal, stats: TransferStats): Promise<void> {
     const log = this.sessionLog()
     const { framed, remotePeer } = await this.open(peer, signal, options.onProgress, log)
     // the server sends statuses only
     framed.limitReceiveWindow(CONTROL_RECEIVE_WINDOW)
     // no hints given: the roots last exchanged with this peer are likely the previous version, which both hold
     const hints = (options.hints ?? []).length > 0 ? options.hints ?? [] : this.recentRoots.of(remotePeer.toString())
-    const bloom = hints === options.hints ? hintedBloom : await this.hintBloom(hints, signal)
+    let bloom
+    try {
+      bloom = hints === options.hints ? await hintedBloom : await this.hintBloom(hints, signal)
+    } catch (err) {
+      framed.abort(err as Error)
+      throw err
+    }
     // a push that broke off after the server accepted it resumes: nothing
     // goes out before the server's first status says what it holds
     const resumeKey = `${remotePeer}/${rootList.join(',')}`

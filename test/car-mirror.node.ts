@@ -16,6 +16,7 @@ import type { CarMirrorProgressEvents, ServedSession, TransferStats } from '../s
 import type { Block } from './fixtures/dag.ts'
 import type { TestNode, TestNodeOptions } from './fixtures/nodes.ts'
 import type { AbortOptions } from '@libp2p/interface'
+import type { Pair } from 'interface-blockstore'
 import type { CID } from 'multiformats/cid'
 
 const KiB = 1024
@@ -941,6 +942,71 @@ describe('CarMirror over libp2p', function () {
         }
         stream.abort(new Error('done looking'))
       }
+    })
+  })
+
+  describe('a client store that fails while the stream opens', () => {
+    /** A real store whose listing fails, and whose reads of `poisoned` fail, once `failing` is set */
+    class FailingBlockstore extends MemoryBlockstore {
+      failing = false
+      poisoned?: CID
+
+      override async * getAll (options?: AbortOptions): AsyncGenerator<Pair> {
+        if (this.failing) {
+          throw new Error('the disk is gone')
+        }
+        yield * super.getAll(options)
+      }
+
+      override get (key: CID, options?: AbortOptions): ReturnType<MemoryBlockstore['get']> {
+        if (this.failing && this.poisoned?.equals(key) === true) {
+          throw new Error('the disk is gone')
+        }
+        return super.get(key, options)
+      }
+    }
+
+    /** Resolves once `done()` holds, checking every 10 ms for up to 5 s */
+    async function waitFor (done: () => boolean): Promise<void> {
+      for (let i = 0; i < 500 && !done(); i++) {
+        await new Promise(resolve => setTimeout(resolve, 10))
+      }
+      expect(done(), 'the condition held within 5 s').to.be.true()
+    }
+
+    it('a pull whose request cannot be built (the store listing fails) rejects with that error and leaves no session on the server', async () => {
+      const log: ServedSession[] = []
+      const server = await node({ onSession: (s) => { log.push(s) } })
+      const store = new FailingBlockstore()
+      const client = await node({ blockstore: store })
+      const dag = await cborDag('listing fails')
+      await putBlocks(server.blockstore, dag.stored)
+      store.failing = true
+
+      const err = await rejection(client.carMirror.pull(addr(server), dag.root))
+      expect(err.message).to.include('the disk is gone')
+      await waitFor(() => server.carMirror.activeSessions.inbound === 0)
+      expect(log.every(s => s.outcome !== 'done')).to.be.true()
+      // the stream opened meanwhile was closed: a second pull, with the store back, completes
+      store.failing = false
+      await client.carMirror.pull(addr(server), dag.root)
+      expect(await holdsExactly(client.blockstore, dag.stored[0])).to.be.true()
+    })
+
+    it('a push whose hint Bloom cannot be built (a hinted block cannot be read) rejects with that error and leaves no session on the server', async () => {
+      const server = await node({ allowPush: () => true })
+      const store = new FailingBlockstore()
+      const client = await node({ blockstore: store })
+      const old = await cborDag('hint read fails, v1')
+      const next = await cborDag('hint read fails, v2')
+      await putBlocks(client.blockstore, [...old.stored, ...next.stored])
+      store.failing = true
+      store.poisoned = old.root
+
+      const err = await rejection(client.carMirror.push(addr(server), next.root, { hints: [old.root] }))
+      expect(err.message).to.include('the disk is gone')
+      await waitFor(() => server.carMirror.activeSessions.inbound === 0)
+      expect(await server.blockstore.has(next.root)).to.be.false()
     })
   })
 
