@@ -73,15 +73,24 @@ async function entryCid (node: TestNode, root: CID, path: string): Promise<CID> 
 /** A real in-memory store whose writes take `delay` ms each, so that a receiver falls behind its sender */
 class SlowBlockstore extends MemoryBlockstore {
   private readonly delay: number
+  /** Writes one block at a time, as a disk that cannot keep up would */
+  private readonly serial: boolean
+  private last: Promise<unknown> = Promise.resolve()
 
-  constructor (delay: number) {
+  constructor (delay: number, serial = false) {
     super()
     this.delay = delay
+    this.serial = serial
   }
 
   async put (key: CID, val: Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>, options?: AbortOptions): Promise<CID> {
-    await new Promise(resolve => setTimeout(resolve, this.delay))
-    return super.put(key, val, options)
+    const turn = this.serial ? this.last : Promise.resolve()
+    const written = turn.then(async () => {
+      await new Promise(resolve => setTimeout(resolve, this.delay))
+      return super.put(key, val, options)
+    })
+    this.last = written.catch(() => {})
+    return written
   }
 }
 
@@ -171,6 +180,19 @@ describe('CarMirror over libp2p', function () {
       await expectMirrored(client, root, expected)
       expect(stats.blocksReceived).to.equal(expected.size)
       expect(stats.duplicateBlocks).to.equal(0)
+    })
+
+    it('pulls a 96 MiB file into a slow store: a stream paused again while it hands over what it buffered lets no more in (libp2p resets a stream whose paused buffer passes 32 MiB)', async () => {
+      const server = await node()
+      const store = new SlowBlockstore(8, true)
+      const client = await node({ blockstore: store })
+      const root = await addLargeFile(server, 96 * MiB, 1096)
+      const expected = await dagBlocks(server.blockstore, root)
+
+      const stats = await client.carMirror.pull(addr(server), root)
+
+      await expectMirrored(client, root, expected)
+      expect(stats.blocksReceived).to.equal(expected.size)
     })
 
     it('pulls several roots in one session, counting shared blocks once', async () => {

@@ -98,6 +98,9 @@ export class FramedStream {
   private partialCharged = 0
   private readonly highWaterMark: number
   private paused = false
+  /** Set inside the libp2p stream's `resume()`; a pause asked for then is made after it (see `pauseStream`) */
+  private resuming = false
+  private pauseAfterResume = false
   private ended = false
   private failure?: Error
   private interruption?: Error
@@ -160,7 +163,7 @@ export class FramedStream {
         }
       } catch (err) {
         // stop reading, and let the session answer with an error frame
-        stream.pause()
+        this.pauseStream()
         this.interrupt(err as Error)
         return
       }
@@ -473,8 +476,23 @@ export class FramedStream {
       return
     }
     this.paused = true
-    this.stream.pause()
+    this.pauseStream()
     this.log?.(`reading paused: ${why}`, ...args)
+  }
+
+  /**
+   * Pauses the libp2p stream, or, inside its `resume()`, once that returns:
+   * `resume()` hands over what was buffered (our message handler may pause
+   * then) and only afterwards tells the muxer to send window updates again,
+   * which would leave a stream paused whose peer may send without limit
+   * until libp2p resets it for its read buffer
+   */
+  private pauseStream (): void {
+    if (this.resuming) {
+      this.pauseAfterResume = true
+      return
+    }
+    this.stream.pause()
   }
 
   private resumeReading (): void {
@@ -482,8 +500,17 @@ export class FramedStream {
       return
     }
     this.paused = false
-    this.stream.resume()
     this.log?.('reading resumed')
+    this.resuming = true
+    try {
+      this.stream.resume()
+    } finally {
+      this.resuming = false
+    }
+    if (this.pauseAfterResume) {
+      this.pauseAfterResume = false
+      this.stream.pause()
+    }
   }
 
   /**
