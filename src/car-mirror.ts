@@ -5,21 +5,23 @@ import { isMultiaddr } from '@multiformats/multiaddr'
 import { CID } from 'multiformats/cid'
 import { CustomProgressEvent } from 'progress-events'
 import { CarMirrorBlockBroker } from './broker.ts'
-import { CONTROL_RECEIVE_WINDOW, DEFAULT_MAX_PUSH_BYTES, DEFAULT_POOL_STALL_TIMEOUT, RESUME_MEMORY_MS, DEFAULT_MAX_ROUTED_PROVIDERS, STORE_BLOOM_MAX_AGE_MS } from './constants.ts'
+import { CONTROL_RECEIVE_WINDOW, DEFAULT_MAX_PUSH_BYTES, DEFAULT_POOL_STALL_TIMEOUT, RESUME_MEMORY_MS, DEFAULT_MAX_ROUTED_PROVIDERS, MAX_SENT_BLOOM_BYTES, STORE_BLOOM_MAX_AGE_MS } from './constants.ts'
 import { Budget, BudgetShare } from './core/budget.ts'
 import { LinkReader } from './core/links.ts'
-import { checkFirstMessageSize } from './core/messages.ts'
+import { bloomOf, checkFirstMessageSize } from './core/messages.ts'
 import { PoolReceiver } from './core/pool/pool-receiver.ts'
 import { ReceiverSession } from './core/receiver.ts'
 import { RecentRoots } from './core/recent-roots.ts'
 import { SenderSession } from './core/sender.ts'
 import { StoreBloom } from './core/store-bloom.ts'
 import { BlockVerifier } from './core/verify.ts'
+import { walkHeldCids } from './core/walk.ts'
 import { LimitExceededError, NoProviderError, PinningUnavailableError, ProtocolError, SessionRefusedError, SessionTimeoutError } from './errors.ts'
 import { localReads } from './local-store.ts'
 import { resolveCarMirrorInit } from './options.ts'
 import { FramedStream, untilEvent } from './transport/framed-stream.ts'
 import { failSession, runReceiver, runSender } from './transport/run-session.ts'
+import type { BloomFilter } from './core/bloom/bloom-filter.ts'
 import type { Message, MessageLimits, PullMessage } from './core/messages.ts'
 import type { PoolMember } from './core/pool/pool-receiver.ts'
 import type { ReceiverStep } from './core/receiver.ts'
@@ -506,8 +508,11 @@ export class DefaultCarMirror implements CarMirror {
   async push (...args: [PeerTarget, CID | CID[], TransferOptions?] | [CID | CID[], (TransferOptions & FindProvidersOptions)?]): Promise<TransferStats> {
     const { peer, rootList, options } = transferArgs<TransferOptions & FindProvidersOptions>(args)
     return this.session('push', options, async (signal, stats) => {
+      // the hint walk overlaps with opening the stream (a round trip of protocol negotiation)
+      const bloom = this.hintBloom(options.hints ?? [], signal)
+      bloom.catch(() => {})
       if (peer != null) {
-        await this.pushTo(peer, rootList, options, signal, stats)
+        await this.pushTo(peer, rootList, bloom, options, signal, stats)
         return
       }
       // peers that hold the previous version (the first hint) are the likely servers of this one
@@ -515,7 +520,7 @@ export class DefaultCarMirror implements CarMirror {
       for await (const target of this.providersOf(options.hints?.[0] ?? rootList[0], options, signal)) {
         try {
           this.log('push of %c to %s', rootList[0], targetKey(target))
-          await this.pushTo(target, rootList, options, signal, stats)
+          await this.pushTo(target, rootList, bloom, options, signal, stats)
           return
         } catch (err) {
           if (signal.aborted || LOCAL_FAILURES.has((err as Error).name)) {
@@ -530,23 +535,28 @@ export class DefaultCarMirror implements CarMirror {
   }
 
   /** Pushes the DAG under `rootList` to one peer */
-  private async pushTo (peer: PeerTarget, rootList: CID[], options: TransferOptions, signal: AbortSignal, stats: TransferStats): Promise<void> {
+  private async pushTo (peer: PeerTarget, rootList: CID[], hintedBloom: Promise<BloomFilter | undefined>, options: TransferOptions, signal: AbortSignal, stats: TransferStats): Promise<void> {
     const log = this.sessionLog()
     const { framed, remotePeer } = await this.open(peer, signal, options.onProgress, log)
     // the server sends statuses only
     framed.limitReceiveWindow(CONTROL_RECEIVE_WINDOW)
     // no hints given: the roots last exchanged with this peer are likely the previous version, which both hold
     const hints = (options.hints ?? []).length > 0 ? options.hints ?? [] : this.recentRoots.of(remotePeer.toString())
+    let bloom
+    try {
+      bloom = hints === options.hints ? await hintedBloom : await this.hintBloom(hints, signal)
+    } catch (err) {
+      framed.abort(err as Error)
+      throw err
+    }
     // a push that broke off after the server accepted it resumes: nothing
     // goes out before the server's first status says what it holds
     const resumeKey = `${remotePeer}/${rootList.join(',')}`
     const resuming = (this.interruptedPushes.get(resumeKey) ?? 0) > Date.now()
     const sender = new SenderSession({
       ...this.senderInit(rootList),
-      // with hints nothing goes out before the greeting, whose Bloom holds
-      // the hinted blocks the server has (P-6): walking them here as well
-      // would take longer than that round trip on a large DAG
-      awaitFirstStatus: resuming || hints.length > 0,
+      bloom,
+      awaitFirstStatus: resuming,
       coldCallBytes: this.init.coldCallBytes
     })
     log('push of %c (%d root(s)) to %p: %d hint(s)%s', rootList[0], rootList.length, remotePeer, hints.length, resuming ? ', resuming' : '')
@@ -577,6 +587,18 @@ export class DefaultCarMirror implements CarMirror {
         this.interruptedPushes.delete(key)
       }
     }
+  }
+
+  /**
+   * For a push with hints: a Bloom of the hinted blocks this node holds,
+   * which the server is believed to hold too
+   */
+  private async hintBloom (hints: CID[], signal: AbortSignal): Promise<BloomFilter | undefined> {
+    const held: CID[] = []
+    for await (const cid of walkHeldCids(this.store, hints, { signal, offline: true, linkReader: this.linkReader, onMissing: () => {} })) {
+      held.push(cid)
+    }
+    return held.length === 0 ? undefined : bloomOf(held, MAX_SENT_BLOOM_BYTES)
   }
 
   /** Ends inbound sessions that made no progress for `stallTimeout` ms, whatever frames their peers send */
