@@ -9,6 +9,7 @@
 
 import { execFile } from 'node:child_process'
 import { mkdir, rm } from 'node:fs/promises'
+import { dirname } from 'node:path'
 import { promisify } from 'node:util'
 import { multiaddr } from '@multiformats/multiaddr'
 import { FsBlockstore } from 'blockstore-fs'
@@ -212,6 +213,8 @@ async function setup (args: { listen: boolean, store: StoreSpec, node?: NodeSpec
     inner = memory.store
   } else {
     if (args.store.copyFrom != null) {
+      // the folder that holds the copy does not exist yet when no earlier run made one (a warm scenario run alone)
+      await mkdir(dirname(args.store.path), { recursive: true })
       await run('cp', ['-al', args.store.copyFrom, args.store.path])
     } else {
       await mkdir(args.store.path, { recursive: true })
