@@ -132,9 +132,10 @@ export class ReceiverSession {
   /** Messages for `takeUnprompted` */
   protected readonly unprompted: Message[] = []
   private hintedHeld: CID[] = []
-  /** A hint walk begun in the background (see `pullRequest`); errors are dropped, hints only save work */
-  private hintWalk?: Promise<void>
+  /** The hint walk, begun once by `hinted` */
   private hintWalking?: Promise<CID[]>
+  /** The same walk when `pullRequest` left it running in the background: the first block waits for it; its errors are dropped, hints only save work */
+  private backgroundHintWalk?: Promise<void>
   private nextBloomAt = 1
   private doneSent = false
   /** The wants of the latest round: each must arrive before the sender's next idle */
@@ -195,7 +196,7 @@ export class ReceiverSession {
     const items = storeItems ?? [...this.frontier.held(), ...await this.hinted(options)]
     if (storeItems != null) {
       // the Bloom needs no hint walk, but the walk still spares later ones: it runs while the request travels
-      this.hintWalk = this.hinted(options).then(() => {}, () => {})
+      this.backgroundHintWalk = this.hinted(options).then(() => {}, () => {})
     }
     const bloom = this.bloomOf(items)
     // a Bloom of the whole store already holds whatever the session finds later
@@ -325,10 +326,10 @@ export class ReceiverSession {
 
   /** Hands a received block to the frontier (a pool member takes turns with the others) */
   protected async storeBlock (cid: CID, bytes: Uint8Array, options: { signal?: AbortSignal }): Promise<ReceiveOutcome> {
-    if (this.hintWalk != null) {
+    if (this.backgroundHintWalk != null) {
       // what it finds whole, the frontier need not walk again
-      await this.hintWalk
-      this.hintWalk = undefined
+      await this.backgroundHintWalk
+      this.backgroundHintWalk = undefined
     }
     return this.frontier.receive(cid, bytes, { ...options, offline: true })
   }
