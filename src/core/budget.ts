@@ -281,53 +281,73 @@ export class Yielder {
   }
 }
 
-/** When local loops started running in the current turn of the event loop */
+/** When the current slice started */
 let clockStart = 0
-/** True while a clock is running for the current turn (reset by a macrotask) */
+/** True while a slice runs: from its start until a tick ends it */
 let clockRunning = false
+/**
+ * True when the running slice belongs to a turn that a tick has closed:
+ * the next tick ends it. False for a slice that loops started after the
+ * latest tick (in this turn's timers or I/O callbacks)
+ */
+let sliceClosed = false
+/** True while a tick is scheduled */
+let tickScheduled = false
 
-/** Starts a fresh slice: the clock runs until the next macrotask resets it */
-function startClock (): void {
-  clockStart = now()
-  if (!clockRunning) {
-    clockRunning = true
-    nextMacrotask(() => { clockRunning = false })
-  }
-}
-
-/** The start of the current turn's slice, starting one if none runs */
+/**
+ * The start of the current slice, starting one if none runs. Every local
+ * loop that runs before the slice ends (woken by any number of timers, I/O
+ * callbacks or immediates) shares it.
+ */
 function turnStarted (): number {
   if (!clockRunning) {
-    startClock()
+    clockRunning = true
+    clockStart = now()
+    sliceClosed = false
+    scheduleTick()
   }
   return clockStart
 }
 
 /** Loops waiting for a turn, in the order they yielded */
 const waiting: Array<() => void> = []
-let resuming = false
 
-/** Resumes the first waiting loop, and the next one in the next turn of the event loop */
-function resumeNext (): void {
-  const resume = waiting.shift()
-  if (resume == null) {
-    resuming = false
-    return
+function scheduleTick (): void {
+  if (!tickScheduled) {
+    tickScheduled = true
+    nextMacrotask(tick)
   }
-  // the resumed loop runs in this macrotask with a fresh slice of its own
-  startClock()
-  resume()
-  nextMacrotask(resumeNext)
+}
+
+/**
+ * Once per turn of the event loop (an immediate) while local loops run or
+ * wait: the slice of the turn before ends, and the first waiting loop
+ * resumes, with a fresh slice the rest of this turn shares. A slice that
+ * loops started in this turn's timers or I/O callbacks is not replaced: it
+ * runs on (the resumed loop takes at least one step in it) and the next
+ * tick ends it, so a turn runs at most one slice of local loops.
+ */
+function tick (): void {
+  tickScheduled = false
+  if (sliceClosed) {
+    clockRunning = false
+  }
+  const resume = waiting.shift()
+  if (resume != null) {
+    turnStarted()
+  }
+  sliceClosed = true
+  resume?.()
+  if (clockRunning || waiting.length > 0) {
+    scheduleTick()
+  }
 }
 
 /** Waits for this loop's turn: one loop resumes per turn of the event loop */
 async function nextTurn (): Promise<void> {
   await new Promise<void>(resolve => {
     waiting.push(resolve)
-    if (!resuming) {
-      resuming = true
-      nextMacrotask(resumeNext)
-    }
+    scheduleTick()
   })
 }
 

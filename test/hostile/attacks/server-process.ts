@@ -7,7 +7,8 @@
  * `mark` / `report` / `cids` requests.
  */
 
-import { mkdirSync } from 'node:fs'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { Session } from 'node:inspector/promises'
 import { unixfs } from '@helia/unixfs'
 import { MemoryBlockstore } from 'blockstore-core/memory'
 import { FsBlockstore } from 'blockstore-fs'
@@ -27,6 +28,14 @@ const send = (message: ServerReady | Response): void => {
 
 const monitor = new Monitor()
 const started = Date.now()
+
+/**
+ * ATTACK_SERVER_PROFILE=<dir>: the server's CPU profile from the mark to the
+ * report, written there as <attack pid>.cpuprofile (for finding a stall)
+ */
+const profileDir = process.env.ATTACK_SERVER_PROFILE
+const profiler = profileDir == null ? undefined : new Session()
+let markedAtUs = 0
 
 let blockstore: Blockstore
 if (config.fileDir != null) {
@@ -83,9 +92,24 @@ function stats (): unknown {
 async function answer (request: Request): Promise<unknown> {
   switch (request.type) {
     case 'mark':
+      if (profiler != null) {
+        // started before the mark: starting it stalls the event loop
+        profiler.connect()
+        await profiler.post('Profiler.enable')
+        await profiler.post('Profiler.setSamplingInterval', { interval: 500 })
+        await profiler.post('Profiler.start')
+      }
       await monitor.mark()
+      markedAtUs = Number(process.hrtime.bigint() / 1000n)
       return null
     case 'report': {
+      if (profiler != null && profileDir != null) {
+        const { profile } = await profiler.post('Profiler.stop')
+        mkdirSync(profileDir, { recursive: true })
+        // the profile's clock is the monotonic clock in µs: the mark's time in it, for reading the report's stall times
+        writeFileSync(`${profileDir}/${process.pid}.cpuprofile`, JSON.stringify({ ...profile, markedAtUs }))
+        profiler.disconnect()
+      }
       const report: ServerReport = { sessions: node.carMirror.activeSessions, stats: stats(), ...await monitor.report() }
       return report
     }
