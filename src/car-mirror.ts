@@ -145,6 +145,7 @@ export class DefaultCarMirror implements CarMirror {
       readAheadBytes: new Budget('readAheadBytes', budgets.readAheadBytes),
       pendingWants: new Budget('pendingWants', budgets.pendingWants),
       indexedCids: new Budget('indexedCids', budgets.indexedCids),
+      hintedCids: new Budget('hintedCids', budgets.hintedCids),
       localWalks: new Budget('localWalks', budgets.localWalks),
       largeFrames: new Budget('largeFrames', budgets.largeFrames)
     }
@@ -1025,6 +1026,7 @@ export class DefaultCarMirror implements CarMirror {
       maxStragglerRounds: this.init.maxStragglerRounds,
       maxWants: this.init.maxWants,
       wantBudget: budgets.pendingWants,
+      hintBudget: budgets.hintedCids,
       maxLinksPerBlock: this.init.maxLinksPerBlock,
       maxExploreBlocks: this.init.maxExploreBlocks,
       onBlockStored: (cid) => { this.storeBloom.add(cid) }

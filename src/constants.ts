@@ -90,6 +90,13 @@ export const DEFAULT_MAX_WANTS = 100_000
 /** Node-wide: CIDs senders hold in walks: indexed to check that wants lie in the DAG, or queued to visit */
 export const DEFAULT_INDEXED_CIDS_BUDGET = 500_000
 
+/**
+ * Node-wide: CIDs receivers keep from their hint walks (one per held block
+ * found, one more when the hinted DAG is trusted whole); two hinted DAGs of
+ * DEFAULT_MAX_HINT_BLOCKS fit whole
+ */
+export const DEFAULT_HINTED_CIDS_BUDGET = 400_000
+
 /** Node-wide: local walks (want checks, hint walks) running at once */
 export const DEFAULT_LOCAL_WALKS = 2
 

@@ -44,6 +44,14 @@ export interface ReceiverSessionInit extends Pick<ReceiverFrontierInit, 'maxWant
   maxHintBlocks?: number
   /** Node-wide concurrency of local walks; a hint walk holds one unit */
   walkBudget?: Budget
+  /**
+   * Node-wide count of CIDs that receivers keep from their hint walks: each
+   * held block the walk finds takes one, and one more when the hinted DAG is
+   * trusted whole (see `ReceiverFrontier.trustWhole`). When it is used up
+   * the walk stops where it is (hints only save bytes) and nothing is
+   * trusted; `close` gives it back
+   */
+  hintBudget?: Budget
   /** Called when the session moves forward: a block is stored */
   onProgress?(): void
   /** Called with each block that was wanted and verified, as its write to the blockstore begins */
@@ -132,6 +140,8 @@ export class ReceiverSession {
   /** Messages for `takeUnprompted` */
   protected readonly unprompted: Message[] = []
   private hintedHeld: CID[] = []
+  /** What the hint walk took from `hintBudget` */
+  private hintsKept = 0
   /** The hint walk, begun once by `hinted` */
   private hintWalking?: Promise<CID[]>
   /** The same walk when `pullRequest` left it running in the background: the first block waits for it; its errors are dropped, hints only save work */
@@ -164,6 +174,8 @@ export class ReceiverSession {
   /** Gives back what the session holds of node-wide budgets; call once when the session ends */
   close (): void {
     this.frontier.release()
+    this.init.hintBudget?.release(this.hintsKept)
+    this.hintsKept = 0
   }
 
   /**
@@ -494,6 +506,11 @@ export class ReceiverSession {
       let whole = true
       try {
         for await (const cid of walkHeldCids(this.init.blockstore, hints, { ...options, offline: true, linkReader: this.init.linkReader, onMissing: () => { whole = false }, maxBlocks: this.init.maxHintBlocks })) {
+          if (!this.keepHinted(1)) {
+            // the node keeps as many walked CIDs as it may: the hints are used as far as they were walked
+            whole = false
+            break
+          }
           this.hintedHeld.push(cid)
         }
       } catch (err) {
@@ -503,13 +520,25 @@ export class ReceiverSession {
         }
         whole = false
       }
-      if (whole) {
+      if (whole && this.keepHinted(this.hintedHeld.length)) {
         // every block under the hints is held: a link into them needs no walk of its own
         await this.frontier.trustWhole(this.hintedHeld, options)
       }
     }
     await (this.init.walkBudget?.run(walk, options.signal) ?? walk())
     return this.hintedHeld
+  }
+
+  /** Takes `count` from the node-wide hint budget, if there is one; false when it does not fit */
+  private keepHinted (count: number): boolean {
+    if (this.init.hintBudget == null) {
+      return true
+    }
+    if (!this.init.hintBudget.tryTake(count)) {
+      return false
+    }
+    this.hintsKept += count
+    return true
   }
 
   /** Most CIDs listed in one status */

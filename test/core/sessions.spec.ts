@@ -53,6 +53,8 @@ interface PullOptions {
   shallow?: boolean
   /** Most blocks the receiver walks under the hints */
   maxHintBlocks?: number
+  /** The node-wide budget of CIDs kept from hint walks */
+  hintBudget?: Budget
 }
 
 /**
@@ -65,7 +67,7 @@ async function pull (source: MemoryBlockstore, target: MemoryBlockstore, roots: 
   const [a, b] = await streamPair()
   const senderFramed = new FramedStream(a)
   const receiverFramed = new FramedStream(b)
-  const receiver = await ReceiverSession.create({ blockstore: target, roots, hints: options.hints, smallStoreBlocks: options.smallStoreBlocks, shallow: options.shallow, maxHintBlocks: options.maxHintBlocks })
+  const receiver = await ReceiverSession.create({ blockstore: target, roots, hints: options.hints, smallStoreBlocks: options.smallStoreBlocks, shallow: options.shallow, maxHintBlocks: options.maxHintBlocks, hintBudget: options.hintBudget })
   const request = await receiver.pullRequest()
   const receivedTypes: string[] = []
   const receiving = runReceiver(receiverFramed, receiver, { signal, first: [request], onReceived: m => { receivedTypes.push(m.type) } })
@@ -693,6 +695,36 @@ describe('core/sessions: a hinted DAG found whole is trusted, one found damaged 
         expect(receiver.complete).to.be.true()
         expect(await holdsExactly(target, old[14]), 'the lost leaf is stored').to.be.true()
         await expectHoldsAll(target, old)
+      })
+
+      it('keeps only what fits in the node\'s hint budget and trusts nothing then; close gives it all back', async () => {
+        const { old, root, source, target } = await versions(`hint budget ${smallStoreBlocks}`, [14])
+        const hintBudget = new Budget('hintedCids', 3)
+
+        const { receiver } = await pull(source, target, [root.cid], { hints: [old[0].cid], smallStoreBlocks, hintBudget })
+
+        expect(receiver.complete).to.be.true()
+        // the walk stopped at the budget: nothing was trusted, so the lost leaf was found missing and fetched
+        expect(hintBudget.peak).to.equal(3)
+        expect(await holdsExactly(target, old[14]), 'the lost leaf is stored').to.be.true()
+        expect(target.readsOf(old[0].cid)).to.equal(2)
+        expect(hintBudget.used).to.equal(3)
+        receiver.close()
+        expect(hintBudget.used).to.equal(0)
+      })
+
+      it('charges the hint budget once for each block the walk keeps and once more for trusting them whole', async () => {
+        const { old, root, source, target } = await versions(`hint budget whole ${smallStoreBlocks}`)
+        const hintBudget = new Budget('hintedCids', 1000)
+
+        const { receiver } = await pull(source, target, [root.cid], { hints: [old[0].cid], smallStoreBlocks, hintBudget })
+
+        expect(receiver.complete).to.be.true()
+        expect(hintBudget.used).to.equal(2 * old.length)
+        // trusted: the old root was read by the walk only
+        expect(target.readsOf(old[0].cid)).to.equal(1)
+        receiver.close()
+        expect(hintBudget.used).to.equal(0)
       })
 
       it('reads the hinted DAG again when maxHintBlocks cuts the hint walk off', async () => {

@@ -711,6 +711,44 @@ const hintWalks: Attack = {
   })
 }
 
+/** Pushes of the held-hints attack open at once */
+const HELD_HINT_SESSIONS = 48
+
+/**
+ * Every CID a receiver keeps from its hint walk is charged to the node's
+ * hintedCids budget: without that, each of these sessions would keep the
+ * 69,905 CIDs its walk found, and the keys of the trusted DAG, until it
+ * ends. The budget is apart from indexedCids, which honest pulls need
+ */
+const heldHints: Attack = {
+  id: 'held-hints',
+  name: `pushes whose hints name the wide DAG (69,905 blocks) the server holds, each held open after the greeting (${HELD_HINT_SESSIONS} at once, 4 peers)`,
+  server: { allowPush: true, wide: true },
+  peers: 4,
+  create: () => ({
+    run: async (ctx) => {
+      const wide = root(ctx.server.roots.wide, 'wide')
+      await slots(ctx, HELD_HINT_SESSIONS, i => i % 4, async (s, i, n) => {
+        await s.write({ type: 'push', roots: [randomCid(`held-hint/${i}/${n}`)], hints: [wide] }, ctx.signal)
+        const { end } = await s.read(ctx.signal, message => message.type === 'status')
+        if (end !== 'status') {
+          return end
+        }
+        ctx.tally.notes.greetings = Number(ctx.tally.notes.greetings ?? 0) + 1
+        // the greeting came: send nothing more, keep the session (and what its walk found)
+        return untilClosed(s, ctx.signal)
+      })
+    },
+    check: (ctx) => {
+      // the memory bound means something only once most sessions hold what
+      // their walks kept: a server that walks every hinted DAG whole greets
+      // a few in the attack's time, and is already near the bound then
+      const greetings = Number(ctx.tally.notes.greetings ?? 0)
+      return greetings >= HELD_HINT_SESSIONS / 2 ? [] : [`slow: only ${greetings} of ${HELD_HINT_SESSIONS} pushes were greeted: the server walks each hinted DAG whole, keeping all it finds`]
+    }
+  })
+}
+
 /** Every attack of issue 9's table, in its order */
 export const ATTACKS: readonly Attack[] = [
   slotHolding,
@@ -726,5 +764,6 @@ export const ATTACKS: readonly Attack[] = [
   linkBombs,
   mapBomb,
   afterDone,
-  hintWalks
+  hintWalks,
+  heldHints
 ]
