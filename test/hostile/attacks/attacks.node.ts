@@ -3,8 +3,10 @@
  * process (./server-process.ts, library defaults, V8 heap limited to
  * SERVER_HEAP_MIB so unbounded memory shows as a crash) while an honest
  * client pulls small DAGs every 400 ms. Under every attack the server must
- * stay up, its heap + buffers must grow less than BOUNDS.memoryGrowth, its
- * event loop must not stall more than BOUNDS.stallMs outside GC, and at
+ * stay up, its heap + buffers must grow less than BOUNDS.memoryGrowth, the
+ * library's own code must take no more than BOUNDS.stallMs of any event-loop
+ * stall (from a CPU profile of the server), no stall may pass
+ * BOUNDS.totalStallMs outside GC whoever's work it is, and at
  * least 90% of the honest pulls started during the attack must succeed.
  * Each test prints its row of the README table; `node
  * test/hostile/attacks/table.ts` prints the whole table.
@@ -35,7 +37,7 @@ describe(`attacks of issue 9 against a server process (heap limit ${SERVER_HEAP_
   })
 
   for (const attack of ATTACKS) {
-    it(`${attack.name}: the server stays up, grows < ${BOUNDS.memoryGrowth / 1024 / 1024} MiB, stalls < ${BOUNDS.stallMs} ms, serves ≥ ${BOUNDS.honestOk * 100}% of honest pulls`, async function () {
+    it(`${attack.name}: the server stays up, grows < ${BOUNDS.memoryGrowth / 1024 / 1024} MiB, its own code < ${BOUNDS.stallMs} ms of any stall (all < ${BOUNDS.totalStallMs} ms), serves ≥ ${BOUNDS.honestOk * 100}% of honest pulls`, async function () {
       this.timeout(DURATION_MS + 120_000)
       const result = await runAttack(attack, { durationMs: DURATION_MS, fileDir: join(temp.dir, attack.id) })
       const failures = verdict(result)

@@ -81,6 +81,14 @@ export interface Measures {
   stallsOver100: number
   /** The five longest stalls: when they ended (ms after the mark) and how long they were (GC taken out) */
   worstStalls: Array<{ atMs: number, ms: number }>
+  /**
+   * The most of one stall that went to the library's own code (see
+   * ./own-time.ts), scaled like the stall by the main thread's share of
+   * CPU; undefined without a profile
+   */
+  ownStallMaxMs?: number
+  /** The five stalls with the most of the library's own time: when they ended, and that time */
+  worstOwnStalls?: Array<{ atMs: number, ms: number }>
   /** The three latest probe ticks: when they ended, how late they were, the main thread's CPU time and the GC pauses in them, ms */
   worstLags: Array<{ atMs: number, lagMs: number, cpuMs: number, gcMs: number }>
   gcMaxMs: number
@@ -140,6 +148,7 @@ export class Monitor {
   private peakRss = 0
   private cpu = process.cpuUsage()
   private markedAt = performance.now()
+  private frozen = false
   private readonly timers: Array<ReturnType<typeof setInterval>> = []
   private readonly observer: PerformanceObserver
 
@@ -148,7 +157,7 @@ export class Monitor {
     this.timers.push(setInterval(() => {
       const now = performance.now()
       const cpuMs = mainThreadCpuMs()
-      if (now - this.lastTick > 2 * PROBE_MS) {
+      if (now - this.lastTick > 2 * PROBE_MS && !this.frozen) {
         this.late.push({ start: this.lastTick, end: now, cpuMs: cpuMs == null || this.lastCpuMs == null ? Infinity : cpuMs - this.lastCpuMs })
         if (this.late.length > MAX_SPANS) {
           this.late.splice(0, this.late.length - MAX_SPANS)
@@ -190,16 +199,30 @@ export class Monitor {
     this.lastCpuMs = mainThreadCpuMs()
     this.markedAt = this.lastTick
     this.cpu = process.cpuUsage()
+    this.frozen = false
   }
 
-  /** The measures since the mark; collects garbage once the event-loop figures are taken */
-  async report (): Promise<Measures> {
+  /** Stops taking late ticks (before work that is not the attack's, such as stopping a profiler) */
+  freeze (): void {
+    this.frozen = true
+  }
+
+  /**
+   * The measures since the mark; collects garbage once the event-loop
+   * figures are taken. With `ownTime` (the library's time in a span of the
+   * monotonic clock, µs), each stall is also split into the library's share.
+   */
+  async report (ownTime?: (startUs: number, endUs: number) => number): Promise<Measures> {
+    this.frozen = true
     this.sample()
     let lagMaxMs = 0
     let stallMaxMs = 0
     let stallsOver100 = 0
     const stalls: Array<{ atMs: number, ms: number }> = []
     const lags: Measures['worstLags'] = []
+    const ownStalls: Array<{ atMs: number, ms: number }> = []
+    // performance.now() is the monotonic clock less the time origin
+    const originUs = Number(process.hrtime.bigint() / 1000n) - performance.now() * 1000
     for (const span of this.late) {
       const lag = span.end - span.start - PROBE_MS
       const gc = this.gcs.reduce((total, pause) => total + overlap(span, pause), 0)
@@ -207,6 +230,9 @@ export class Monitor {
       const onCpu = Math.min(1, span.cpuMs / (span.end - span.start))
       const stall = outsideGc * onCpu
       const atMs = Math.round(span.end - this.markedAt)
+      if (ownTime != null) {
+        ownStalls.push({ atMs, ms: Math.round(ownTime(originUs + span.start * 1000, originUs + span.end * 1000) * onCpu) })
+      }
       lagMaxMs = Math.max(lagMaxMs, lag)
       stallMaxMs = Math.max(stallMaxMs, stall)
       stalls.push({ atMs, ms: Math.round(stall) })
@@ -216,6 +242,7 @@ export class Monitor {
       }
     }
     const worstStalls = stalls.sort((a, b) => b.ms - a.ms).slice(0, 5)
+    const worstOwnStalls = ownTime == null ? undefined : ownStalls.sort((a, b) => b.ms - a.ms).slice(0, 5)
     const worstLags = lags.sort((a, b) => b.lagMs - a.lagMs).slice(0, 3)
     const cpu = process.cpuUsage(this.cpu)
     const loopDelayMaxMs = this.histogram.max / 1e6
@@ -236,6 +263,8 @@ export class Monitor {
       stallMaxMs,
       stallsOver100,
       worstStalls,
+      ownStallMaxMs: worstOwnStalls == null ? undefined : (worstOwnStalls[0]?.ms ?? 0),
+      worstOwnStalls,
       worstLags,
       gcMaxMs,
       gcTotalMs,

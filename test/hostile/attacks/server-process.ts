@@ -16,6 +16,7 @@ import { pseudoRandomBytes, putBlocks } from '../../fixtures/dags.ts'
 import { createTestNode } from '../../fixtures/nodes.ts'
 import { HEAVY_LINKS, honestDags, linkHeavyBlock, wideDag } from './dags.ts'
 import { Monitor } from './monitor.ts'
+import { ownTime } from './own-time.ts'
 import type { Request, Response, ServerConfig, ServerReady, ServerReport } from './server.ts'
 import type { CarMirrorInit } from '../../../src/index.ts'
 import type { Block } from '../../fixtures/dag.ts'
@@ -30,11 +31,18 @@ const monitor = new Monitor()
 const started = Date.now()
 
 /**
- * ATTACK_SERVER_PROFILE=<dir>: the server's CPU profile from the mark to the
- * report, written there as <attack pid>.cpuprofile (for finding a stall)
+ * The server runs under V8's CPU profiler from the mark to the report, so
+ * that each stall can be split into the library's own time and the rest
+ * (./own-time.ts). ATTACK_SERVER_PROFILE=<dir> also writes the profile
+ * there as <pid>.cpuprofile, with `markedAtUs`, the mark's time on the
+ * profile's clock (the monotonic clock, µs)
  */
 const profileDir = process.env.ATTACK_SERVER_PROFILE
-const profiler = profileDir == null ? undefined : new Session()
+const profiler = new Session()
+/** The library's sources: frames from modules under here are its own */
+const SOURCE_URL = new URL('../../../src/', import.meta.url).href
+/** Sampling interval of the profiler, µs */
+const SAMPLING_US = 500
 let markedAtUs = 0
 
 let blockstore: Blockstore
@@ -92,25 +100,24 @@ function stats (): unknown {
 async function answer (request: Request): Promise<unknown> {
   switch (request.type) {
     case 'mark':
-      if (profiler != null) {
-        // started before the mark: starting it stalls the event loop
-        profiler.connect()
-        await profiler.post('Profiler.enable')
-        await profiler.post('Profiler.setSamplingInterval', { interval: 500 })
-        await profiler.post('Profiler.start')
-      }
+      // started before the mark: starting the profiler stalls the event loop
+      profiler.connect()
+      await profiler.post('Profiler.enable')
+      await profiler.post('Profiler.setSamplingInterval', { interval: SAMPLING_US })
+      await profiler.post('Profiler.start')
       await monitor.mark()
       markedAtUs = Number(process.hrtime.bigint() / 1000n)
       return null
     case 'report': {
-      if (profiler != null && profileDir != null) {
-        const { profile } = await profiler.post('Profiler.stop')
+      // stopping the profiler stalls too: no late tick is taken from here on
+      monitor.freeze()
+      const { profile } = await profiler.post('Profiler.stop')
+      profiler.disconnect()
+      if (profileDir != null) {
         mkdirSync(profileDir, { recursive: true })
-        // the profile's clock is the monotonic clock in µs: the mark's time in it, for reading the report's stall times
         writeFileSync(`${profileDir}/${process.pid}.cpuprofile`, JSON.stringify({ ...profile, markedAtUs }))
-        profiler.disconnect()
       }
-      const report: ServerReport = { sessions: node.carMirror.activeSessions, stats: stats(), ...await monitor.report() }
+      const report: ServerReport = { sessions: node.carMirror.activeSessions, stats: stats(), ...await monitor.report(ownTime(profile, SOURCE_URL)) }
       return report
     }
     case 'cids':
