@@ -8,7 +8,7 @@ import { CarMirrorBlockBroker } from './broker.ts'
 import { CONTROL_RECEIVE_WINDOW, DEFAULT_MAX_PUSH_BYTES, DEFAULT_POOL_STALL_TIMEOUT, RESUME_MEMORY_MS, DEFAULT_MAX_ROUTED_PROVIDERS, MAX_SENT_BLOOM_BYTES, STORE_BLOOM_MAX_AGE_MS } from './constants.ts'
 import { Budget, BudgetShare } from './core/budget.ts'
 import { LinkReader } from './core/links.ts'
-import { bloomOf, checkFirstMessageSize } from './core/messages.ts'
+import { bloomOfInSlices, checkFirstMessageSize } from './core/messages.ts'
 import { PoolReceiver } from './core/pool/pool-receiver.ts'
 import { ReceiverSession } from './core/receiver.ts'
 import { RecentRoots } from './core/recent-roots.ts'
@@ -599,7 +599,7 @@ export class DefaultCarMirror implements CarMirror {
     for await (const cid of walkHeldCids(this.store, hints, { signal, offline: true, linkReader: this.linkReader, onMissing: () => {} })) {
       held.push(cid)
     }
-    return held.length === 0 ? undefined : bloomOf(held, MAX_SENT_BLOOM_BYTES)
+    return held.length === 0 ? undefined : bloomOfInSlices(held, MAX_SENT_BLOOM_BYTES, { signal })
   }
 
   /** Ends inbound sessions that made no progress for `stallTimeout` ms, whatever frames their peers send */

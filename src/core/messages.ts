@@ -3,6 +3,7 @@ import { CID } from 'multiformats/cid'
 import { DEFAULT_MAX_BLOCK_SIZE, DEFAULT_MAX_BLOOM_BYTES, DEFAULT_MAX_BLOOM_HASH_COUNT, DEFAULT_MAX_CIDS_PER_MESSAGE } from '../constants.ts'
 import { LimitExceededError, ProtocolError } from '../errors.ts'
 import { BloomFilter } from './bloom/bloom-filter.ts'
+import { Yielder } from './budget.ts'
 import { ITEMS_PER_STEP, controlValue, runSteps } from './control-values.ts'
 import { Shard } from './pool/shard.ts'
 
@@ -192,15 +193,44 @@ export function bloomItem (cid: CID): Uint8Array {
  * ```
  */
 export function bloomOf (cids: CID[], maxBytes: number = Infinity): BloomFilter {
-  let bloom = BloomFilter.forCapacity(cids.length)
-  if (bloom.bytes.byteLength > maxBytes) {
-    const hashCount = Math.max(1, Math.round(maxBytes * 8 / cids.length * Math.LN2))
-    bloom = new BloomFilter(new Uint8Array(maxBytes), hashCount)
-  }
+  const bloom = emptyBloomFor(cids.length, maxBytes)
   for (const cid of cids) {
     bloom.add(bloomItem(cid))
   }
   return bloom
+}
+
+/**
+ * Builds the same Bloom filter as {@link bloomOf}, giving the event loop a
+ * turn between slices: a receiver's Bloom may hold a hundred thousand CIDs
+ * (tens of milliseconds of hashing).
+ *
+ * @example
+ *
+ * ```ts
+ * const bloom = await bloomOfInSlices(held, MAX_SENT_BLOOM_BYTES, { signal })
+ * ```
+ */
+export async function bloomOfInSlices (cids: CID[], maxBytes: number = Infinity, options: { yielder?: Yielder, signal?: AbortSignal } = {}): Promise<BloomFilter> {
+  const bloom = emptyBloomFor(cids.length, maxBytes)
+  const yielder = options.yielder ?? new Yielder()
+  for (let i = 0; i < cids.length; i++) {
+    if ((i & 0x3ff) === 0x3ff) {
+      await yielder.maybeYield(options.signal)
+    }
+    bloom.add(bloomItem(cids[i]))
+  }
+  return bloom
+}
+
+/** An empty Bloom sized for `count` items, at most `maxBytes` long */
+function emptyBloomFor (count: number, maxBytes: number): BloomFilter {
+  const bloom = BloomFilter.forCapacity(count)
+  if (bloom.bytes.byteLength <= maxBytes) {
+    return bloom
+  }
+  const hashCount = Math.max(1, Math.round(maxBytes * 8 / count * Math.LN2))
+  return new BloomFilter(new Uint8Array(maxBytes), hashCount)
 }
 
 const ERROR_CODES = new Set<string>(['not-found', 'refused', 'limit', 'protocol', 'verification', 'internal'])

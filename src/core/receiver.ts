@@ -1,7 +1,7 @@
 import { DEFAULT_MAX_CIDS_PER_MESSAGE, DEFAULT_MAX_STRAGGLER_ROUNDS, DEFAULT_MAX_UNREQUESTED_BLOCKS, DEFAULT_SMALL_STORE_BLOCKS, MAX_SENT_BLOOM_BYTES, PUSH_QUOTA_BYTES_PER_LINK } from '../constants.ts'
 import { BlocksNotAvailableError, LimitExceededError, ProtocolError, RemoteError, SessionRefusedError } from '../errors.ts'
 import { ReceiverFrontier } from './frontier.ts'
-import { bloomOf } from './messages.ts'
+import { bloomOfInSlices } from './messages.ts'
 import { Wakeup } from './signal.ts'
 import { walkHeldCids } from './walk.ts'
 import type { BlockSink } from './blocks.ts'
@@ -210,7 +210,7 @@ export class ReceiverSession {
       // the Bloom needs no hint walk, but the walk still spares later ones: it runs while the request travels
       this.backgroundHintWalk = this.hinted(options).then(() => {}, () => {})
     }
-    const bloom = this.bloomOf(items)
+    const bloom = await this.bloomOf(items, options)
     // a Bloom of the whole store already holds whatever the session finds later
     this.nextBloomAt = storeItems != null ? Infinity : Math.max(1, items.length * 2)
     const wants = this.frontier.wants()
@@ -226,7 +226,7 @@ export class ReceiverSession {
    */
   async pushGreeting (options: { signal?: AbortSignal } = {}): Promise<StatusMessage> {
     await this.hinted(options)
-    return this.rootsStatus() ?? this.bloomStatus(true) ?? this.emptyStatus(null)
+    return await this.rootsStatus(options) ?? await this.bloomStatus(true, options) ?? this.emptyStatus(null)
   }
 
   /** A status with no wants: `null` clears the sender's Bloom, undefined leaves it */
@@ -239,13 +239,13 @@ export class ReceiverSession {
    * Once, when the session announces roots and holds them all: a status
    * saying so, with a Bloom of what it holds that the sender cannot know
    */
-  private rootsStatus (): StatusMessage | undefined {
+  private async rootsStatus (options: { signal?: AbortSignal } = {}): Promise<StatusMessage | undefined> {
     if (this.init.announceRoots !== true || this.rootsAnnounced || this.roots.some(root => this.frontier.isWanted(root))) {
       return undefined
     }
     this.rootsAnnounced = true
     // a store Bloom already sent holds everything held: leave it in place (no bb); otherwise a Bloom or a clear
-    const status = this.storeBloomSent ? this.emptyStatus() : this.bloomStatus(true) ?? this.emptyStatus(null)
+    const status = this.storeBloomSent ? this.emptyStatus() : await this.bloomStatus(true, options) ?? this.emptyStatus(null)
     status.rootsHeld = true
     return status
   }
@@ -270,7 +270,7 @@ export class ReceiverSession {
       case 'idle':
         return { replies: await this.afterIdle(message.statuses) }
       case 'sync':
-        return { replies: this.afterSync(message.statuses) }
+        return { replies: await this.afterSync(message.statuses, options) }
       case 'missing':
         this.onMissing(message.cids)
         return { replies: [] }
@@ -328,7 +328,7 @@ export class ReceiverSession {
       await this.frontier.settle()
       replies.push(...this.doneOnce())
     } else {
-      const status = this.rootsStatus() ?? this.bloomStatus()
+      const status = await this.rootsStatus(options) ?? await this.bloomStatus(false, options)
       if (status != null) {
         replies.push(status)
       }
@@ -423,11 +423,11 @@ export class ReceiverSession {
   }
 
   /** A sync asks for a Bloom of everything held that the sender cannot know, before it sends leaves */
-  private afterSync (statusesSeen: number): Message[] {
+  private async afterSync (statusesSeen: number, options: { signal?: AbortSignal }): Promise<Message[]> {
     if (statusesSeen > this.counters.statusesSent) {
       throw new ProtocolError(`The sender claims to have read ${statusesSeen} status frames; ${this.counters.statusesSent} were sent`)
     }
-    return [this.bloomStatus(true) ?? this.emptyStatus(null)]
+    return [await this.bloomStatus(true, options) ?? this.emptyStatus(null)]
   }
 
   /** The done frame, unless it was written already: to send once the receiver is complete */
@@ -444,7 +444,7 @@ export class ReceiverSession {
    * sent each time their number has doubled, so all Bloom bytes together stay
    * under twice the last one.
    */
-  private bloomStatus (evenIfNotDoubled = false): StatusMessage | undefined {
+  private async bloomStatus (evenIfNotDoubled: boolean, options: { signal?: AbortSignal }): Promise<StatusMessage | undefined> {
     const store = this.init.storeBloom
     if (store != null) {
       // it already holds whatever the session finds in the store: sent once, and again only for a sync
@@ -463,14 +463,14 @@ export class ReceiverSession {
     }
     this.nextBloomAt = count * 2
     this.counters.statusesSent++
-    return { type: 'status', wants: [], bloom: this.bloomOf([...this.hintedHeld, ...found]) }
+    return { type: 'status', wants: [], bloom: await this.bloomOf([...this.hintedHeld, ...found], options) }
   }
 
-  private bloomOf (items: CID[]): BloomFilter | undefined {
+  private async bloomOf (items: CID[], options: { signal?: AbortSignal }): Promise<BloomFilter | undefined> {
     if (items.length === 0) {
       return undefined
     }
-    const bloom = bloomOf(items, MAX_SENT_BLOOM_BYTES)
+    const bloom = await bloomOfInSlices(items, MAX_SENT_BLOOM_BYTES, options)
     this.counters.bloomBytesSent += bloom.bytes.byteLength
     return bloom
   }

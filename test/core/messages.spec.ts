@@ -13,7 +13,8 @@ import * as Digest from 'multiformats/hashes/digest'
 import { concat } from 'uint8arrays/concat'
 import { DEFAULT_MAX_BLOCK_SIZE, DEFAULT_MAX_BLOOM_BYTES, DEFAULT_MAX_BLOOM_HASH_COUNT, DEFAULT_MAX_CIDS_PER_MESSAGE } from '../../src/constants.ts'
 import { BloomFilter } from '../../src/core/bloom/bloom-filter.ts'
-import { bloomItem, bloomOf, checkFirstMessageSize, decodeMessage, decodeMessageSteps, encodeMessage, maxControlItems, maxFirstFrameSize, maxFirstMessageOverhead, maxFrameSize } from '../../src/core/messages.ts'
+import { Yielder } from '../../src/core/budget.ts'
+import { bloomItem, bloomOf, bloomOfInSlices, checkFirstMessageSize, decodeMessage, decodeMessageSteps, encodeMessage, maxControlItems, maxFirstFrameSize, maxFirstMessageOverhead, maxFrameSize } from '../../src/core/messages.ts'
 import { LimitExceededError, ProtocolError } from '../../src/errors.ts'
 import type { ErrorCode, Message, MessageLimits } from '../../src/core/messages.ts'
 
@@ -977,6 +978,24 @@ describe('messages: bloomOf', () => {
     expect(bloom.bytes.byteLength).to.equal(1024)
     expect(bloom.hashCount).to.equal(Math.round(1024 * 8 / cids.length * Math.LN2))
     expect(cids.every(cid => bloom.has(bloomItem(cid)))).to.be.true()
+  })
+
+  it('bloomOfInSlices builds the same filter, sized and capped the same way, offering the event loop a turn every 1,024 CIDs', async () => {
+    class CountingYielder extends Yielder {
+      checks = 0
+      override async maybeYield (signal?: AbortSignal): Promise<void> {
+        this.checks++
+        await super.maybeYield(signal)
+      }
+    }
+    for (const maxBytes of [Infinity, 1024]) {
+      const yielder = new CountingYielder(0)
+      const sliced = await bloomOfInSlices(cids, maxBytes, { yielder })
+      const whole = bloomOf(cids, maxBytes)
+      expect(sliced.hashCount).to.equal(whole.hashCount)
+      expect(sliced.bytes).to.deep.equal(whole.bytes)
+      expect(yielder.checks).to.equal(Math.floor(cids.length / 1024))
+    }
   })
 })
 
