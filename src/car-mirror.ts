@@ -145,7 +145,7 @@ export class DefaultCarMirror implements CarMirror {
       readAheadBytes: new Budget('readAheadBytes', budgets.readAheadBytes),
       pendingWants: new Budget('pendingWants', budgets.pendingWants),
       indexedCids: new Budget('indexedCids', budgets.indexedCids),
-      hintedCids: new Budget('hintedCids', budgets.hintedCids),
+      heldCids: new Budget('heldCids', budgets.heldCids),
       localWalks: new Budget('localWalks', budgets.localWalks),
       largeFrames: new Budget('largeFrames', budgets.largeFrames)
     }
@@ -158,7 +158,7 @@ export class DefaultCarMirror implements CarMirror {
     })
     this.broker = new CarMirrorBlockBroker(this, components.blockstore, { log: this.log, maxRoots: this.init.maxRoots })
     // a session waiting for memory that stalled sessions hold gets it by evicting them
-    for (const budget of [this.budgets.bufferedBytes, this.budgets.bloomBytes, this.budgets.queuedWants, this.budgets.readAheadBytes, this.budgets.pendingWants]) {
+    for (const budget of [this.budgets.bufferedBytes, this.budgets.bloomBytes, this.budgets.queuedWants, this.budgets.readAheadBytes, this.budgets.pendingWants, this.budgets.heldCids]) {
       budget.onShort = (short) => { this.relieve(short) }
     }
   }
@@ -1026,7 +1026,7 @@ export class DefaultCarMirror implements CarMirror {
       maxStragglerRounds: this.init.maxStragglerRounds,
       maxWants: this.init.maxWants,
       wantBudget: budgets.pendingWants,
-      hintBudget: budgets.hintedCids,
+      heldBudget: budgets.heldCids,
       maxLinksPerBlock: this.init.maxLinksPerBlock,
       maxExploreBlocks: this.init.maxExploreBlocks,
       onBlockStored: (cid) => { this.storeBloom.add(cid) }

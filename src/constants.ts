@@ -91,11 +91,15 @@ export const DEFAULT_MAX_WANTS = 100_000
 export const DEFAULT_INDEXED_CIDS_BUDGET = 500_000
 
 /**
- * Node-wide: CIDs receivers keep from their hint walks (one per held block
- * found, one more when the hinted DAG is trusted whole); two hinted DAGs of
- * DEFAULT_MAX_HINT_BLOCKS fit whole
+ * Node-wide: CIDs receivers keep from walks of their own store: the held
+ * blocks a frontier finds there (below its roots or a received block), and
+ * what hint walks find (one per held block, one more when the hinted DAG is
+ * trusted whole). About 800 B each (a CID object, its key and the map entries), so the default holds about 160 MB
  */
-export const DEFAULT_HINTED_CIDS_BUDGET = 400_000
+export const DEFAULT_HELD_CIDS_BUDGET = 200_000
+
+/** How long a receiver waits for room in the held-CIDs budget before its session fails (ms) */
+export const HELD_WAIT_MS = 2000
 
 /** Node-wide: local walks (want checks, hint walks) running at once */
 export const DEFAULT_LOCAL_WALKS = 2

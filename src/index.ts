@@ -527,15 +527,19 @@ export interface BudgetInit {
    */
   indexedCids?: number
   /**
-   * CIDs receivers keep from their hint walks: one per held block the walk
-   * finds, one more when the hinted DAG is trusted whole. A hint walk that
-   * finds it used up stops where it is and trusts nothing: hints only save
-   * bytes, so the transfer goes on and sends more of them. Apart from
-   * `indexedCids`, so that pushes holding their hints cannot starve pulls
+   * CIDs receivers keep from walks of their own store: each held block a
+   * session's frontier finds there (below its roots, or below a block it
+   * received) until the session ends, and what hint walks find (one per
+   * held block, one more when the hinted DAG is trusted whole). Apart from
+   * `indexedCids`, so that pushes holding what they found cannot starve
+   * pulls. A frontier that finds it used up waits up to 2 s for room (the
+   * node evicts a stalled session that holds some), then its session ends
+   * with `LimitExceededError`; a hint walk that finds it used up stops and
+   * keeps nothing (hints only save bytes)
    *
-   * @default 400,000 (DEFAULT_HINTED_CIDS_BUDGET)
+   * @default 200,000 (DEFAULT_HELD_CIDS_BUDGET)
    */
-  hintedCids?: number
+  heldCids?: number
   /**
    * Local walks (want checks, hint walks) at once
    *
@@ -854,7 +858,7 @@ export function withCarMirror<H extends Helia> (helia: H, init: CarMirrorInit = 
   return node as H & HeliaWithCarMirror
 }
 
-export { DEFAULT_STORE_BLOOM_BYTES, DEFAULT_MAX_SESSIONS_PER_ADDRESS, DEFAULT_STALL_TIMEOUT, DEFAULT_EVICT_AFTER, DEFAULT_BUFFERED_BYTES_BUDGET, DEFAULT_BLOOM_BYTES_BUDGET, DEFAULT_QUEUED_WANTS_BUDGET, DEFAULT_READ_AHEAD_BYTES_BUDGET, DEFAULT_PENDING_WANTS_BUDGET, DEFAULT_INDEXED_CIDS_BUDGET, DEFAULT_HINTED_CIDS_BUDGET, DEFAULT_LOCAL_WALKS, DEFAULT_LARGE_FRAMES, DEFAULT_MAX_ROUTED_PROVIDERS, DEFAULT_MAX_CHECK_BLOCKS, DEFAULT_MAX_HINT_BLOCKS, DEFAULT_MAX_EXPLORE_BLOCKS, DEFAULT_MAX_WANTS, DEFAULT_MAX_LINKS_PER_BLOCK, DEFAULT_MAX_MISSING, MAX_SENT_BLOOM_BYTES, DEFAULT_POOL_STALL_TIMEOUT } from './constants.ts'
+export { DEFAULT_STORE_BLOOM_BYTES, DEFAULT_MAX_SESSIONS_PER_ADDRESS, DEFAULT_STALL_TIMEOUT, DEFAULT_EVICT_AFTER, DEFAULT_BUFFERED_BYTES_BUDGET, DEFAULT_BLOOM_BYTES_BUDGET, DEFAULT_QUEUED_WANTS_BUDGET, DEFAULT_READ_AHEAD_BYTES_BUDGET, DEFAULT_PENDING_WANTS_BUDGET, DEFAULT_INDEXED_CIDS_BUDGET, DEFAULT_HELD_CIDS_BUDGET, DEFAULT_LOCAL_WALKS, DEFAULT_LARGE_FRAMES, DEFAULT_MAX_ROUTED_PROVIDERS, DEFAULT_MAX_CHECK_BLOCKS, DEFAULT_MAX_HINT_BLOCKS, DEFAULT_MAX_EXPLORE_BLOCKS, DEFAULT_MAX_WANTS, DEFAULT_MAX_LINKS_PER_BLOCK, DEFAULT_MAX_MISSING, MAX_SENT_BLOOM_BYTES, DEFAULT_POOL_STALL_TIMEOUT } from './constants.ts'
 export { DEFAULT_POOL_BUCKETS } from './core/pool/shard-planner.ts'
 export { PROTOCOL_ID, DEFAULT_MAX_BLOCK_SIZE, DEFAULT_MAX_BLOOM_BYTES, DEFAULT_MAX_BLOOM_HASH_COUNT, DEFAULT_MAX_CIDS_PER_MESSAGE, DEFAULT_SMALL_STORE_BLOCKS, DEFAULT_IDLE_TIMEOUT, DEFAULT_READ_AHEAD, DEFAULT_COLD_CALL_BYTES, DEFAULT_MAX_ROOTS, DEFAULT_MAX_QUEUED_WANTS, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PEER, DEFAULT_MAX_PUSH_BYTES, DEFAULT_MAX_UNREQUESTED_BLOCKS, DEFAULT_MAX_STRAGGLER_ROUNDS } from './constants.ts'
 export { BloomFilter, InvalidBloomError } from './core/bloom/bloom-filter.ts'

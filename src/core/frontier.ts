@@ -1,5 +1,5 @@
 import * as raw from 'multiformats/codecs/raw'
-import { DEFAULT_MAX_MISSING } from '../constants.ts'
+import { DEFAULT_MAX_MISSING, HELD_WAIT_MS } from '../constants.ts'
 import { BlocksNotAvailableError, BlockstoreError, LimitExceededError } from '../errors.ts'
 import { hasBlock, readBlock } from './blocks.ts'
 import { Yielder } from './budget.ts'
@@ -54,6 +54,14 @@ export interface ReceiverFrontierInit {
   maxLinksPerBlock?: number
   /** Most held blocks the session may walk locally; default no limit */
   maxExploreBlocks?: number
+  /**
+   * Node-wide count of CIDs receivers keep from walks of their own store:
+   * each held block the frontier finds in the store (below the roots, or
+   * below a received block) takes one until `release`. When it is used up the frontier waits up to
+   * HELD_WAIT_MS for room (the node may evict a stalled session that holds
+   * some), then fails with LimitExceededError
+   */
+  heldBudget?: Budget
   /** Most blocks the sender may report missing before the session gives up; default DEFAULT_MAX_MISSING */
   maxMissing?: number
   /** Only the roots' own blocks: links of held and received blocks are not followed (a shallow pull) */
@@ -95,6 +103,8 @@ export class ReceiverFrontier {
   private readonly yielder: Yielder
   private explored = 0
   private charged = 0
+  /** What the frontier took from `heldBudget` */
+  private kept = 0
   private readonly foundInStore: CID[] = []
   /** Keys of held blocks whose whole subgraph a walk found held (see `trustWhole`) */
   private readonly whole = new Set<string>()
@@ -162,6 +172,8 @@ export class ReceiverFrontier {
   release (): void {
     this.init.wantBudget?.release(this.charged)
     this.charged = 0
+    this.init.heldBudget?.release(this.kept)
+    this.kept = 0
   }
 
   /** How many subgraph roots are wanted */
@@ -330,6 +342,7 @@ export class ReceiverFrontier {
         // raw blocks have no links: knowing the store holds one is enough (so is any block of a shallow session or a whole subgraph)
         const links = cid.code === raw.code || this.init.shallow === true || this.whole.has(key) ? [] : await this.linkReader.links(cid, await readBlock(this.blockstore, cid, options))
         if (LinkReader.inlineBytes(cid) == null) {
+          await this.keep(options)
           this.holding.set(key, cid)
           this.foundInStore.push(cid)
         }
@@ -346,6 +359,30 @@ export class ReceiverFrontier {
       }
       throw err
     }
+  }
+
+  /**
+   * Takes one from the node's held budget for a held block found in the
+   * store; when it is used up, waits a moment for room
+   *
+   * @throws {LimitExceededError} when no room came
+   */
+  private async keep (options: BlockReadOptions): Promise<void> {
+    const budget = this.init.heldBudget
+    if (budget == null) {
+      return
+    }
+    if (!budget.tryTake(1)) {
+      // waiting lets the node evict a stalled session that holds some (see CarMirror's eviction)
+      const waited = AbortSignal.timeout(HELD_WAIT_MS)
+      try {
+        await budget.acquire(1, options.signal == null ? waited : AbortSignal.any([options.signal, waited]))
+      } catch (err) {
+        options.signal?.throwIfAborted()
+        throw new LimitExceededError(`The node's ${budget.name} budget (${budget.limit}) is used up: the session cannot keep what it finds in the store`, { cause: err })
+      }
+    }
+    this.kept++
   }
 
   private want (key: string, cid: CID): void {

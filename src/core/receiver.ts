@@ -15,7 +15,7 @@ import type { Blockstore } from 'interface-blockstore'
 import type { CID } from 'multiformats/cid'
 
 /** Where a {@link ReceiverSession} finds and stores blocks, what it asks for, and its limits */
-export interface ReceiverSessionInit extends Pick<ReceiverFrontierInit, 'maxWants' | 'wantBudget' | 'maxLinksPerBlock' | 'maxExploreBlocks' | 'maxMissing' | 'shallow'> {
+export interface ReceiverSessionInit extends Pick<ReceiverFrontierInit, 'maxWants' | 'wantBudget' | 'heldBudget' | 'maxLinksPerBlock' | 'maxExploreBlocks' | 'maxMissing' | 'shallow'> {
   /** Where held blocks are found and received blocks written */
   blockstore: BlockSink & Partial<Pick<Blockstore, 'getAll'>>
   /** The roots of the DAG to receive */
@@ -44,14 +44,6 @@ export interface ReceiverSessionInit extends Pick<ReceiverFrontierInit, 'maxWant
   maxHintBlocks?: number
   /** Node-wide concurrency of local walks; a hint walk holds one unit */
   walkBudget?: Budget
-  /**
-   * Node-wide count of CIDs that receivers keep from their hint walks: each
-   * held block the walk finds takes one, and one more when the hinted DAG is
-   * trusted whole (see `ReceiverFrontier.trustWhole`). When it is used up
-   * the walk stops where it is (hints only save bytes) and nothing is
-   * trusted; `close` gives it back
-   */
-  hintBudget?: Budget
   /** Called when the session moves forward: a block is stored */
   onProgress?(): void
   /** Called with each block that was wanted and verified, as its write to the blockstore begins */
@@ -140,7 +132,12 @@ export class ReceiverSession {
   /** Messages for `takeUnprompted` */
   protected readonly unprompted: Message[] = []
   private hintedHeld: CID[] = []
-  /** What the hint walk took from `hintBudget` */
+  /**
+   * What the hint walk took from `heldBudget`: one per held block it found,
+   * one more for each when the hinted DAG is trusted whole. When the budget
+   * is used up during the walk, the walk stops and keeps nothing (hints
+   * only save bytes; the frontier needs the room); `close` gives it back
+   */
   private hintsKept = 0
   /** The hint walk, begun once by `hinted` */
   private hintWalking?: Promise<CID[]>
@@ -174,7 +171,7 @@ export class ReceiverSession {
   /** Gives back what the session holds of node-wide budgets; call once when the session ends */
   close (): void {
     this.frontier.release()
-    this.init.hintBudget?.release(this.hintsKept)
+    this.init.heldBudget?.release(this.hintsKept)
     this.hintsKept = 0
   }
 
@@ -240,7 +237,7 @@ export class ReceiverSession {
    * saying so, with a Bloom of what it holds that the sender cannot know
    */
   private async rootsStatus (options: { signal?: AbortSignal } = {}): Promise<StatusMessage | undefined> {
-    if (this.init.announceRoots !== true || this.rootsAnnounced || this.roots.some(root => this.frontier.isWanted(root))) {
+    if (!this.rootsDue()) {
       return undefined
     }
     this.rootsAnnounced = true
@@ -328,7 +325,8 @@ export class ReceiverSession {
       await this.frontier.settle()
       replies.push(...this.doneOnce())
     } else {
-      const status = await this.rootsStatus(options) ?? await this.bloomStatus(false, options)
+      // most blocks call for no status: no await then, so a block is taken in one go as before Blooms were built in slices
+      const status = this.rootsDue() || this.bloomDue(false) ? await this.rootsStatus(options) ?? await this.bloomStatus(false, options) : undefined
       if (status != null) {
         replies.push(status)
       }
@@ -445,12 +443,12 @@ export class ReceiverSession {
    * under twice the last one.
    */
   private async bloomStatus (evenIfNotDoubled: boolean, options: { signal?: AbortSignal }): Promise<StatusMessage | undefined> {
+    if (!this.bloomDue(evenIfNotDoubled)) {
+      return undefined
+    }
     const store = this.init.storeBloom
     if (store != null) {
       // it already holds whatever the session finds in the store: sent once, and again only for a sync
-      if (this.storeBloomSent && !evenIfNotDoubled) {
-        return undefined
-      }
       this.storeBloomSent = true
       this.counters.statusesSent++
       this.counters.bloomBytesSent += store.bytes.byteLength
@@ -458,12 +456,26 @@ export class ReceiverSession {
     }
     const found = this.frontier.foundHeld()
     const count = found.length + this.hintedHeld.length
-    if (count === 0 || (count < this.nextBloomAt && !evenIfNotDoubled)) {
-      return undefined
-    }
     this.nextBloomAt = count * 2
+    const bloom = await this.bloomOf([...this.hintedHeld, ...found], options)
+    // counted once built, as it is handed over: statuses a CAR Pool member
+    // was given meanwhile go out first, and the sender counts them in that order
     this.counters.statusesSent++
-    return { type: 'status', wants: [], bloom: await this.bloomOf([...this.hintedHeld, ...found], options) }
+    return { type: 'status', wants: [], bloom }
+  }
+
+  /** True when the roots-held status is due: the session announces roots, has not, and holds them all */
+  private rootsDue (): boolean {
+    return this.init.announceRoots === true && !this.rootsAnnounced && !this.roots.some(root => this.frontier.isWanted(root))
+  }
+
+  /** True when `bloomStatus` has a status to give */
+  private bloomDue (evenIfNotDoubled: boolean): boolean {
+    if (this.init.storeBloom != null) {
+      return !this.storeBloomSent || evenIfNotDoubled
+    }
+    const count = this.frontier.foundHeld().length + this.hintedHeld.length
+    return count > 0 && (count >= this.nextBloomAt || evenIfNotDoubled)
   }
 
   private async bloomOf (items: CID[], options: { signal?: AbortSignal }): Promise<BloomFilter | undefined> {
@@ -507,9 +519,9 @@ export class ReceiverSession {
       try {
         for await (const cid of walkHeldCids(this.init.blockstore, hints, { ...options, offline: true, linkReader: this.init.linkReader, onMissing: () => { whole = false }, maxBlocks: this.init.maxHintBlocks })) {
           if (!this.keepHinted(1)) {
-            // the node keeps as many walked CIDs as it may: the hints are used as far as they were walked
-            whole = false
-            break
+            // the node's held budget is used up: the hints give way to what the session must keep (its frontier)
+            this.dropHinted()
+            return
           }
           this.hintedHeld.push(cid)
         }
@@ -529,12 +541,19 @@ export class ReceiverSession {
     return this.hintedHeld
   }
 
-  /** Takes `count` from the node-wide hint budget, if there is one; false when it does not fit */
+  /** Forgets what the hint walk found and gives back what it took: a session without hints */
+  private dropHinted (): void {
+    this.hintedHeld = []
+    this.init.heldBudget?.release(this.hintsKept)
+    this.hintsKept = 0
+  }
+
+  /** Takes `count` from the node-wide held budget, if there is one; false when it does not fit */
   private keepHinted (count: number): boolean {
-    if (this.init.hintBudget == null) {
+    if (this.init.heldBudget == null) {
       return true
     }
-    if (!this.init.hintBudget.tryTake(count)) {
+    if (!this.init.heldBudget.tryTake(count)) {
       return false
     }
     this.hintsKept += count

@@ -7,11 +7,12 @@ import * as raw from 'multiformats/codecs/raw'
 import * as Digest from 'multiformats/hashes/digest'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { readBlock } from '../../src/core/blocks.ts'
+import { Budget } from '../../src/core/budget.ts'
 import { ReceiverFrontier } from '../../src/core/frontier.ts'
 import { LinkReader } from '../../src/core/links.ts'
 import { BlockVerifier } from '../../src/core/verify.ts'
 import { walkDag } from '../../src/core/walk.ts'
-import { HashMismatchError, InvalidBlockError, UnknownCodecError, UnsupportedHashError } from '../../src/errors.ts'
+import { HashMismatchError, InvalidBlockError, LimitExceededError, UnknownCodecError, UnsupportedHashError } from '../../src/errors.ts'
 import { CountingBlockstore, ReadCountingBlockstore, arbitraryDag, buildDag, cborBlock, getBytes, identityCborBlock, isIdentity, keys, pbBlock, putAll, rawBlock, reachable, sampleDag } from '../fixtures/dag.ts'
 import { treeSpecs } from '../fixtures/dags.ts'
 import { rejection } from '../fixtures/rejection.ts'
@@ -607,6 +608,54 @@ describe('core/frontier', () => {
       }
       expect(store.puts).to.have.lengthOf(puts)
       expect(frontier.complete).to.be.true()
+    })
+  })
+
+  describe('the node-wide held budget', () => {
+    it('takes one for each held block found in the store, and release gives them all back', async () => {
+      const dag = await buildDag(treeSpecs(3, 2), 'held budget')
+      const store = new MemoryBlockstore()
+      // the store holds everything but one leaf: 14 held blocks, 1 want
+      await putAll(store, dag.slice(0, 14))
+      const heldBudget = new Budget('heldCids', 100)
+
+      const frontier = await ReceiverFrontier.create([dag[0].cid], { blockstore: store, heldBudget })
+
+      expect(frontier.wantCount).to.equal(1)
+      expect(heldBudget.used).to.equal(14)
+      frontier.release()
+      expect(heldBudget.used).to.equal(0)
+    })
+
+    it('waits for room when the budget is used up, and goes on once another session gives some back', async () => {
+      const dag = await buildDag(treeSpecs(2, 2), 'held budget wait')
+      const store = new MemoryBlockstore()
+      await putAll(store, dag)
+      const heldBudget = new Budget('heldCids', 7)
+      const other = await ReceiverFrontier.create([dag[0].cid], { blockstore: store, heldBudget })
+      expect(heldBudget.used).to.equal(7)
+
+      const waiting = ReceiverFrontier.create([dag[0].cid], { blockstore: store, heldBudget })
+      await new Promise(resolve => setTimeout(resolve, 50))
+      other.release()
+      const frontier = await waiting
+
+      expect(frontier.complete).to.be.true()
+      expect(heldBudget.used).to.equal(7)
+    })
+
+    it('fails with LimitExceededError when no room comes, and keeps nothing', async function () {
+      this.timeout(10_000)
+      const dag = await buildDag(treeSpecs(2, 2), 'held budget full')
+      const store = new MemoryBlockstore()
+      await putAll(store, dag)
+      const heldBudget = new Budget('heldCids', 3)
+      heldBudget.charge(3)
+
+      const err = await rejection(ReceiverFrontier.create([dag[0].cid], { blockstore: store, heldBudget }))
+
+      expect(err.name).to.equal(LimitExceededError.name)
+      expect(heldBudget.used).to.equal(3)
     })
   })
 })

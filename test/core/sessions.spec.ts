@@ -54,7 +54,7 @@ interface PullOptions {
   /** Most blocks the receiver walks under the hints */
   maxHintBlocks?: number
   /** The node-wide budget of CIDs kept from hint walks */
-  hintBudget?: Budget
+  heldBudget?: Budget
 }
 
 /**
@@ -67,7 +67,7 @@ async function pull (source: MemoryBlockstore, target: MemoryBlockstore, roots: 
   const [a, b] = await streamPair()
   const senderFramed = new FramedStream(a)
   const receiverFramed = new FramedStream(b)
-  const receiver = await ReceiverSession.create({ blockstore: target, roots, hints: options.hints, smallStoreBlocks: options.smallStoreBlocks, shallow: options.shallow, maxHintBlocks: options.maxHintBlocks, hintBudget: options.hintBudget })
+  const receiver = await ReceiverSession.create({ blockstore: target, roots, hints: options.hints, smallStoreBlocks: options.smallStoreBlocks, shallow: options.shallow, maxHintBlocks: options.maxHintBlocks, heldBudget: options.heldBudget })
   const request = await receiver.pullRequest()
   const receivedTypes: string[] = []
   const receiving = runReceiver(receiverFramed, receiver, { signal, first: [request], onReceived: m => { receivedTypes.push(m.type) } })
@@ -697,34 +697,37 @@ describe('core/sessions: a hinted DAG found whole is trusted, one found damaged 
         await expectHoldsAll(target, old)
       })
 
-      it('keeps only what fits in the node\'s hint budget and trusts nothing then; close gives it all back', async () => {
-        const { old, root, source, target } = await versions(`hint budget ${smallStoreBlocks}`, [14])
-        const hintBudget = new Budget('hintedCids', 3)
+      it('a hint walk that finds the node\'s held budget used up keeps nothing and trusts nothing; the frontier still gets its room', async () => {
+        const { old, root, source, target } = await versions(`held budget cut ${smallStoreBlocks}`, [14])
+        // 13 of 20 free: the hint walk (14 held blocks) does not fit, the frontier (14) does once the other session ends
+        const heldBudget = new Budget('heldCids', 20)
+        heldBudget.charge(7)
+        setTimeout(() => { heldBudget.release(7) }, 100)
 
-        const { receiver } = await pull(source, target, [root.cid], { hints: [old[0].cid], smallStoreBlocks, hintBudget })
+        const { receiver } = await pull(source, target, [root.cid], { hints: [old[0].cid], smallStoreBlocks, heldBudget })
 
         expect(receiver.complete).to.be.true()
-        // the walk stopped at the budget: nothing was trusted, so the lost leaf was found missing and fetched
-        expect(hintBudget.peak).to.equal(3)
         expect(await holdsExactly(target, old[14]), 'the lost leaf is stored').to.be.true()
+        // nothing trusted: the frontier read the old root again
         expect(target.readsOf(old[0].cid)).to.equal(2)
-        expect(hintBudget.used).to.equal(3)
+        // what the frontier found held below the new root, not the hint walk's
+        expect(heldBudget.used).to.equal(14)
         receiver.close()
-        expect(hintBudget.used).to.equal(0)
+        expect(heldBudget.used).to.equal(0)
       })
 
-      it('charges the hint budget once for each block the walk keeps and once more for trusting them whole', async () => {
-        const { old, root, source, target } = await versions(`hint budget whole ${smallStoreBlocks}`)
-        const hintBudget = new Budget('hintedCids', 1000)
+      it('charges the held budget once for each block the hint walk keeps and once more for trusting them whole', async () => {
+        const { old, root, source, target } = await versions(`held budget whole ${smallStoreBlocks}`)
+        const heldBudget = new Budget('heldCids', 1000)
 
-        const { receiver } = await pull(source, target, [root.cid], { hints: [old[0].cid], smallStoreBlocks, hintBudget })
+        const { receiver } = await pull(source, target, [root.cid], { hints: [old[0].cid], smallStoreBlocks, heldBudget })
 
         expect(receiver.complete).to.be.true()
-        expect(hintBudget.used).to.equal(2 * old.length)
-        // trusted: the old root was read by the walk only
+        // and the frontier keeps the old root it meets below the new one, without walking below it
+        expect(heldBudget.used).to.equal(2 * old.length + 1)
         expect(target.readsOf(old[0].cid)).to.equal(1)
         receiver.close()
-        expect(hintBudget.used).to.equal(0)
+        expect(heldBudget.used).to.equal(0)
       })
 
       it('reads the hinted DAG again when maxHintBlocks cuts the hint walk off', async () => {

@@ -76,8 +76,8 @@ export interface AttackContext {
 export interface AttackRun {
   prepare?(ctx: Omit<AttackContext, 'signal'>): Promise<void>
   run(ctx: AttackContext): Promise<unknown>
-  /** Failures of criteria specific to this attack */
-  check?(ctx: AttackContext): string[]
+  /** Failures of criteria specific to this attack, given the server's report (when it sent one) */
+  check?(ctx: AttackContext, report?: ServerReport): string[]
 }
 
 export interface Attack {
@@ -185,7 +185,7 @@ export async function runAttack (attack: Attack, options: RunOptions): Promise<A
       endings: Object.fromEntries(tally.endings),
       notes: tally.notes,
       honest: summarize(honest.pulls),
-      attackFailures: instance.check?.(ctx) ?? []
+      attackFailures: instance.check?.(ctx, report) ?? []
     }
   } finally {
     await attackers?.stop()
@@ -732,7 +732,7 @@ const HELD_HINT_SESSIONS = 48
 
 /**
  * Every CID a receiver keeps from its hint walk is charged to the node's
- * hintedCids budget: without that, each of these sessions would keep the
+ * heldCids budget: without that, each of these sessions would keep the
  * 69,905 CIDs its walk found, and the keys of the trusted DAG, until it
  * ends. The budget is apart from indexedCids, which honest pulls need
  */
@@ -755,14 +755,62 @@ const heldHints: Attack = {
         return untilClosed(s, ctx.signal)
       })
     },
-    check: (ctx) => {
-      // the memory bound means something only once most sessions hold what
-      // their walks kept: a server that walks every hinted DAG whole greets
-      // a few in the attack's time, and is already near the bound then
+    check: (ctx, report) => {
+      // the server must have walked and greeted, and counted what the walks kept
       const greetings = Number(ctx.tally.notes.greetings ?? 0)
-      return greetings >= HELD_HINT_SESSIONS / 2 ? [] : [`slow: only ${greetings} of ${HELD_HINT_SESSIONS} pushes were greeted: the server walks each hinted DAG whole, keeping all it finds`]
+      const kept = heldPeak(report)
+      return [
+        ...(greetings >= 8 ? [] : [`slow: only ${greetings} of ${HELD_HINT_SESSIONS} pushes were greeted`]),
+        ...(kept >= WIDE_BLOCKS ? [] : [`uncounted: the heldCids budget peaked at ${kept}, less than one hint walk of the wide DAG`])
+      ]
     }
   })
+}
+
+/** Pushes of the held-links attack open at once */
+const HELD_LINK_SESSIONS = 48
+
+/**
+ * A pushed root that links to the wide DAG, which the server holds, and to
+ * a block nobody has: the server's frontier walks the 69,905 held blocks to
+ * find what it needs and keeps them (the session is not complete, so it
+ * stays)
+ */
+const heldLinks: Attack = {
+  id: 'held-links',
+  name: `pushes of a root linking to the wide DAG (69,905 blocks) the server holds and to a missing block, each held open (${HELD_LINK_SESSIONS} at once, 4 peers)`,
+  server: { allowPush: true, wide: true },
+  peers: 4,
+  create: () => ({
+    run: async (ctx) => {
+      const wide = root(ctx.server.roots.wide, 'wide')
+      await slots(ctx, HELD_LINK_SESSIONS, i => i % 4, async (s, i, n) => {
+        const pushed = await cborBlock({ held: wide, missing: randomCid(`held-link/${i}/${n}`) })
+        const reading = s.read(ctx.signal)
+        await s.write({ type: 'push', roots: [pushed.cid], hints: [] }, ctx.signal)
+        await s.write({ type: 'header', roots: [pushed.cid] }, ctx.signal)
+        await s.write({ type: 'block', cid: pushed.cid, bytes: pushed.bytes }, ctx.signal)
+        ctx.tally.notes.rootsSent = Number(ctx.tally.notes.rootsSent ?? 0) + 1
+        // never send the missing block: the session waits, holding what its walk found
+        return (await reading).end
+      })
+    },
+    check: (ctx, report) => {
+      // the server must have walked the held DAG for many pushes, and counted what the walks kept
+      const roots = Number(ctx.tally.notes.rootsSent ?? 0)
+      const kept = heldPeak(report)
+      return [
+        ...(roots >= HELD_LINK_SESSIONS ? [] : [`slow: only ${roots} pushed roots were sent`]),
+        ...(kept >= WIDE_BLOCKS ? [] : [`uncounted: the heldCids budget peaked at ${kept}, less than one walk of the wide DAG`])
+      ]
+    }
+  })
+}
+
+/** The peak of the server's heldCids budget in its report's stats(), 0 when it has none */
+function heldPeak (report?: ServerReport): number {
+  const stats = report?.stats as { budgets?: Record<string, { peak?: number } | undefined> } | undefined
+  return stats?.budgets?.heldCids?.peak ?? 0
 }
 
 /** Every attack of issue 9's table, in its order */
@@ -781,5 +829,6 @@ export const ATTACKS: readonly Attack[] = [
   mapBomb,
   afterDone,
   hintWalks,
-  heldHints
+  heldHints,
+  heldLinks
 ]
