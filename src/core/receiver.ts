@@ -457,11 +457,11 @@ export class ReceiverSession {
     const found = this.frontier.foundHeld()
     const count = found.length + this.hintedHeld.length
     this.nextBloomAt = count * 2
-    const bloom = await this.bloomOf([...this.hintedHeld, ...found], options)
-    // counted once built, as it is handed over: statuses a CAR Pool member
-    // was given meanwhile go out first, and the sender counts them in that order
+    // counted before it is built: it is a reply, written before any status a
+    // CAR Pool member is given meanwhile (the runner sends those after the
+    // replies), and the sender counts them in that order
     this.counters.statusesSent++
-    return { type: 'status', wants: [], bloom }
+    return { type: 'status', wants: [], bloom: await this.bloomOf([...this.hintedHeld, ...found], options) }
   }
 
   /** True when the roots-held status is due: the session announces roots, has not, and holds them all */
