@@ -342,7 +342,9 @@ export class ReceiverFrontier {
         // raw blocks have no links: knowing the store holds one is enough (so is any block of a shallow session or a whole subgraph)
         const links = cid.code === raw.code || this.init.shallow === true || this.whole.has(key) ? [] : await this.linkReader.links(cid, await readBlock(this.blockstore, cid, options))
         if (LinkReader.inlineBytes(cid) == null) {
-          await this.keep(options)
+          if (!this.tryKeep()) {
+            await this.waitToKeep(options)
+          }
           this.holding.set(key, cid)
           this.foundInStore.push(cid)
         }
@@ -361,26 +363,31 @@ export class ReceiverFrontier {
     }
   }
 
+  /** Takes one from the node's held budget for a held block found in the store, if it fits (or there is no budget) */
+  private tryKeep (): boolean {
+    const budget = this.init.heldBudget
+    if (budget != null && !budget.tryTake(1)) {
+      return false
+    }
+    this.kept++
+    return true
+  }
+
   /**
-   * Takes one from the node's held budget for a held block found in the
-   * store; when it is used up, waits a moment for room
+   * Waits a moment for room in the node's held budget, then takes one:
+   * waiting lets the node evict a stalled session that holds some (see
+   * CarMirror's eviction)
    *
    * @throws {LimitExceededError} when no room came
    */
-  private async keep (options: BlockReadOptions): Promise<void> {
-    const budget = this.init.heldBudget
-    if (budget == null) {
-      return
-    }
-    if (!budget.tryTake(1)) {
-      // waiting lets the node evict a stalled session that holds some (see CarMirror's eviction)
-      const waited = AbortSignal.timeout(HELD_WAIT_MS)
-      try {
-        await budget.acquire(1, options.signal == null ? waited : AbortSignal.any([options.signal, waited]))
-      } catch (err) {
-        options.signal?.throwIfAborted()
-        throw new LimitExceededError(`The node's ${budget.name} budget (${budget.limit}) is used up: the session cannot keep what it finds in the store`, { cause: err })
-      }
+  private async waitToKeep (options: BlockReadOptions): Promise<void> {
+    const budget = this.init.heldBudget as Budget
+    const waited = AbortSignal.timeout(HELD_WAIT_MS)
+    try {
+      await budget.acquire(1, options.signal == null ? waited : AbortSignal.any([options.signal, waited]))
+    } catch (err) {
+      options.signal?.throwIfAborted()
+      throw new LimitExceededError(`The node's ${budget.name} budget (${budget.limit}) is used up: the session cannot keep what it finds in the store`, { cause: err })
     }
     this.kept++
   }
