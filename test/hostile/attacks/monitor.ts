@@ -1,7 +1,7 @@
 /**
  * What the server process measures about itself between a `mark` and a
- * `report`: memory (live memory after every full GC and after a forced one
- * at the report; everything, garbage included, sampled every 50 ms; peak RSS
+ * `report`: memory (live memory right after every full GC, from V8's GC
+ * profile, and after a forced one at the report; everything, garbage included, sampled every 50 ms; peak RSS
  * from the kernel), event-loop
  * delay (perf_hooks' histogram at 10 ms resolution, and a 10 ms interval
  * probe whose late ticks are kept with their time span), garbage-collection
@@ -19,7 +19,8 @@
  */
 
 import { readFileSync, writeFileSync } from 'node:fs'
-import { PerformanceObserver, constants, monitorEventLoopDelay, performance } from 'node:perf_hooks'
+import { PerformanceObserver, monitorEventLoopDelay, performance } from 'node:perf_hooks'
+import { GCProfiler } from 'node:v8'
 
 const PROBE_MS = 10
 const SAMPLE_MS = 50
@@ -103,6 +104,28 @@ function snapshot (): MemorySnapshot {
   return { heapUsed, external, rss }
 }
 
+/**
+ * The most heap + external memory left right after any of a GC profile's
+ * full (mark-compact) collections, 0 without one. Read from the collection
+ * itself, not from a GC observer's callback, which runs later and counts
+ * what was allocated meanwhile. Exact only when marking is atomic (the
+ * server runs with --no-incremental-marking): an incremental mark keeps
+ * everything allocated while it ran for that cycle
+ */
+function liveAfterFullGcs (profile?: GCProfile): number {
+  let most = 0
+  for (const gc of profile?.statistics ?? []) {
+    if (gc.gcType === 'MarkSweepCompact') {
+      // @types/node leaves out the fields V8 reports here
+      const after = gc.afterGC.heapStatistics as unknown as { usedHeapSize: number, externalMemory: number }
+      most = Math.max(most, after.usedHeapSize + after.externalMemory)
+    }
+  }
+  return most
+}
+
+type GCProfile = ReturnType<GCProfiler['stop']>
+
 /** Memory once garbage is collected (the process runs with --expose-gc) */
 async function settled (): Promise<MemorySnapshot> {
   const gc = (globalThis as { gc?(): void }).gc
@@ -149,6 +172,8 @@ export class Monitor {
   private cpu = process.cpuUsage()
   private markedAt = performance.now()
   private frozen = false
+  /** Records the heap after each GC, from the mark to the report */
+  private gcProfiler?: GCProfiler
   private readonly timers: Array<ReturnType<typeof setInterval>> = []
   private readonly observer: PerformanceObserver
 
@@ -168,14 +193,8 @@ export class Monitor {
     }, PROBE_MS))
     this.timers.push(setInterval(() => { this.sample() }, SAMPLE_MS))
     this.observer = new PerformanceObserver(list => {
-      let major = false
       for (const entry of list.getEntries()) {
         this.gcs.push({ start: entry.startTime, end: entry.startTime + entry.duration })
-        major ||= (entry as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR
-      }
-      if (major) {
-        const { heapUsed, external } = snapshot()
-        this.peakLive = Math.max(this.peakLive, heapUsed + external)
       }
       if (this.gcs.length > 4 * MAX_SPANS) {
         this.gcs.splice(0, this.gcs.length - 4 * MAX_SPANS)
@@ -200,6 +219,9 @@ export class Monitor {
     this.markedAt = this.lastTick
     this.cpu = process.cpuUsage()
     this.frozen = false
+    this.gcProfiler?.stop()
+    this.gcProfiler = new GCProfiler()
+    this.gcProfiler.start()
   }
 
   /** Stops taking late ticks (before work that is not the attack's, such as stopping a profiler) */
@@ -250,7 +272,8 @@ export class Monitor {
     const gcTotalMs = this.gcs.reduce((total, pause) => total + pause.end - pause.start, 0)
     const elapsedMs = performance.now() - this.markedAt
     const now = await settled()
-    this.peakLive = Math.max(this.peakLive, now.heapUsed + now.external)
+    this.peakLive = Math.max(this.peakLive, now.heapUsed + now.external, liveAfterFullGcs(this.gcProfiler?.stop()))
+    this.gcProfiler = undefined
     return {
       baseline: this.baseline,
       now,
@@ -274,6 +297,7 @@ export class Monitor {
   }
 
   stop (): void {
+    this.gcProfiler?.stop()
     this.timers.forEach(timer => { clearInterval(timer) })
     this.observer.disconnect()
     this.histogram.disable()

@@ -91,7 +91,8 @@ export class ServerProcess {
   /** Starts a server process and waits until it listens and holds its DAGs */
   static async start (config: ServerConfig, timeoutMs: number = 90_000): Promise<ServerProcess> {
     const child = fork(SCRIPT, [JSON.stringify(config)], {
-      execArgv: [`--max-old-space-size=${SERVER_HEAP_MIB}`, '--expose-gc', ...(process.env.SERVER_NODE_OPTIONS?.split(' ').filter(Boolean) ?? [])],
+      // atomic marking: a full GC then leaves exactly what is reachable (see liveAfterFullGcs in ./monitor.ts)
+      execArgv: [`--max-old-space-size=${SERVER_HEAP_MIB}`, '--expose-gc', '--no-incremental-marking', ...(process.env.SERVER_NODE_OPTIONS?.split(' ').filter(Boolean) ?? [])],
       serialization: 'advanced',
       stdio: ['ignore', 'inherit', 'pipe', 'ipc']
     })
