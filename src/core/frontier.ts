@@ -106,6 +106,8 @@ export class ReceiverFrontier {
   /** What the frontier took from `heldBudget` */
   private kept = 0
   private readonly foundInStore: CID[] = []
+  /** How many of `foundInStore` lie outside the whole subgraphs (see `trustWhole`) */
+  private foundOutside = 0
   /** Keys of held blocks whose whole subgraph a walk found held (see `trustWhole`) */
   private readonly whole = new Set<string>()
   private busy = false
@@ -218,6 +220,15 @@ export class ReceiverFrontier {
    */
   foundHeld (): readonly CID[] {
     return this.foundInStore
+  }
+
+  /**
+   * How many held blocks found in the store lie outside the whole subgraphs
+   * (see `trustWhole`): what a Bloom of those subgraphs does not cover.
+   * It only grows.
+   */
+  get foundOutsideWhole (): number {
+    return this.foundOutside
   }
 
   /**
@@ -347,6 +358,9 @@ export class ReceiverFrontier {
           }
           this.holding.set(key, cid)
           this.foundInStore.push(cid)
+          if (!this.whole.has(key)) {
+            this.foundOutside++
+          }
         }
         for (let i = links.length - 1; i >= 0; i--) {
           stack.push(links[i])

@@ -150,6 +150,10 @@ export class ReceiverSession {
   private rootsAnnounced = false
   private headerSeen = false
   private storeBloomSent = false
+  /** A Bloom of the held blocks under the roots and hints was sent (not a store Bloom) */
+  private heldBloomSent = false
+  /** The frontier's `foundOutsideWhole` when that Bloom was built: blocks found past it are not in it */
+  private outsideAtLastBloom = 0
 
   protected constructor (init: ReceiverSessionInit, frontier: ReceiverFrontier) {
     this.init = init
@@ -241,8 +245,12 @@ export class ReceiverSession {
       return undefined
     }
     this.rootsAnnounced = true
-    // a store Bloom already sent holds everything held: leave it in place (no bb); otherwise a Bloom or a clear
-    const status = this.storeBloomSent ? this.emptyStatus() : await this.bloomStatus(true, options) ?? this.emptyStatus(null)
+    // a Bloom already sent that holds everything found since (a store Bloom,
+    // or one whose hinted DAGs, trusted whole, hold every block found since)
+    // stays in place: no bb, and so no Bloom that has the sender sync before
+    // its leaves. Otherwise a Bloom, or a clear when nothing is held
+    const covered = this.storeBloomSent || (this.heldBloomSent && this.frontier.foundOutsideWhole === this.outsideAtLastBloom)
+    const status = covered ? this.emptyStatus() : await this.bloomStatus(true, options) ?? this.emptyStatus(null)
     status.rootsHeld = true
     return status
   }
@@ -457,6 +465,8 @@ export class ReceiverSession {
     const found = this.frontier.foundHeld()
     const count = found.length + this.hintedHeld.length
     this.nextBloomAt = count * 2
+    this.heldBloomSent = true
+    this.outsideAtLastBloom = this.frontier.foundOutsideWhole
     // counted before it is built: it is a reply, written before any status a
     // CAR Pool member is given meanwhile (the runner sends those after the
     // replies), and the sender counts them in that order

@@ -139,7 +139,7 @@ export class SenderSession {
   private finished = false
   /** Set once the receiver said it holds the roots: the cold call is over */
   private rootsAcknowledged = false
-  /** Status frames with a Bloom: the receiver is finding blocks it holds */
+  /** Status frames with a Bloom, a push's greeting left out: the receiver is finding blocks it holds */
   private bloomsReceived = 0
   private readonly wakeup = new Wakeup()
   /** Notified when the queue is taken: a reader waiting for room may go on */
@@ -280,7 +280,9 @@ export class SenderSession {
         this.counters.statusesReceived++
         if (message.bloom !== undefined) {
           this.setBloom(message.bloom ?? undefined)
-          if (message.bloom != null) {
+          // a push's greeting is its first Bloom, as a pull's request is: only
+          // a later one shows blocks the receiver found as the pass went on
+          if (message.bloom != null && this.counters.statusesReceived > 1) {
             this.bloomsReceived++
           }
         }

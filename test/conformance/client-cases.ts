@@ -624,13 +624,34 @@ clientCase('client-push-internal', ['S-13'],
   })
 
 clientCase('client-push-sync', ['S-10'],
-  'greeted with a Bloom, the push client (deferring its raw leaves) writes sync and sends no block until the answer, given 300 ms late',
+  'greeted with a Bloom, then told with the roots held of a Bloom found since, the push client (deferring its raw leaves) writes sync and sends no block until the answer, given 300 ms late',
   async (env) => {
     const client = await env.client({ seed: true, coldCallBytes: 0 })
     const { result } = await env.serve('sender', async (conn) => {
       conn.syncDelay = 300
-      await greetAndPass(env, conn, { bloom: bloomOf([env.fx.b.Q.cid]) })
+      await readPush(conn, [env.fx.F], [])
+      const s = passModel(conn, env.fx, [env.fx.F])
+      // the leaves wait for rh, which comes with the second Bloom: the client has read it before it reaches them
+      await conn.status([], bloomOf([env.fx.b.Q.cid]))
+      await conn.status([], bloomOf([env.fx.b.Q.cid, env.fx.b.V.cid]), true)
+      await expectPass(s, [env.fx.F])
       check(conn.syncsRead > 0, 'S-10', 'helia-car-mirror wrote no sync before its raw leaves (local policy, §8)')
+      await finishWithDone(conn)
+    })
+    await both(client.carMirror.push(env.addr, env.fx.F), result)
+  })
+
+clientCase('client-push-greeting-no-sync', ['S-10'],
+  'greeted with a Bloom, then told the roots are held with no new Bloom, the push client sends its raw leaves without a sync (local policy, §8: a push\'s greeting is its first Bloom, as a pull\'s request is)',
+  async (env) => {
+    const client = await env.client({ seed: true, coldCallBytes: 0 })
+    const { result } = await env.serve('sender', async (conn) => {
+      await readPush(conn, [env.fx.F], [])
+      const s = passModel(conn, env.fx, [env.fx.F])
+      await conn.status([], bloomOf([env.fx.b.Q.cid]))
+      await conn.status([], undefined, true)
+      await expectPass(s, [env.fx.F])
+      check(conn.syncsRead === 0, 'S-10', 'helia-car-mirror wrote a sync though no Bloom came after its greeting (local policy, §8)')
       await finishWithDone(conn)
     })
     await both(client.carMirror.push(env.addr, env.fx.F), result)

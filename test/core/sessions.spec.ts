@@ -371,6 +371,43 @@ describe('core/sessions over a stream pair', function () {
       expect(receiver.counters.duplicateBlocks).to.equal(0)
       expect(sender.counters.duplicatesReported).to.equal(0)
     })
+
+    it('a warm push whose greeting\'s Bloom of the hinted DAG holds every held block found sends its raw leaves without a sync round', async () => {
+      const v1 = await buildDag(treeSpecs(4, 3), 'push-no-sync')
+      const leaves = await Promise.all([0, 1, 2].map(async i => rawBlock(`push-no-sync new leaf ${i}`)))
+      const dir = await cborBlock({ leaves: leaves.slice(1).map(leaf => leaf.cid) })
+      const root2 = await cborBlock({ children: [v1[1].cid, v1[2].cid, v1[3].cid], leaf: leaves[0].cid, dir: dir.cid })
+      const source = await storeOf([...v1, ...leaves, dir, root2])
+      const target = await storeOf(v1)
+
+      // a 1 byte window: the root goes out, then nothing until the greeting (a Bloom of v1, trusted whole)
+      const { sender, receiver } = await push(source, target, [root2.cid], [v1[0].cid], 1)
+
+      await expectHoldsAll(target, [...v1, ...leaves, dir, root2])
+      // neither the greeting's Bloom nor the roots-held status (no Bloom: nothing found outside v1) calls for one
+      expect(sender.counters.syncs).to.equal(0)
+      expect(sender.counters.blocksSent).to.equal(2 + leaves.length)
+      expect(receiver.counters.duplicateBlocks).to.equal(0)
+    })
+
+    it('a push whose receiver holds a subgraph outside the hints names it in its roots-held Bloom, and the sender syncs before its leaves', async () => {
+      const v1 = await buildDag(treeSpecs(4, 3), 'push-outside')
+      const held = await Promise.all([0, 1, 2, 3].map(async i => rawBlock(`push-outside held leaf ${i}`)))
+      const heldDir = await cborBlock({ leaves: held.map(leaf => leaf.cid) })
+      const fresh = await rawBlock('push-outside new leaf')
+      const root2 = await cborBlock({ children: [v1[1].cid, v1[2].cid], held: heldDir.cid, fresh: fresh.cid })
+      const source = await storeOf([...v1, ...held, heldDir, fresh, root2])
+      // the receiver holds v1 (hinted) and, apart from it, heldDir with its leaves
+      const target = await storeOf([...v1, ...held, heldDir])
+
+      const { sender, receiver } = await push(source, target, [root2.cid], [v1[0].cid], 1)
+
+      await expectHoldsAll(target, [...v1, ...held, heldDir, fresh, root2])
+      expect(sender.counters.syncs).to.equal(1)
+      // heldDir itself may go out before the roots-held status arrives; its leaves wait for the sync and are skipped
+      expect(receiver.counters.duplicateBlocks).to.be.at.most(1)
+      expect(sender.counters.blocksSent).to.be.at.most(3)
+    })
   })
 
   describe('a malicious sender', () => {
