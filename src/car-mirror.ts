@@ -5,7 +5,7 @@ import { isMultiaddr } from '@multiformats/multiaddr'
 import { CID } from 'multiformats/cid'
 import { CustomProgressEvent } from 'progress-events'
 import { CarMirrorBlockBroker } from './broker.ts'
-import { CONTROL_RECEIVE_WINDOW, DEFAULT_MAX_PUSH_BYTES, DEFAULT_POOL_STALL_TIMEOUT, RESUME_MEMORY_MS, DEFAULT_MAX_ROUTED_PROVIDERS, MAX_SENT_BLOOM_BYTES, STORE_BLOOM_MAX_AGE_MS } from './constants.ts'
+import { CONTROL_RECEIVE_WINDOW, DEFAULT_COLD_CALL_BYTES, DEFAULT_MAX_PUSH_BYTES, DEFAULT_POOL_STALL_TIMEOUT, RESUME_MEMORY_MS, DEFAULT_MAX_ROUTED_PROVIDERS, MAX_SENT_BLOOM_BYTES, STORE_BLOOM_MAX_AGE_MS } from './constants.ts'
 import { Budget, BudgetShare } from './core/budget.ts'
 import { LinkReader } from './core/links.ts'
 import { bloomOfInSlices, checkFirstMessageSize } from './core/messages.ts'
@@ -558,7 +558,7 @@ export class DefaultCarMirror implements CarMirror {
       ...this.senderInit(rootList),
       bloom,
       awaitFirstStatus: resuming,
-      coldCallBytes: this.init.coldCallBytes
+      coldCallBytes: this.init.coldCallBytes ?? (hints.length > 0 ? DEFAULT_COLD_CALL_BYTES : 0)
     })
     log('push of %c (%d root(s)) to %p: %d hint(s)%s', rootList[0], rootList.length, remotePeer, hints.length, resuming ? ', resuming' : '')
     try {

@@ -694,6 +694,19 @@ describe('CarMirror over libp2p', function () {
         expectFewDuplicates(stats, setup, progress.of('car-mirror:block:sent'))
       })
 
+      it('pushes v2 to a server holding v1 without a hint and with the default cold call: only the root goes out blind, so nothing of v1 is sent', async () => {
+        const setup = await warm()
+        const progress = new ProgressLog()
+
+        const stats = await setup.client.carMirror.push(addr(setup.server), setup.v2, { onProgress: progress.onProgress })
+
+        await expectMirrored(setup.server, setup.v2, setup.v2Blocks)
+        const sent = keys(progress.of('car-mirror:block:sent').map(detail => detail.cid))
+        expect(sent.filter(key => setup.v1Blocks.has(key))).to.deep.equal([])
+        expect(sent.sort()).to.deep.equal([...setup.fresh.keys()].sort())
+        expect(stats.duplicateBlocks).to.equal(0)
+      })
+
       it('pushes v2 to a server holding v1 with a hint: the server\'s first status carries a Bloom of v1', async () => {
         const setup = await warm()
         const progress = new ProgressLog()
