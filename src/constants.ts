@@ -36,10 +36,10 @@ export const DEFAULT_IDLE_TIMEOUT = 60_000
 export const DEFAULT_READ_AHEAD = 16
 
 /**
- * Block bytes a pushing client with hints sends before the server's first
- * status (what the hints hold is skipped): enough to fill about one round
- * trip of a fast link. A push without hints sends only its roots (see
- * `coldCallBytes`)
+ * Block bytes besides its roots a pushing client with hints sends before
+ * the server says it holds the roots (what the hints hold is skipped):
+ * enough to fill about one round trip of a fast link. A push without hints
+ * sends only its roots (see `coldCallBytes`)
  */
 export const DEFAULT_COLD_CALL_BYTES = 1024 * 1024
 

@@ -427,12 +427,13 @@ export interface CarMirrorInit {
    */
   storeBloomBytes?: number
   /**
-   * Block bytes a push sends before the server's first status (its Bloom).
-   * Unset, it depends on the push: one with hints (given, or the roots last
+   * Block bytes a push sends, besides its roots, before the server says it
+   * holds the roots (with a Bloom of what else it holds). Unset, it depends
+   * on the push: one with hints (given, or the roots last
    * exchanged with that peer) sends up to 1 MiB at once, skipping what the
    * hints hold, since the rest is likely new; one without hints sends only
    * its roots, since the server may hold everything else, and goes on when
-   * the server's greeting says what it holds (a round trip later). Set, it
+   * the server says what it holds (a round trip later). Set, it
    * applies to every push: a client that pushes mostly new data without
    * hints may set it to save that round trip.
    *

@@ -7,7 +7,7 @@
 import { DEFAULT_BLOOM_BYTES_BUDGET, DEFAULT_BUFFERED_BYTES_BUDGET, DEFAULT_EVICT_AFTER, DEFAULT_HELD_CIDS_BUDGET, DEFAULT_IDLE_TIMEOUT, DEFAULT_INDEXED_CIDS_BUDGET, DEFAULT_LARGE_FRAMES, DEFAULT_LOCAL_WALKS, DEFAULT_MAX_BLOCK_SIZE, DEFAULT_MAX_BLOOM_BYTES, DEFAULT_MAX_BLOOM_HASH_COUNT, DEFAULT_MAX_CHECK_BLOCKS, DEFAULT_MAX_CIDS_PER_MESSAGE, DEFAULT_MAX_EXPLORE_BLOCKS, DEFAULT_MAX_HINT_BLOCKS, DEFAULT_MAX_INBOUND_STREAMS, DEFAULT_MAX_LINKS_PER_BLOCK, DEFAULT_MAX_OUTBOUND_STREAMS, DEFAULT_MAX_ROOTS, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_ADDRESS, DEFAULT_MAX_SESSIONS_PER_PEER, DEFAULT_MAX_STRAGGLER_ROUNDS, DEFAULT_MAX_UNREQUESTED_BLOCKS, DEFAULT_MAX_WANTS, DEFAULT_PENDING_WANTS_BUDGET, DEFAULT_QUEUED_WANTS_BUDGET, DEFAULT_READ_AHEAD, DEFAULT_READ_AHEAD_BYTES_BUDGET, DEFAULT_SMALL_STORE_BLOCKS, DEFAULT_STALL_TIMEOUT, DEFAULT_STORE_BLOOM_BYTES, PROTOCOL_ID } from './constants.ts'
 import type { BudgetInit, CarMirrorInit } from './index.ts'
 
-/** The options that are hooks or lists: no default value stands in for them */
+/** The options that are hooks or lists, or whose default depends on the call: no single default value stands in for them */
 type Optional = 'allowPull' | 'allowPush' | 'pushQuota' | 'onSession' | 'codecs' | 'loadCodec' | 'hashers' | 'loadHasher' | 'coldCallBytes'
 
 /** {@link CarMirrorInit} with every default filled in */
@@ -48,7 +48,7 @@ export function resolveCarMirrorInit (init: CarMirrorInit = {}): ResolvedCarMirr
     maxCidsPerMessage: init.maxCidsPerMessage ?? DEFAULT_MAX_CIDS_PER_MESSAGE,
     smallStoreBlocks: init.smallStoreBlocks ?? DEFAULT_SMALL_STORE_BLOCKS,
     storeBloomBytes: init.storeBloomBytes ?? DEFAULT_STORE_BLOOM_BYTES,
-    // unset: each push picks it by whether it has hints (see coldCallFor in car-mirror.ts)
+    // unset: each push picks it by whether it has hints (see pushTo in car-mirror.ts)
     coldCallBytes: init.coldCallBytes,
     readAhead: init.readAhead ?? DEFAULT_READ_AHEAD,
     idleTimeout: init.idleTimeout ?? DEFAULT_IDLE_TIMEOUT,
