@@ -150,10 +150,12 @@ export class ReceiverSession {
   private rootsAnnounced = false
   private headerSeen = false
   private storeBloomSent = false
-  /** A Bloom of the held blocks under the roots and hints was sent (not a store Bloom) */
-  private heldBloomSent = false
-  /** The frontier's `foundOutsideWhole` when that Bloom was built: blocks found past it are not in it */
-  private outsideAtLastBloom = 0
+  /**
+   * The frontier's `foundOutsideWhole` when the last Bloom of held blocks
+   * under the roots and hints (not a store Bloom) was built: blocks found
+   * past it are not in it. Undefined until one is sent
+   */
+  private outsideAtLastBloom?: number
 
   protected constructor (init: ReceiverSessionInit, frontier: ReceiverFrontier) {
     this.init = init
@@ -249,7 +251,7 @@ export class ReceiverSession {
     // or one whose hinted DAGs, trusted whole, hold every block found since)
     // stays in place: no bb, and so no Bloom that has the sender sync before
     // its leaves. Otherwise a Bloom, or a clear when nothing is held
-    const covered = this.storeBloomSent || (this.heldBloomSent && this.frontier.foundOutsideWhole === this.outsideAtLastBloom)
+    const covered = this.storeBloomSent || this.frontier.foundOutsideWhole === this.outsideAtLastBloom
     const status = covered ? this.emptyStatus() : await this.bloomStatus(true, options) ?? this.emptyStatus(null)
     status.rootsHeld = true
     return status
@@ -465,7 +467,6 @@ export class ReceiverSession {
     const found = this.frontier.foundHeld()
     const count = found.length + this.hintedHeld.length
     this.nextBloomAt = count * 2
-    this.heldBloomSent = true
     this.outsideAtLastBloom = this.frontier.foundOutsideWhole
     // counted before it is built: it is a reply, written before any status a
     // CAR Pool member is given meanwhile (the runner sends those after the
