@@ -337,6 +337,7 @@ async function teardown (): Promise<void> {
 const handlers: Record<string, (args: any) => Promise<unknown>> = {
   setup,
   connect,
+  recordComplete: async (args: { root: string }) => current().carMirror.recordComplete(CID.parse(args.root)),
   waitPeer: async (args: { peerId: string, protocols?: string[] }) => { await waitForPeer(args.peerId, args.protocols) },
   mark: async () => {
     bitswapAtMark = bitswapCounts == null ? undefined : { ...bitswapCounts }

@@ -5,8 +5,10 @@ import { isMultiaddr } from '@multiformats/multiaddr'
 import { CID } from 'multiformats/cid'
 import { CustomProgressEvent } from 'progress-events'
 import { CarMirrorBlockBroker } from './broker.ts'
+import { datastoreRecordStorage } from './complete-storage.ts'
 import { CONTROL_RECEIVE_WINDOW, DEFAULT_COLD_CALL_BYTES, DEFAULT_MAX_PUSH_BYTES, DEFAULT_POOL_STALL_TIMEOUT, RESUME_MEMORY_MS, DEFAULT_MAX_ROUTED_PROVIDERS, MAX_SENT_BLOOM_BYTES, STORE_BLOOM_MAX_AGE_MS } from './constants.ts'
 import { Budget, BudgetShare } from './core/budget.ts'
+import { CompleteRecord } from './core/complete-record.ts'
 import { LinkReader } from './core/links.ts'
 import { bloomOfInSlices, checkFirstMessageSize } from './core/messages.ts'
 import { PoolReceiver } from './core/pool/pool-receiver.ts'
@@ -28,6 +30,7 @@ import type { ReceiverStep } from './core/receiver.ts'
 import type { BudgetName, CarMirror, CarMirrorComponents, CarMirrorInit, CarMirrorStats, FindProvidersOptions, PeerTarget, PullOptions, ServedSession, TransferOptions, TransferStats } from './index.ts'
 import type { ResolvedCarMirrorInit } from './options.ts'
 import type { RunOptions } from './transport/run-session.ts'
+import type { AbortOptions } from '@libp2p/interface'
 import type { Connection, Logger, PeerId, Stream } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Blockstore } from 'interface-blockstore'
@@ -122,6 +125,8 @@ export class DefaultCarMirror implements CarMirror {
   private readonly recentRoots = new RecentRoots()
   /** The blockstore sessions read and write: reads skip Helia's wrappers (see `localReads`) */
   private readonly store: Blockstore
+  /** DAGs this node holds whole, kept in its datastore: hinted ones need no walk */
+  private readonly completeRecord: CompleteRecord
 
   constructor (components: CarMirrorComponents, init: CarMirrorInit = {}) {
     this.components = components
@@ -155,6 +160,11 @@ export class DefaultCarMirror implements CarMirror {
       maxBytes: this.init.storeBloomBytes,
       maxAgeMs: STORE_BLOOM_MAX_AGE_MS,
       walkBudget: this.budgets.localWalks
+    })
+    this.completeRecord = new CompleteRecord({
+      storage: components.datastore == null ? undefined : datastoreRecordStorage(components.datastore),
+      maxRoots: this.init.maxCompleteRoots,
+      maxCids: this.init.maxHintBlocks
     })
     this.broker = new CarMirrorBlockBroker(this, components.blockstore, { log: this.log, maxRoots: this.init.maxRoots })
     // a session waiting for memory that stalled sessions hold gets it by evicting them
@@ -435,6 +445,8 @@ export class DefaultCarMirror implements CarMirror {
       // the next version pushed back to this peer is likely built on what came from it
       if (receiver.complete && (options as PullOptions).shallow !== true) {
         this.recentRoots.remember(remotePeer.toString(), receiver.roots)
+        // before the pull resolves: the next transfer that hints these roots finds them
+        await this.recordWhole(receiver)
       }
       logReceiverEnd(log, receiver)
     } catch (err) {
@@ -596,7 +608,17 @@ export class DefaultCarMirror implements CarMirror {
    */
   private async hintBloom (hints: CID[], signal: AbortSignal): Promise<BloomFilter | undefined> {
     const held: CID[] = []
-    for await (const cid of walkHeldCids(this.store, hints, { signal, offline: true, linkReader: this.linkReader, onMissing: () => {} })) {
+    const unrecorded: CID[] = []
+    for (const hint of hints) {
+      // a DAG recorded whole lists its blocks: no walk
+      const recorded = await this.completeRecord.cidsUnder(hint, { signal })
+      if (recorded == null) {
+        unrecorded.push(hint)
+      } else {
+        held.push(...recorded)
+      }
+    }
+    for await (const cid of walkHeldCids(this.store, unrecorded, { signal, offline: true, linkReader: this.linkReader, onMissing: () => {} })) {
       held.push(cid)
     }
     return held.length === 0 ? undefined : bloomOfInSlices(held, MAX_SENT_BLOOM_BYTES, { signal })
@@ -798,6 +820,8 @@ export class DefaultCarMirror implements CarMirror {
         if (receiver.complete) {
           served.outcome = 'done'
           this.recentRoots.remember(session.peer, first.roots)
+          // the client has its done frame: recording delays only this slot's release
+          await this.recordWhole(receiver)
         }
       } else {
         throw new ProtocolError(`A session cannot start with a ${first.type} message`)
@@ -822,6 +846,7 @@ export class DefaultCarMirror implements CarMirror {
         blockBytesSent: sender?.counters.blockBytesSent ?? 0,
         blocksReceived: receiver?.counters.blocksReceived ?? 0,
         blockBytesReceived: receiver?.counters.blockBytesReceived ?? 0,
+        recordedHintBlocks: receiver?.counters.recordedHintBlocks ?? 0,
         durationMs: Date.now() - started
       })
     }
@@ -925,6 +950,7 @@ export class DefaultCarMirror implements CarMirror {
       bloomBytes: 0,
       statusFrames: 0,
       roundTrips: 0,
+      recordedHintBlocks: 0,
       durationMs: 0
     }
     try {
@@ -990,6 +1016,7 @@ export class DefaultCarMirror implements CarMirror {
       stats.blockBytesReceived += receiver.counters.blockBytesReceived
       stats.duplicateBlocks += receiver.counters.duplicateBlocks
       stats.roundTrips += 1 + receiver.counters.stragglerRounds
+      stats.recordedHintBlocks += receiver.counters.recordedHintBlocks
     }
   }
 
@@ -1029,8 +1056,49 @@ export class DefaultCarMirror implements CarMirror {
       heldBudget: budgets.heldCids,
       maxLinksPerBlock: this.init.maxLinksPerBlock,
       maxExploreBlocks: this.init.maxExploreBlocks,
-      onBlockStored: (cid) => { this.storeBloom.add(cid) }
+      onBlockStored: (cid) => { this.storeBloom.add(cid) },
+      completeRecord: this.completeRecord
     }
+  }
+
+  /** Records a complete session's DAG as held whole (stop() waits for it); never throws */
+  private async recordWhole (receiver: ReceiverSession): Promise<void> {
+    await this.track(receiver.recordWhole().then(recorded => {
+      if (recorded) {
+        this.log('recorded %c as held whole', receiver.roots[0])
+      }
+    }, err => {
+      this.log.error('recording %c as held whole failed - %e', receiver.roots[0], err)
+    }))
+  }
+
+  async recordComplete (roots: CID | CID[], options: AbortOptions = {}): Promise<boolean> {
+    const rootList = Array.isArray(roots) ? roots : [roots]
+    const generation = this.completeRecord.generation
+    let all = true
+    for (const root of rootList) {
+      const cids: CID[] = []
+      let whole = true
+      const walk = async (): Promise<void> => {
+        try {
+          for await (const cid of walkHeldCids(this.store, [root], { signal: options.signal, offline: true, linkReader: this.linkReader, onMissing: () => { whole = false }, maxBlocks: this.init.maxHintBlocks })) {
+            cids.push(cid)
+          }
+        } catch (err) {
+          if ((err as Error).name !== LimitExceededError.name) {
+            throw err
+          }
+          whole = false
+        }
+      }
+      await this.budgets.localWalks.run(walk, options.signal)
+      all = whole && await this.completeRecord.record(root, cids, { generation, signal: options.signal }) && all
+    }
+    return all
+  }
+
+  async forgetComplete (): Promise<void> {
+    await this.completeRecord.forget()
   }
 }
 

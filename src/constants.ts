@@ -145,6 +145,9 @@ export const DEFAULT_MAX_ROUTED_PROVIDERS = 3
 /** Largest Bloom of its whole store a push server sends as its greeting to a push without hints (64 KiB: stores of about 10,000 blocks) */
 export const DEFAULT_STORE_BLOOM_BYTES = 64 * 1024
 
+/** DAGs a node records as held whole (each a list of up to maxHintBlocks CIDs in its datastore); 0 turns the record off */
+export const DEFAULT_MAX_COMPLETE_ROOTS = 64
+
 /** How long a push server's Bloom of its store is used before the store is listed again, ms */
 export const STORE_BLOOM_MAX_AGE_MS = 60_000
 

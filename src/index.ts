@@ -31,6 +31,7 @@
 import { DefaultCarMirror } from './car-mirror.ts'
 import { MissingLibp2pError, NotStartedError } from './errors.ts'
 import { pullBeforePinning } from './pins.ts'
+import { beforeDeletes } from './watch-deletes.ts'
 import type { ReceiveOutcome } from './core/frontier.ts'
 import type { BlockDecoder, LoadCodec } from './core/links.ts'
 import type { LoadHasher } from './core/verify.ts'
@@ -38,6 +39,7 @@ import type { Helia, HeliaMixin, Pins, Routing } from '@helia/interface'
 import type { AbortOptions, ComponentLogger, Libp2p, Metrics, OpenConnectionProgressEvents, PeerId } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Blockstore } from 'interface-blockstore'
+import type { Datastore } from 'interface-datastore'
 import type { CID } from 'multiformats/cid'
 import type { MultihashHasher } from 'multiformats/hashes/interface'
 import type { ProgressEvent, ProgressOptions } from 'progress-events'
@@ -208,6 +210,8 @@ export interface TransferStats {
   statusFrames: number
   /** Times the client waited for the other side: the request's answer, then each straggler round */
   roundTrips: number
+  /** Blocks under a pull's hints that the record of DAGs held whole listed, so no local walk read them (see `maxCompleteRoots`) */
+  recordedHintBlocks: number
   /** From the call to its end, dialling included (ms) */
   durationMs: number
   /** A pull from several providers at once (CAR Pool): what each one did */
@@ -238,6 +242,8 @@ export interface ServedSession {
   blocksReceived: number
   /** Block bytes received, without framing */
   blockBytesReceived: number
+  /** Blocks under a push's hints that the record of DAGs held whole listed, so no local walk read them (see `maxCompleteRoots`) */
+  recordedHintBlocks: number
   /** From the first frame to the end (ms) */
   durationMs: number
 }
@@ -426,6 +432,19 @@ export interface CarMirrorInit {
    * @default 64 KiB, about 10,000 blocks (DEFAULT_STORE_BLOOM_BYTES)
    */
   storeBloomBytes?: number
+  /**
+   * DAGs the node records as held whole, in Helia's datastore: a pull or a
+   * push whose hints (named, or implicit) are recorded trusts their blocks
+   * without walking them, which is most of a warm transfer's local work.
+   * A session that completes records its roots; so does `recordComplete`.
+   * Deletes through `helia.blockstore` and `helia.gc()` clear the record;
+   * after deleting blocks any other way (or any delete at all, with
+   * `createCarMirror`, which sees none), call `forgetComplete()`. Each entry
+   * lists at most `maxHintBlocks` CIDs; 0 turns the record off.
+   *
+   * @default 64 (DEFAULT_MAX_COMPLETE_ROOTS)
+   */
+  maxCompleteRoots?: number
   /**
    * Block bytes a push sends, besides its roots, before the server says it
    * holds the roots (with a Bloom of what else it holds). Unset, it depends
@@ -622,6 +641,8 @@ export interface CarMirrorComponents {
   getCodec?: LoadCodec
   /** Hashers besides sha2-256, sha2-512, blake3 and identity (Helia's `getHasher`) */
   getHasher?: LoadHasher
+  /** Helia's datastore: where the record of DAGs held whole is kept (see `maxCompleteRoots`); without one it lasts until the process ends */
+  datastore?: Pick<Datastore, 'get' | 'put' | 'delete'>
   /** Helia's pins, for `pull(..., { pin: true })` */
   pins?: Pick<Pins, 'add' | 'isPinned'>
   /** Helia's routing: where a pull that names no peer finds providers */
@@ -652,6 +673,38 @@ export interface CarMirror {
    * ```
    */
   stats(): CarMirrorStats
+
+  /**
+   * Walks the DAGs under `roots` in the local store and, when every block is
+   * held, records them as held whole (see `maxCompleteRoots`), so later
+   * transfers that hint them need not walk them. A completed pull or push
+   * records its roots by itself: call this for DAGs that arrived another way
+   * (an import, a CAR file). Resolves true when every root was recorded.
+   *
+   * @example
+   *
+   * ```ts
+   * const { cid } = await importer(...) // or any DAG written to helia.blockstore
+   * await helia.carMirror.recordComplete(cid)
+   * await helia.carMirror.push(server, nextVersion, { hints: [cid] }) // no walk of cid's DAG
+   * ```
+   */
+  recordComplete(roots: CID | CID[], options?: AbortOptions): Promise<boolean>
+
+  /**
+   * Forgets every DAG recorded as held whole. Deletes through
+   * `helia.blockstore` and `helia.gc()` do this by themselves; call it after
+   * deleting blocks any other way (straight from the store under Helia), or a
+   * later transfer may trust a DAG that lost blocks.
+   *
+   * @example
+   *
+   * ```ts
+   * await otherHandleToTheSameStore.delete(cid)
+   * await helia.carMirror.forgetComplete()
+   * ```
+   */
+  forgetComplete(): Promise<void>
 
   /** Starts serving the protocol */
   start(): Promise<void>
@@ -769,6 +822,7 @@ export interface HeliaWithCarMirror {
  */
 export function carMirror (init: CarMirrorInit = {}): HeliaMixin<HeliaWithLibp2p & Partial<HeliaWithCarMirror>> {
   let mirror: DefaultCarMirror | undefined
+  let unwatch: (() => void) | undefined
   const create = async (helia: HeliaWithLibp2p & Partial<HeliaWithCarMirror>): Promise<void> => {
     mirror ??= new DefaultCarMirror({
       libp2p: helia.libp2p,
@@ -776,11 +830,20 @@ export function carMirror (init: CarMirrorInit = {}): HeliaMixin<HeliaWithLibp2p
       logger: helia.logger,
       getCodec: helia.getCodec,
       getHasher: helia.getHasher,
+      datastore: helia.datastore,
       pins: helia.pins,
       routing: helia.routing
     }, init)
     helia.carMirror = mirror
     await mirror.start()
+    if (unwatch == null) {
+      const log = helia.logger.forComponent('helia:car-mirror')
+      const started = mirror
+      // a deleted block may lie under a DAG recorded whole: the record goes first
+      unwatch = beforeDeletes(helia, () => {
+        started.forgetComplete().catch(err => { log.error('clearing the record of whole DAGs failed - %e', err) })
+      })
+    }
     if (init.broker !== false) {
       if (!helia.hasBlockBroker(mirror.broker.name)) {
         helia.addBlockBroker(mirror.broker)
@@ -814,6 +877,8 @@ export function carMirror (init: CarMirrorInit = {}): HeliaMixin<HeliaWithLibp2p
       }, { once: true })
     },
     stop: async () => {
+      unwatch?.()
+      unwatch = undefined
       await mirror?.stop()
     }
   }
@@ -866,7 +931,7 @@ export function withCarMirror<H extends Helia> (helia: H, init: CarMirrorInit = 
   return node as H & HeliaWithCarMirror
 }
 
-export { DEFAULT_STORE_BLOOM_BYTES, DEFAULT_MAX_SESSIONS_PER_ADDRESS, DEFAULT_STALL_TIMEOUT, DEFAULT_EVICT_AFTER, DEFAULT_BUFFERED_BYTES_BUDGET, DEFAULT_BLOOM_BYTES_BUDGET, DEFAULT_QUEUED_WANTS_BUDGET, DEFAULT_READ_AHEAD_BYTES_BUDGET, DEFAULT_PENDING_WANTS_BUDGET, DEFAULT_INDEXED_CIDS_BUDGET, DEFAULT_HELD_CIDS_BUDGET, DEFAULT_LOCAL_WALKS, DEFAULT_LARGE_FRAMES, DEFAULT_MAX_ROUTED_PROVIDERS, DEFAULT_MAX_CHECK_BLOCKS, DEFAULT_MAX_HINT_BLOCKS, DEFAULT_MAX_EXPLORE_BLOCKS, DEFAULT_MAX_WANTS, DEFAULT_MAX_LINKS_PER_BLOCK, DEFAULT_MAX_MISSING, MAX_SENT_BLOOM_BYTES, DEFAULT_POOL_STALL_TIMEOUT } from './constants.ts'
+export { DEFAULT_STORE_BLOOM_BYTES, DEFAULT_MAX_COMPLETE_ROOTS, DEFAULT_MAX_SESSIONS_PER_ADDRESS, DEFAULT_STALL_TIMEOUT, DEFAULT_EVICT_AFTER, DEFAULT_BUFFERED_BYTES_BUDGET, DEFAULT_BLOOM_BYTES_BUDGET, DEFAULT_QUEUED_WANTS_BUDGET, DEFAULT_READ_AHEAD_BYTES_BUDGET, DEFAULT_PENDING_WANTS_BUDGET, DEFAULT_INDEXED_CIDS_BUDGET, DEFAULT_HELD_CIDS_BUDGET, DEFAULT_LOCAL_WALKS, DEFAULT_LARGE_FRAMES, DEFAULT_MAX_ROUTED_PROVIDERS, DEFAULT_MAX_CHECK_BLOCKS, DEFAULT_MAX_HINT_BLOCKS, DEFAULT_MAX_EXPLORE_BLOCKS, DEFAULT_MAX_WANTS, DEFAULT_MAX_LINKS_PER_BLOCK, DEFAULT_MAX_MISSING, MAX_SENT_BLOOM_BYTES, DEFAULT_POOL_STALL_TIMEOUT } from './constants.ts'
 export { DEFAULT_POOL_BUCKETS } from './core/pool/shard-planner.ts'
 export { PROTOCOL_ID, DEFAULT_MAX_BLOCK_SIZE, DEFAULT_MAX_BLOOM_BYTES, DEFAULT_MAX_BLOOM_HASH_COUNT, DEFAULT_MAX_CIDS_PER_MESSAGE, DEFAULT_SMALL_STORE_BLOCKS, DEFAULT_IDLE_TIMEOUT, DEFAULT_READ_AHEAD, DEFAULT_COLD_CALL_BYTES, DEFAULT_MAX_ROOTS, DEFAULT_MAX_QUEUED_WANTS, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PEER, DEFAULT_MAX_PUSH_BYTES, DEFAULT_MAX_UNREQUESTED_BLOCKS, DEFAULT_MAX_STRAGGLER_ROUNDS } from './constants.ts'
 export { BloomFilter, InvalidBloomError } from './core/bloom/bloom-filter.ts'

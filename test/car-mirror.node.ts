@@ -7,13 +7,14 @@ import { ReceiverSession, bloomItem } from '../src/core/index.ts'
 import { BlocksNotAvailableError, PROTOCOL_ID, SessionRefusedError } from '../src/index.ts'
 import { FramedStream } from '../src/transport/framed-stream.ts'
 import { cborBlock, keys, rawBlock } from './fixtures/dag.ts'
-import { TREE_V1, TREE_V2, addLargeFile, addTree, allBlocks, cborDag, dagBlocks, difference, fileContent, heldOf, holdsExactly, putBlocks, pseudoRandomBytes, totalBytes, verifiesSha256 } from './fixtures/dags.ts'
+import { TREE_V1, TREE_V2, addLargeFile, addTree, allBlocks, cborDag, dagBlocks, difference, fileContent, heldOf, holdsExactly, putBlocks, pseudoRandomBytes, totalBytes, treeVersions, verifiesSha256 } from './fixtures/dags.ts'
 import { testNodes } from './fixtures/nodes.ts'
 import { rejection } from './fixtures/rejection.ts'
 import { firstMessage, scriptServer } from './hostile/helpers.ts'
 import type { PullMessage } from '../src/core/index.ts'
 import type { CarMirrorProgressEvents, ServedSession, TransferStats } from '../src/index.ts'
 import type { Block } from './fixtures/dag.ts'
+import type { TreeVersions } from './fixtures/dags.ts'
 import type { TestNode, TestNodeOptions } from './fixtures/nodes.ts'
 import type { AbortOptions } from '@libp2p/interface'
 import type { Pair } from 'interface-blockstore'
@@ -271,26 +272,17 @@ describe('CarMirror over libp2p', function () {
   })
 
   describe('warm pull', () => {
-    interface Versions {
+    interface Versions extends TreeVersions {
       server: TestNode
-      v1: CID
-      v2: CID
-      v1Blocks: Map<string, Block>
-      v2Blocks: Map<string, Block>
-      fresh: Map<string, Block>
     }
 
     async function versions (): Promise<Versions> {
       const server = await node()
-      const v1 = await addTree(server, TREE_V1)
-      const v2 = await addTree(server, TREE_V2)
-      const v1Blocks = await dagBlocks(server.blockstore, v1)
-      const v2Blocks = await dagBlocks(server.blockstore, v2)
-      const fresh = difference(v2Blocks, v1Blocks)
+      const setup = { server, ...await treeVersions(server) }
       // a few files changed deep in the tree: the new blocks are a small part of v2
-      expect(fresh.size).to.be.greaterThan(3)
-      expect(fresh.size * 3).to.be.lessThan(v2Blocks.size)
-      return { server, v1, v2, v1Blocks, v2Blocks, fresh }
+      expect(setup.fresh.size).to.be.greaterThan(3)
+      expect(setup.fresh.size * 3).to.be.lessThan(setup.v2Blocks.size)
+      return setup
     }
 
     function expectOnlyNewBlocks (stats: TransferStats, { v2Blocks, fresh }: Versions): void {

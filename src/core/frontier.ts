@@ -110,6 +110,8 @@ export class ReceiverFrontier {
   private foundOutside = 0
   /** Keys of held blocks whose whole subgraph a walk found held (see `trustWhole`) */
   private readonly whole = new Set<string>()
+  /** Held links into whole subgraphs that were not walked below */
+  private trusted = 0
   private busy = false
   private readonly maxPendingWrites: number
   private readonly writes: Array<Promise<void>> = []
@@ -229,6 +231,14 @@ export class ReceiverFrontier {
    */
   get foundOutsideWhole (): number {
     return this.foundOutside
+  }
+
+  /**
+   * True when a held link was trusted whole (see `trustWhole`) rather than
+   * walked: then `held()` does not list the blocks below it
+   */
+  get trustedWhole (): boolean {
+    return this.trusted > 0
   }
 
   /**
@@ -360,6 +370,8 @@ export class ReceiverFrontier {
           this.foundInStore.push(cid)
           if (!this.whole.has(key)) {
             this.foundOutside++
+          } else if (cid.code !== raw.code) {
+            this.trusted++
           }
         }
         for (let i = links.length - 1; i >= 0; i--) {

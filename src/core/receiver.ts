@@ -1,5 +1,7 @@
 import { DEFAULT_MAX_CIDS_PER_MESSAGE, DEFAULT_MAX_STRAGGLER_ROUNDS, DEFAULT_MAX_UNREQUESTED_BLOCKS, DEFAULT_SMALL_STORE_BLOCKS, MAX_SENT_BLOOM_BYTES, PUSH_QUOTA_BYTES_PER_LINK } from '../constants.ts'
 import { BlocksNotAvailableError, LimitExceededError, ProtocolError, RemoteError, SessionRefusedError } from '../errors.ts'
+import { Yielder } from './budget.ts'
+import { cidKey } from './cid-key.ts'
 import { ReceiverFrontier } from './frontier.ts'
 import { bloomOfInSlices } from './messages.ts'
 import { Wakeup } from './signal.ts'
@@ -7,6 +9,7 @@ import { walkHeldCids } from './walk.ts'
 import type { BlockSink } from './blocks.ts'
 import type { BloomFilter } from './bloom/bloom-filter.ts'
 import type { Budget } from './budget.ts'
+import type { CompleteRecord } from './complete-record.ts'
 import type { ReceiveOutcome, ReceiverFrontierInit } from './frontier.ts'
 import type { LinkReader } from './links.ts'
 import type { Message, PullMessage, StatusMessage } from './messages.ts'
@@ -60,6 +63,11 @@ export interface ReceiverSessionInit extends Pick<ReceiverFrontierInit, 'maxWant
    * what it finds under the roots and hints, which it covers
    */
   storeBloom?: BloomFilter
+  /**
+   * DAGs the node recorded whole (see `CompleteRecord`): a hint found there
+   * is trusted without a walk
+   */
+  completeRecord?: Pick<CompleteRecord, 'cidsUnder' | 'record' | 'generation'>
 }
 
 /** What a receiver has done so far */
@@ -80,6 +88,8 @@ export interface ReceiverCounters {
   stragglerRounds: number
   /** Block bytes written to the store */
   bytesStored: number
+  /** Blocks under the hints that the node's record of whole DAGs listed, so no walk read them */
+  recordedHintBlocks: number
 }
 
 /** What happened to one received message */
@@ -120,7 +130,7 @@ export class ReceiverSession {
   /** Which blocks of the DAG the session holds and which it wants */
   readonly frontier: ReceiverFrontier
   /** What the session has done so far, updated as it runs */
-  readonly counters: ReceiverCounters = { blocksReceived: 0, blockBytesReceived: 0, duplicateBlocks: 0, unrequestedBlocks: 0, statusesSent: 0, bloomBytesSent: 0, stragglerRounds: 0, bytesStored: 0 }
+  readonly counters: ReceiverCounters = { blocksReceived: 0, blockBytesReceived: 0, duplicateBlocks: 0, unrequestedBlocks: 0, statusesSent: 0, bloomBytesSent: 0, stragglerRounds: 0, bytesStored: 0, recordedHintBlocks: 0 }
   /**
    * Notified when the session has messages to send that no message from the
    * sender prompted (see `takeUnprompted`): a CAR Pool member's new work,
@@ -157,8 +167,13 @@ export class ReceiverSession {
    */
   private outsideAtLastBloom?: number
 
+  /** The record's generation when the session began: a block deleted since drops the recording (see `recordWhole`) */
+  private readonly recordGeneration?: number
+  private readonly yielder = new Yielder()
+
   protected constructor (init: ReceiverSessionInit, frontier: ReceiverFrontier) {
     this.init = init
+    this.recordGeneration = init.completeRecord?.generation
     this.roots = init.roots
     this.frontier = frontier
   }
@@ -172,6 +187,44 @@ export class ReceiverSession {
   /** True when the receiver holds every block reachable from the roots */
   get complete (): boolean {
     return this.frontier.complete
+  }
+
+  /**
+   * Once the session is complete: records its roots in the node's record of
+   * whole DAGs (see `CompleteRecord`), listing every block held under them,
+   * so later sessions hinting them need no walk. When links into whole
+   * hinted DAGs were trusted rather than walked, those DAGs' blocks are
+   * listed too (held, and whole below: more than the roots need, never a
+   * block that is missing). Returns false when nothing was recorded: an
+   * incomplete or shallow session, a block deleted meanwhile, a DAG too large
+   */
+  async recordWhole (options: { signal?: AbortSignal } = {}): Promise<boolean> {
+    const record = this.init.completeRecord
+    if (record == null || this.recordGeneration == null || !this.complete || this.init.shallow === true) {
+      return false
+    }
+    const cids = [...this.frontier.held()]
+    if (this.frontier.trustedWhole) {
+      const seen = new Set<string>()
+      for (const cid of cids) {
+        seen.add(cidKey(cid))
+      }
+      for (let i = 0; i < this.hintedHeld.length; i++) {
+        if ((i & 0x3ff) === 0x3ff) {
+          await this.yielder.maybeYield(options.signal)
+        }
+        const key = cidKey(this.hintedHeld[i])
+        if (!seen.has(key)) {
+          seen.add(key)
+          cids.push(this.hintedHeld[i])
+        }
+      }
+    }
+    let recorded = false
+    for (const root of this.roots) {
+      recorded = await record.record(root, cids, { generation: this.recordGeneration, signal: options.signal }) || recorded
+    }
+    return recorded
   }
 
   /** Gives back what the session holds of node-wide budgets; call once when the session ends */
@@ -525,10 +578,21 @@ export class ReceiverSession {
     if (hints.length === 0) {
       return this.hintedHeld
     }
+    // hinted DAGs the node recorded whole need no walk: their lists are trusted as they are
+    const recorded: Array<readonly CID[]> = []
+    const unrecorded: CID[] = []
+    for (const hint of hints) {
+      const cids = await this.init.completeRecord?.cidsUnder(hint, options)
+      if (cids != null && cids.length <= (this.init.maxHintBlocks ?? Infinity)) {
+        recorded.push(cids)
+      } else {
+        unrecorded.push(hint)
+      }
+    }
     const walk = async (): Promise<void> => {
       let whole = true
       try {
-        for await (const cid of walkHeldCids(this.init.blockstore, hints, { ...options, offline: true, linkReader: this.init.linkReader, onMissing: () => { whole = false }, maxBlocks: this.init.maxHintBlocks })) {
+        for await (const cid of walkHeldCids(this.init.blockstore, unrecorded, { ...options, offline: true, linkReader: this.init.linkReader, onMissing: () => { whole = false }, maxBlocks: this.init.maxHintBlocks })) {
           if (!this.keepHinted(1)) {
             // the node's held budget is used up: the hints give way to what the session must keep (its frontier)
             this.dropHinted()
@@ -546,6 +610,17 @@ export class ReceiverSession {
       if (whole && this.keepHinted(this.hintedHeld.length)) {
         // every block under the hints is held: a link into them needs no walk of its own
         await this.frontier.trustWhole(this.hintedHeld, options)
+      }
+      for (const cids of recorded) {
+        // twice: the list, and the frontier's record of whole subgraphs
+        if (!this.keepHinted(2 * cids.length)) {
+          return
+        }
+        this.counters.recordedHintBlocks += cids.length
+        for (const cid of cids) {
+          this.hintedHeld.push(cid)
+        }
+        await this.frontier.trustWhole(cids, options)
       }
     }
     await (this.init.walkBudget?.run(walk, options.signal) ?? walk())

@@ -4,6 +4,7 @@ import { MemoryBlockstore } from 'blockstore-core/memory'
 import fc from 'fast-check'
 import { BloomFilter } from '../../src/core/bloom/bloom-filter.ts'
 import { Budget } from '../../src/core/budget.ts'
+import { CompleteRecord } from '../../src/core/complete-record.ts'
 import { bloomItem } from '../../src/core/messages.ts'
 import { ReceiverSession } from '../../src/core/receiver.ts'
 import { SenderSession } from '../../src/core/sender.ts'
@@ -55,6 +56,8 @@ interface PullOptions {
   maxHintBlocks?: number
   /** The node-wide budget of CIDs kept from hint walks */
   heldBudget?: Budget
+  /** The node's record of DAGs held whole */
+  completeRecord?: CompleteRecord
 }
 
 /**
@@ -67,7 +70,7 @@ async function pull (source: MemoryBlockstore, target: MemoryBlockstore, roots: 
   const [a, b] = await streamPair()
   const senderFramed = new FramedStream(a)
   const receiverFramed = new FramedStream(b)
-  const receiver = await ReceiverSession.create({ blockstore: target, roots, hints: options.hints, smallStoreBlocks: options.smallStoreBlocks, shallow: options.shallow, maxHintBlocks: options.maxHintBlocks, heldBudget: options.heldBudget })
+  const receiver = await ReceiverSession.create({ blockstore: target, roots, hints: options.hints, smallStoreBlocks: options.smallStoreBlocks, shallow: options.shallow, maxHintBlocks: options.maxHintBlocks, heldBudget: options.heldBudget, completeRecord: options.completeRecord })
   const request = await receiver.pullRequest()
   const receivedTypes: string[] = []
   const receiving = runReceiver(receiverFramed, receiver, { signal, first: [request], onReceived: m => { receivedTypes.push(m.type) } })
@@ -219,6 +222,61 @@ describe('core/sessions over a stream pair', function () {
       expect(receiver.counters.blocksReceived).to.equal(expected.length)
       expect(receiver.counters.duplicateBlocks).to.equal(0)
       expect(sender.counters.blocksSent).to.equal(expected.length)
+    })
+
+    it('trusts a hinted DAG the node recorded whole: none of its blocks is read, and only the new ones are sent', async () => {
+      const v1 = await buildDag(treeSpecs(3, 3), 'recorded')
+      const fresh = await buildDag(treeSpecs(1, 3), 'recorded-new')
+      const root2 = await cborBlock({ keep: [v1[1].cid, v1[2].cid], add: fresh[0].cid })
+      const source = await storeOf([...v1, ...fresh, root2])
+      const target = new ReadCountingBlockstore()
+      await putAll(target, v1)
+      const record = new CompleteRecord({ maxRoots: 4, maxCids: 1000 })
+      await record.record(v1[0].cid, v1.map(block => block.cid), { generation: record.generation })
+      const withLinks = v1.filter(block => block.cid.code !== 0x55)
+      expect(withLinks).to.not.be.empty()
+
+      // small-store mode off: the Bloom is made of the hinted DAG's list
+      const { receiver, sender } = await pull(source, target, [root2.cid], { hints: [v1[0].cid], smallStoreBlocks: 0, completeRecord: record })
+
+      await expectHoldsAll(target, [root2, ...fresh])
+      expect(receiver.counters.recordedHintBlocks).to.equal(v1.length)
+      expect(sender.counters.blocksSent).to.equal(1 + fresh.length)
+      expect(receiver.counters.duplicateBlocks).to.equal(0)
+      for (const block of withLinks) {
+        expect(target.readsOf(block.cid), `reads of ${block.cid}`).to.equal(0)
+      }
+    })
+
+    it('a complete session records its roots, listing every block under them (held, and whole below)', async () => {
+      const v1 = await buildDag(treeSpecs(3, 3), 'records')
+      const fresh = await buildDag(treeSpecs(1, 3), 'records-new')
+      const root2 = await cborBlock({ keep: [v1[1].cid, v1[2].cid], add: fresh[0].cid })
+      const source = await storeOf([...v1, ...fresh, root2])
+      const target = await storeOf(v1)
+      const record = new CompleteRecord({ maxRoots: 4, maxCids: 1000 })
+      await record.record(v1[0].cid, v1.map(block => block.cid), { generation: record.generation })
+
+      const { receiver } = await pull(source, target, [root2.cid], { hints: [v1[0].cid], completeRecord: record })
+      expect(await receiver.recordWhole()).to.be.true()
+
+      const listed = await record.cidsUnder(root2.cid) ?? []
+      const under = await dagBlocks(target, root2.cid)
+      expect(keys(listed)).to.include.members([...under.keys()])
+      for (const cid of listed) {
+        expect(await target.has(cid), `holds ${cid}`).to.be.true()
+      }
+    })
+
+    it('a session records nothing when the record was forgotten after it began (a block may have been deleted)', async () => {
+      const blocks = await buildDag(treeSpecs(2, 3), 'forgotten-during')
+      const source = await storeOf(blocks)
+      const target = new MemoryBlockstore()
+      const record = new CompleteRecord({ maxRoots: 4, maxCids: 1000 })
+      const { receiver } = await pull(source, target, [blocks[0].cid], { completeRecord: record })
+      await record.forget()
+      expect(await receiver.recordWhole()).to.be.false()
+      expect(await record.cidsUnder(blocks[0].cid)).to.be.undefined()
     })
 
     it('completes when a saturated Bloom makes the sender skip everything but the wants', async () => {
