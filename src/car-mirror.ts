@@ -445,8 +445,8 @@ export class DefaultCarMirror implements CarMirror {
       // the next version pushed back to this peer is likely built on what came from it
       if (receiver.complete && (options as PullOptions).shallow !== true) {
         this.recentRoots.remember(remotePeer.toString(), receiver.roots)
-        // before the pull resolves: the next transfer that hints these roots finds them
-        await this.recordWhole(receiver)
+        // queued before the pull resolves, so the next transfer that hints these roots finds them
+        void this.recordWhole(receiver)
       }
       logReceiverEnd(log, receiver)
     } catch (err) {

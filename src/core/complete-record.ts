@@ -133,6 +133,8 @@ export class CompleteRecord {
       return undefined
     }
     const generation = this.forgotten
+    // recordings and forgets asked for before this lookup come first
+    await this.queue
     const index = await this.loadIndex(options)
     if (!index.some(cid => cid.equals(root))) {
       return undefined
@@ -194,25 +196,31 @@ export class CompleteRecord {
 
   /**
    * Records that every block under `root` is held: `cids` lists each of them
-   * (identity CIDs may be left out). Skipped, returning false, when it began
-   * before a `forget` (`generation` is older) or the DAG is larger than
-   * `maxCids`.
+   * (identity CIDs may be left out), or is a function that lists them, called
+   * in turn. Lookups made after this call wait for it. Skipped, returning
+   * false, when it began before a `forget` (`generation` is older) or the DAG
+   * is larger than `maxCids`.
    */
-  async record (root: CID, cids: CID[], options: { generation: number, signal?: AbortSignal }): Promise<boolean> {
-    if (this.maxRoots === 0 || cids.length + 1 > this.maxCids || options.generation !== this.forgotten) {
+  async record (root: CID, cids: CID[] | (() => Promise<CID[]>), options: { generation: number, signal?: AbortSignal }): Promise<boolean> {
+    if (this.maxRoots === 0 || options.generation !== this.forgotten) {
       return false
     }
-    const list = [root, ...cids.filter(cid => !cid.equals(root))]
-    const packed = await this.pack(list, options)
+    // queued at once, before any await: a lookup made after this call finds it
     return this.serially(async () => {
+      const given = typeof cids === 'function' ? await cids() : cids
+      if (given.length + 1 > this.maxCids || options.generation !== this.forgotten) {
+        return false
+      }
+      const list = [root, ...given.filter(cid => !cid.equals(root))]
+      const packed = await this.pack(list, options)
       const index = await this.loadIndex(options)
       if (options.generation !== this.forgotten) {
         return false
       }
+      // the entry before the index that names it: the index never names an entry that is not there
       await this.storage.put(completeEntryKey(root), packed, options)
       const next = [root, ...index.filter(cid => !cid.equals(root))]
       const evicted = next.splice(this.maxRoots)
-      // the index first: an entry it does not name is never read
       await this.storage.put(COMPLETE_INDEX_KEY, concat(next.map(cid => cid.bytes)), options)
       this.index = next
       for (const old of evicted) {

@@ -203,28 +203,37 @@ export class ReceiverSession {
     if (record == null || this.recordGeneration == null || !this.complete || this.init.shallow === true) {
       return false
     }
+    let listing: Promise<CID[]> | undefined
+    const list = async (): Promise<CID[]> => {
+      listing ??= this.wholeCids(options)
+      return listing
+    }
+    // each root queued at once: a session that begins after this call finds them
+    const recorded = await Promise.all(this.roots.map(async root => record.record(root, list, { generation: this.recordGeneration as number, signal: options.signal })))
+    return recorded.includes(true)
+  }
+
+  /** The CIDs `recordWhole` lists: the held blocks under the roots, and those of the whole hinted DAGs links into which were trusted */
+  private async wholeCids (options: { signal?: AbortSignal }): Promise<CID[]> {
     const cids = [...this.frontier.held()]
-    if (this.frontier.trustedWhole) {
-      const seen = new Set<string>()
-      for (const cid of cids) {
-        seen.add(cidKey(cid))
+    if (!this.frontier.trustedWhole) {
+      return cids
+    }
+    const seen = new Set<string>()
+    for (const cid of cids) {
+      seen.add(cidKey(cid))
+    }
+    for (let i = 0; i < this.hintedHeld.length; i++) {
+      if ((i & 0x3ff) === 0x3ff) {
+        await this.yielder.maybeYield(options.signal)
       }
-      for (let i = 0; i < this.hintedHeld.length; i++) {
-        if ((i & 0x3ff) === 0x3ff) {
-          await this.yielder.maybeYield(options.signal)
-        }
-        const key = cidKey(this.hintedHeld[i])
-        if (!seen.has(key)) {
-          seen.add(key)
-          cids.push(this.hintedHeld[i])
-        }
+      const key = cidKey(this.hintedHeld[i])
+      if (!seen.has(key)) {
+        seen.add(key)
+        cids.push(this.hintedHeld[i])
       }
     }
-    let recorded = false
-    for (const root of this.roots) {
-      recorded = await record.record(root, cids, { generation: this.recordGeneration, signal: options.signal }) || recorded
-    }
-    return recorded
+    return cids
   }
 
   /** Gives back what the session holds of node-wide budgets; call once when the session ends */

@@ -34,6 +34,16 @@ describe('core/complete-record', () => {
     expect(await record.cidsUnder((await rawBlock('never recorded')).cid)).to.be.undefined()
   })
 
+  it('a lookup made after record() was called, before it resolved, finds the DAG; the list may come from a function', async () => {
+    const record = new CompleteRecord({ maxRoots: 4, maxCids: 1000 })
+    const [root, ...rest] = await dagOf('queued')
+    let listed = 0
+    const recording = record.record(root, async () => { listed++; return rest }, { generation: record.generation })
+    expect(keys(await record.cidsUnder(root) ?? []).sort()).to.deep.equal(keys([root, ...rest]).sort())
+    expect(await recording).to.be.true()
+    expect(listed).to.equal(1)
+  })
+
   it('lasts in its storage: a new record over the same storage finds what an earlier one recorded', async () => {
     const storage = new MemoryRecordStorage()
     const [root, ...rest] = await dagOf('lasting')
