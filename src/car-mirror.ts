@@ -607,6 +607,13 @@ export class DefaultCarMirror implements CarMirror {
    * which the server is believed to hold too
    */
   private async hintBloom (hints: CID[], signal: AbortSignal): Promise<BloomFilter | undefined> {
+    if (hints.length === 1) {
+      // a DAG recorded whole has its Bloom built once for every push that hints it
+      const shared = await this.completeRecord.bloomUnder(hints[0], MAX_SENT_BLOOM_BYTES, { signal })
+      if (shared != null) {
+        return shared
+      }
+    }
     const held: CID[] = []
     const unrecorded: CID[] = []
     for (const hint of hints) {

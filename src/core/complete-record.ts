@@ -1,5 +1,8 @@
 import { CID } from 'multiformats/cid'
 import { Yielder } from './budget.ts'
+import { cidKey } from './cid-key.ts'
+import { bloomOfInSlices } from './messages.ts'
+import type { BloomFilter } from './bloom/bloom-filter.ts'
 
 /**
  * Where a `CompleteRecord` keeps its entries: string keys, byte values (a
@@ -60,6 +63,14 @@ export function completeEntryKey (root: CID): string {
   return `${COMPLETE_INDEX_KEY}/${root.toString()}`
 }
 
+/** A recorded DAG's list in memory, and the set of its CIDs' keys once a session asked for it */
+interface CachedDag {
+  cids: CID[]
+  keys?: Promise<ReadonlySet<string>>
+  /** Blooms of the list, by their largest size in bytes */
+  blooms?: Map<number, Promise<BloomFilter>>
+}
+
 /** CIDs per turn-check while packing or unpacking an entry */
 const CIDS_PER_CHECK = 1024
 
@@ -98,9 +109,10 @@ export class CompleteRecord {
   private queue: Promise<unknown> = Promise.resolve()
   /**
    * Entries read or written lately, oldest first, at most `maxCids` CIDs in
-   * all: sessions that hint the same root share one list
+   * all (with their keys' sets, once asked for): sessions that hint the same
+   * root share one list and one set
    */
-  private readonly cached = new Map<string, CID[]>()
+  private readonly cached = new Map<string, CachedDag>()
   private cachedCids = 0
   /** Entries read from storage one at a time, so lookups of many roots at once hold at most one list besides the cache */
   private reads: Promise<unknown> = Promise.resolve()
@@ -142,7 +154,7 @@ export class CompleteRecord {
     const key = root.toString()
     const cached = this.cached.get(key)
     if (cached != null) {
-      return cached
+      return cached.cids
     }
     let read = this.reading.get(key)
     if (read == null) {
@@ -151,6 +163,58 @@ export class CompleteRecord {
     }
     const cids = await read
     return generation === this.forgotten ? cids : undefined
+  }
+
+  /**
+   * The `cidKey`s of every CID under `root` when it is recorded whole,
+   * otherwise undefined: one set shared by every session that trusts the DAG
+   * (see ReceiverFrontier.trustWholeSet), built on the first call
+   */
+  async keysUnder (root: CID, options: { signal?: AbortSignal } = {}): Promise<ReadonlySet<string> | undefined> {
+    const generation = this.forgotten
+    const cids = await this.cidsUnder(root, options)
+    const cached = this.cached.get(root.toString())
+    if (cids == null || cached == null || cached.cids !== cids) {
+      return undefined
+    }
+    // built once for every caller: no one caller's abort may end it
+    cached.keys ??= this.keysOf(cached.cids, {})
+    const keys = await cached.keys
+    return generation === this.forgotten ? keys : undefined
+  }
+
+  /**
+   * A Bloom of every CID under `root` when it is recorded whole, built as
+   * `bloomOfInSlices(cids, maxBytes)` would on the first call and then shared
+   * (do not add to it); otherwise undefined
+   */
+  async bloomUnder (root: CID, maxBytes: number, options: { signal?: AbortSignal } = {}): Promise<BloomFilter | undefined> {
+    const generation = this.forgotten
+    const cids = await this.cidsUnder(root, options)
+    const cached = this.cached.get(root.toString())
+    if (cids == null || cached == null || cached.cids !== cids) {
+      return undefined
+    }
+    cached.blooms ??= new Map()
+    let bloom = cached.blooms.get(maxBytes)
+    if (bloom == null) {
+      // built once for every caller: no one caller's abort may end it
+      bloom = bloomOfInSlices(cached.cids, maxBytes, { yielder: this.yielder })
+      cached.blooms.set(maxBytes, bloom)
+    }
+    const built = await bloom
+    return generation === this.forgotten ? built : undefined
+  }
+
+  private async keysOf (cids: readonly CID[], options: { signal?: AbortSignal }): Promise<ReadonlySet<string>> {
+    const keys = new Set<string>()
+    for (let i = 0; i < cids.length; i++) {
+      if ((i % CIDS_PER_CHECK) === CIDS_PER_CHECK - 1) {
+        await this.yielder.maybeYield(options.signal)
+      }
+      keys.add(cidKey(cids[i]))
+    }
+    return keys
   }
 
   private async readEntry (root: CID, options: { signal?: AbortSignal }): Promise<CID[] | undefined> {
@@ -176,7 +240,7 @@ export class CompleteRecord {
   private cache (root: CID, cids: CID[]): void {
     const key = root.toString()
     this.uncache(key)
-    this.cached.set(key, cids)
+    this.cached.set(key, { cids })
     this.cachedCids += cids.length
     for (const oldest of this.cached.keys()) {
       if (this.cachedCids <= this.maxCids || oldest === key) {
@@ -190,7 +254,7 @@ export class CompleteRecord {
     const old = this.cached.get(key)
     if (old != null) {
       this.cached.delete(key)
-      this.cachedCids -= old.length
+      this.cachedCids -= old.cids.length
     }
   }
 

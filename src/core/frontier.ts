@@ -110,6 +110,8 @@ export class ReceiverFrontier {
   private foundOutside = 0
   /** Keys of held blocks whose whole subgraph a walk found held (see `trustWhole`) */
   private readonly whole = new Set<string>()
+  /** Sets of keys of whole subgraphs shared with other sessions (see `trustWholeSet`) */
+  private readonly wholeSets: Array<ReadonlySet<string>> = []
   /** Held links into whole subgraphs that were not walked below */
   private trusted = 0
   private busy = false
@@ -191,7 +193,11 @@ export class ReceiverFrontier {
    * session met count twice
    */
   get holdCount (): number {
-    return this.holding.size + this.whole.size
+    let size = this.holding.size + this.whole.size
+    for (const set of this.wholeSets) {
+      size += set.size
+    }
+    return size
   }
 
   /** The missing subgraph roots, oldest first */
@@ -207,7 +213,7 @@ export class ReceiverFrontier {
   /** True when `cid` is a held block reachable from the roots (found in the store or received) or in a whole subgraph (see `trustWhole`); identity CIDs: false */
   holds (cid: CID): boolean {
     const key = cidKey(cid)
-    return this.holding.has(key) || (this.whole.has(key) && !this.wanted.has(key))
+    return this.holding.has(key) || (this.isWhole(key) && !this.wanted.has(key))
   }
 
   /** The held blocks reachable from the roots: what the receiver's Bloom should contain */
@@ -259,6 +265,28 @@ export class ReceiverFrontier {
   }
 
   /**
+   * Like `trustWhole`, for a set of keys (`cidKey`) that other sessions share
+   * and this one must not change: the node's record of DAGs held whole keeps
+   * one per recorded DAG, so trusting it costs a session nothing per block
+   */
+  trustWholeSet (keys: ReadonlySet<string>): void {
+    this.wholeSets.push(keys)
+  }
+
+  /** True when the block of `key` lies in a whole subgraph (see `trustWhole`, `trustWholeSet`) */
+  private isWhole (key: string): boolean {
+    if (this.whole.has(key)) {
+      return true
+    }
+    for (const set of this.wholeSets) {
+      if (set.has(key)) {
+        return true
+      }
+    }
+    return false
+  }
+
+  /**
    * Takes a block from the sender. A wanted block is verified against its
    * CID, its links are decoded, and only then is it written to the
    * blockstore (the write may finish later: see `settle`); its missing
@@ -271,7 +299,7 @@ export class ReceiverFrontier {
   async receive (cid: CID, bytes: Uint8Array, options: BlockReadOptions = {}): Promise<ReceiveOutcome> {
     const key = cidKey(cid)
     if (!this.wanted.has(key)) {
-      return this.holding.has(key) || this.whole.has(key) ? 'duplicate' : 'unrequested'
+      return this.holding.has(key) || this.isWhole(key) ? 'duplicate' : 'unrequested'
     }
 
     if (this.busy) {
@@ -361,14 +389,15 @@ export class ReceiverFrontier {
         }
 
         // raw blocks have no links: knowing the store holds one is enough (so is any block of a shallow session or a whole subgraph)
-        const links = cid.code === raw.code || this.init.shallow === true || this.whole.has(key) ? [] : await this.linkReader.links(cid, await readBlock(this.blockstore, cid, options))
+        const inWhole = this.isWhole(key)
+        const links = cid.code === raw.code || this.init.shallow === true || inWhole ? [] : await this.linkReader.links(cid, await readBlock(this.blockstore, cid, options))
         if (LinkReader.inlineBytes(cid) == null) {
           if (!this.tryKeep()) {
             await this.waitToKeep(options)
           }
           this.holding.set(key, cid)
           this.foundInStore.push(cid)
-          if (!this.whole.has(key)) {
+          if (!inWhole) {
             this.foundOutside++
           } else if (cid.code !== raw.code) {
             this.trusted++

@@ -211,14 +211,35 @@ export function bloomOf (cids: CID[], maxBytes: number = Infinity): BloomFilter 
  * const bloom = await bloomOfInSlices(held, MAX_SENT_BLOOM_BYTES, { signal })
  * ```
  */
-export async function bloomOfInSlices (cids: CID[], maxBytes: number = Infinity, options: { yielder?: Yielder, signal?: AbortSignal } = {}): Promise<BloomFilter> {
-  const bloom = emptyBloomFor(cids.length, maxBytes)
+export async function bloomOfInSlices (cids: readonly CID[], maxBytes: number = Infinity, options: { yielder?: Yielder, signal?: AbortSignal } = {}): Promise<BloomFilter> {
+  return bloomOfListsInSlices([cids], maxBytes, options)
+}
+
+/**
+ * Builds the same Bloom filter as {@link bloomOfInSlices} over the CIDs of
+ * several lists together, without copying them into one.
+ *
+ * @example
+ *
+ * ```ts
+ * const bloom = await bloomOfListsInSlices([walked, recorded], MAX_SENT_BLOOM_BYTES, { signal })
+ * ```
+ */
+export async function bloomOfListsInSlices (lists: ReadonlyArray<readonly CID[]>, maxBytes: number = Infinity, options: { yielder?: Yielder, signal?: AbortSignal } = {}): Promise<BloomFilter> {
+  let count = 0
+  for (const list of lists) {
+    count += list.length
+  }
+  const bloom = emptyBloomFor(count, maxBytes)
   const yielder = options.yielder ?? new Yielder()
-  for (let i = 0; i < cids.length; i++) {
-    if ((i & 0x3ff) === 0x3ff) {
-      await yielder.maybeYield(options.signal)
+  let added = 0
+  for (const list of lists) {
+    for (let i = 0; i < list.length; i++) {
+      if ((++added & 0x3ff) === 0x3ff) {
+        await yielder.maybeYield(options.signal)
+      }
+      bloom.add(bloomItem(list[i]))
     }
-    bloom.add(bloomItem(cids[i]))
   }
   return bloom
 }

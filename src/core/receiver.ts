@@ -3,7 +3,7 @@ import { BlocksNotAvailableError, LimitExceededError, ProtocolError, RemoteError
 import { Yielder } from './budget.ts'
 import { cidKey } from './cid-key.ts'
 import { ReceiverFrontier } from './frontier.ts'
-import { bloomOfInSlices } from './messages.ts'
+import { bloomOfListsInSlices } from './messages.ts'
 import { Wakeup } from './signal.ts'
 import { walkHeldCids } from './walk.ts'
 import type { BlockSink } from './blocks.ts'
@@ -67,7 +67,7 @@ export interface ReceiverSessionInit extends Pick<ReceiverFrontierInit, 'maxWant
    * DAGs the node recorded whole (see `CompleteRecord`): a hint found there
    * is trusted without a walk
    */
-  completeRecord?: Pick<CompleteRecord, 'cidsUnder' | 'record' | 'generation'>
+  completeRecord?: Pick<CompleteRecord, 'cidsUnder' | 'keysUnder' | 'bloomUnder' | 'record' | 'generation'>
 }
 
 /** What a receiver has done so far */
@@ -142,6 +142,10 @@ export class ReceiverSession {
   /** Messages for `takeUnprompted` */
   protected readonly unprompted: Message[] = []
   private hintedHeld: CID[] = []
+  /** The lists of hinted DAGs the node's record holds whole: shared with other sessions, not copied */
+  private readonly recordedHints: Array<readonly CID[]> = []
+  /** The hints whose lists `recordedHints` holds, in the same order */
+  private readonly recordedRoots: CID[] = []
   /**
    * What the hint walk took from `heldBudget`: one per held block it found,
    * one more for each when the hinted DAG is trusted whole. When the budget
@@ -223,14 +227,16 @@ export class ReceiverSession {
     for (const cid of cids) {
       seen.add(cidKey(cid))
     }
-    for (let i = 0; i < this.hintedHeld.length; i++) {
-      if ((i & 0x3ff) === 0x3ff) {
-        await this.yielder.maybeYield(options.signal)
-      }
-      const key = cidKey(this.hintedHeld[i])
-      if (!seen.has(key)) {
-        seen.add(key)
-        cids.push(this.hintedHeld[i])
+    for (const list of [this.hintedHeld, ...this.recordedHints]) {
+      for (let i = 0; i < list.length; i++) {
+        if ((i & 0x3ff) === 0x3ff) {
+          await this.yielder.maybeYield(options.signal)
+        }
+        const key = cidKey(list[i])
+        if (!seen.has(key)) {
+          seen.add(key)
+          cids.push(list[i])
+        }
       }
     }
     return cids
@@ -270,14 +276,14 @@ export class ReceiverSession {
       return { type: 'pull', roots: this.roots, wants: wanted.length <= this.maxCids ? wanted : [], depthLimit: 0 }
     }
     const storeItems = await this.storeItems(options)
-    const items = storeItems ?? [...this.frontier.held(), ...await this.hinted(options)]
     if (storeItems != null) {
       // the Bloom needs no hint walk, but the walk still spares later ones: it runs while the request travels
       this.backgroundHintWalk = this.hinted(options).then(() => {}, () => {})
     }
-    const bloom = await this.bloomOf(items, options)
+    const lists = storeItems != null ? [storeItems] : [[...this.frontier.held()], ...await this.hintedLists(options)]
+    const bloom = await this.bloomOf(lists, options)
     // a Bloom of the whole store already holds whatever the session finds later
-    this.nextBloomAt = storeItems != null ? Infinity : Math.max(1, items.length * 2)
+    this.nextBloomAt = storeItems != null ? Infinity : Math.max(1, countOf(lists) * 2)
     const wants = this.frontier.wants()
     this.counters.statusesSent++
     return { type: 'pull', roots: this.roots, wants: wants.length <= this.maxCids ? wants : [], bloom }
@@ -527,14 +533,14 @@ export class ReceiverSession {
       return { type: 'status', wants: [], bloom: store }
     }
     const found = this.frontier.foundHeld()
-    const count = found.length + this.hintedHeld.length
+    const count = found.length + this.hintedCount
     this.nextBloomAt = count * 2
     this.outsideAtLastBloom = this.frontier.foundOutsideWhole
     // counted before it is built: it is a reply, written before any status a
     // CAR Pool member is given meanwhile (the runner sends those after the
     // replies), and the sender counts them in that order
     this.counters.statusesSent++
-    return { type: 'status', wants: [], bloom: await this.bloomOf([...this.hintedHeld, ...found], options) }
+    return { type: 'status', wants: [], bloom: await this.bloomOf([this.hintedHeld, ...this.recordedHints, found], options) }
   }
 
   /** True when the roots-held status is due: the session announces roots, has not, and holds them all */
@@ -547,17 +553,32 @@ export class ReceiverSession {
     if (this.init.storeBloom != null) {
       return !this.storeBloomSent || evenIfNotDoubled
     }
-    const count = this.frontier.foundHeld().length + this.hintedHeld.length
+    const count = this.frontier.foundHeld().length + this.hintedCount
     return count > 0 && (count >= this.nextBloomAt || evenIfNotDoubled)
   }
 
-  private async bloomOf (items: CID[], options: { signal?: AbortSignal }): Promise<BloomFilter | undefined> {
-    if (items.length === 0) {
+  private async bloomOf (lists: ReadonlyArray<readonly CID[]>, options: { signal?: AbortSignal }): Promise<BloomFilter | undefined> {
+    if (countOf(lists) === 0) {
       return undefined
     }
-    const bloom = await bloomOfInSlices(items, MAX_SENT_BLOOM_BYTES, options)
+    // the Bloom of one recorded DAG alone is the record's, built once for every session
+    const nonEmpty = lists.filter(list => list.length > 0)
+    const recorded = nonEmpty.length === 1 ? this.recordedHints.indexOf(nonEmpty[0]) : -1
+    const shared = recorded < 0 ? undefined : await this.init.completeRecord?.bloomUnder(this.recordedRoots[recorded], MAX_SENT_BLOOM_BYTES, options)
+    const bloom = shared ?? await bloomOfListsInSlices(lists, MAX_SENT_BLOOM_BYTES, options)
     this.counters.bloomBytesSent += bloom.bytes.byteLength
     return bloom
+  }
+
+  /** How many CIDs the hints gave: walked, and listed by the record */
+  private get hintedCount (): number {
+    return this.hintedHeld.length + countOf(this.recordedHints)
+  }
+
+  /** The held blocks under the hints: the walk's and the record's lists */
+  private async hintedLists (options: { signal?: AbortSignal }): Promise<Array<readonly CID[]>> {
+    await this.hinted(options)
+    return [this.hintedHeld, ...this.recordedHints]
   }
 
   /** Every block in a small store, or undefined when the store is large or cannot list itself */
@@ -588,15 +609,23 @@ export class ReceiverSession {
       return this.hintedHeld
     }
     // hinted DAGs the node recorded whole need no walk: their lists are trusted as they are
-    const recorded: Array<readonly CID[]> = []
     const unrecorded: CID[] = []
     for (const hint of hints) {
-      const cids = await this.init.completeRecord?.cidsUnder(hint, options)
-      if (cids != null && cids.length <= (this.init.maxHintBlocks ?? Infinity)) {
-        recorded.push(cids)
-      } else {
+      const record = this.init.completeRecord
+      const cids = await record?.cidsUnder(hint, options)
+      const keys = cids != null && cids.length <= (this.init.maxHintBlocks ?? Infinity) ? await record?.keysUnder(hint, options) : undefined
+      if (cids == null || keys == null) {
         unrecorded.push(hint)
+        continue
       }
+      // shared with every session that hints the DAG: nothing to keep per block
+      this.recordedHints.push(cids)
+      this.recordedRoots.push(hint)
+      this.frontier.trustWholeSet(keys)
+      this.counters.recordedHintBlocks += cids.length
+    }
+    if (unrecorded.length === 0) {
+      return this.hintedHeld
     }
     const walk = async (): Promise<void> => {
       let whole = true
@@ -619,17 +648,6 @@ export class ReceiverSession {
       if (whole && this.keepHinted(this.hintedHeld.length)) {
         // every block under the hints is held: a link into them needs no walk of its own
         await this.frontier.trustWhole(this.hintedHeld, options)
-      }
-      for (const cids of recorded) {
-        // twice: the list, and the frontier's record of whole subgraphs
-        if (!this.keepHinted(2 * cids.length)) {
-          return
-        }
-        this.counters.recordedHintBlocks += cids.length
-        for (const cid of cids) {
-          this.hintedHeld.push(cid)
-        }
-        await this.frontier.trustWhole(cids, options)
       }
     }
     await (this.init.walkBudget?.run(walk, options.signal) ?? walk())
@@ -684,4 +702,13 @@ export function remoteError (code: string, message: string, cids: CID[]): Error 
   }
   remoteErrors.add(err)
   return err
+}
+
+/** How many CIDs the lists hold together */
+function countOf (lists: ReadonlyArray<readonly CID[]>): number {
+  let count = 0
+  for (const list of lists) {
+    count += list.length
+  }
+  return count
 }

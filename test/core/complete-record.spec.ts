@@ -1,4 +1,5 @@
 import { expect } from 'aegir/chai'
+import { cidKey } from '../../src/core/cid-key.ts'
 import { COMPLETE_INDEX_KEY, CompleteRecord, MemoryRecordStorage, completeEntryKey } from '../../src/core/complete-record.ts'
 import { buildDag, keys, rawBlock } from '../fixtures/dag.ts'
 import { treeSpecs } from '../fixtures/dags.ts'
@@ -138,6 +139,18 @@ describe('core/complete-record', () => {
     const reread = await record.cidsUnder(dags[0][0])
     expect(storage.reads(completeEntryKey(dags[0][0]))).to.equal(2)
     expect(keys(reread ?? [])).to.deep.equal(keys(first ?? []))
+  })
+
+  it('gives every caller one shared set of the keys of a recorded DAG, and nothing for a root not recorded', async () => {
+    const record = new CompleteRecord({ maxRoots: 4, maxCids: 1000 })
+    const [root, ...rest] = await dagOf('keys')
+    await record.record(root, rest, { generation: record.generation })
+    const [a, b] = await Promise.all([record.keysUnder(root), record.keysUnder(root)])
+    expect(a).to.equal(b)
+    expect([...a ?? []].sort()).to.deep.equal([root, ...rest].map(cidKey).sort())
+    expect(await record.keysUnder((await rawBlock('not recorded')).cid)).to.be.undefined()
+    await record.forget()
+    expect(await record.keysUnder(root)).to.be.undefined()
   })
 
   it('does not record a DAG of more than maxCids blocks', async () => {

@@ -8,6 +8,7 @@ import * as Digest from 'multiformats/hashes/digest'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { readBlock } from '../../src/core/blocks.ts'
 import { Budget } from '../../src/core/budget.ts'
+import { cidKey } from '../../src/core/cid-key.ts'
 import { ReceiverFrontier } from '../../src/core/frontier.ts'
 import { LinkReader } from '../../src/core/links.ts'
 import { BlockVerifier } from '../../src/core/verify.ts'
@@ -550,6 +551,24 @@ describe('core/frontier', () => {
       for (const block of old) {
         expect(store.readsOf(block.cid), `reads of ${block.cid}`).to.equal(0)
       }
+    })
+
+    it('trusts a shared set of keys the same way, without changing it', async () => {
+      const { old, root, store } = await versions('trusted set')
+      const frontier = await ReceiverFrontier.create([root.cid], { blockstore: store })
+      const shared = new Set(old.map(block => cidKey(block.cid)))
+      frontier.trustWholeSet(shared)
+
+      expect(await frontier.receive(root.cid, root.bytes)).to.equal('stored')
+
+      expect(frontier.complete).to.be.true()
+      expect(frontier.holds(old[1].cid)).to.be.true()
+      expect(shared.size).to.equal(old.length)
+      for (const block of old) {
+        expect(store.readsOf(block.cid), `reads of ${block.cid}`).to.equal(0)
+      }
+      // a block of the trusted DAG sent anyway is a duplicate, not written again
+      expect(await frontier.receive(old[2].cid, old[2].bytes)).to.equal('duplicate')
     })
 
     it('without trust, the same link makes the frontier read every held interior block below it', async () => {

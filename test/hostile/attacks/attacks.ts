@@ -807,6 +807,62 @@ const heldLinks: Attack = {
   })
 }
 
+/** Pushes of the recorded-hints attack open at once */
+const RECORDED_HINT_SESSIONS = 48
+
+/**
+ * A push of the wide DAG's root, which the server holds whole, completes at
+ * once and makes the server record the DAG's 69,905 CIDs; pushes hinting it
+ * then take that list instead of walking. The list is shared, and what each
+ * session keeps of it is charged to the heldCids budget as a walk's would be
+ */
+const recordedHints: Attack = {
+  id: 'recorded-hints',
+  name: `a push of the wide DAG (69,905 blocks) the server holds, which it records whole, then pushes hinting it, each held open and ended (${RECORDED_HINT_SESSIONS} at once, 4 peers)`,
+  server: { allowPush: true, wide: true },
+  peers: 4,
+  create: () => ({
+    run: async (ctx) => {
+      const wide = root(ctx.server.roots.wide, 'wide')
+      // one peer pushes the wide root again and again (each completes at once and records it), while the others hint it
+      const recording = slots(ctx, 1, () => 0, async (s) => {
+        await s.write({ type: 'push', roots: [wide], hints: [] }, ctx.signal)
+        await s.write({ type: 'header', roots: [wide] }, ctx.signal)
+        const { end } = await s.read(ctx.signal, message => message.type === 'done')
+        ctx.tally.notes.recorded = Number(ctx.tally.notes.recorded ?? 0) + (end === 'done' ? 1 : 0)
+        return end
+      })
+      const hinting = slots(ctx, RECORDED_HINT_SESSIONS, i => i % 4, async (s, i, n) => {
+        const pushed = await rawBlock(`recorded-hint/${i}/${n}`)
+        await s.write({ type: 'push', roots: [pushed.cid], hints: [wide] }, ctx.signal)
+        const { end } = await s.read(ctx.signal, message => message.type === 'status')
+        if (end !== 'status') {
+          return end
+        }
+        ctx.tally.notes.greetings = Number(ctx.tally.notes.greetings ?? 0) + 1
+        // hold the session a moment with what it took from the record, then end it (so it is counted)
+        await new Promise(resolve => setTimeout(resolve, 2000))
+        await s.write({ type: 'header', roots: [pushed.cid] }, ctx.signal)
+        await s.write({ type: 'block', cid: pushed.cid, bytes: pushed.bytes }, ctx.signal)
+        return (await s.read(ctx.signal, message => message.type === 'done')).end
+      })
+      await Promise.all([recording, hinting])
+    },
+    check: (ctx, report) => {
+      const greetings = Number(ctx.tally.notes.greetings ?? 0)
+      const recorded = report?.recordedHintBlocks ?? 0
+      ctx.tally.notes.recordedHintBlocks = recorded
+      return [
+        ...(greetings >= 8 ? [] : [`slow: only ${greetings} of ${RECORDED_HINT_SESSIONS} pushes were greeted`]),
+        ...(Number(ctx.tally.notes.recorded ?? 0) >= 1 ? [] : ['slow: no push of the wide root completed, so nothing was recorded']),
+        // the record's list is shared: sessions take it whatever the heldCids budget holds
+        ...(recorded >= WIDE_BLOCKS ? [] : [`unused: sessions took ${recorded} blocks from the record, less than one list of the wide DAG`]),
+        ...(heldPeak(report) >= WIDE_BLOCKS ? [] : [`uncounted: the heldCids budget peaked at ${heldPeak(report)}, less than one walk or list of the wide DAG`])
+      ]
+    }
+  })
+}
+
 /** The peak of the server's heldCids budget in its report's stats(), 0 when it has none */
 function heldPeak (report?: ServerReport): number {
   const stats = report?.stats as { budgets?: Record<string, { peak?: number } | undefined> } | undefined
@@ -830,5 +886,6 @@ export const ATTACKS: readonly Attack[] = [
   afterDone,
   hintWalks,
   heldHints,
-  heldLinks
+  heldLinks,
+  recordedHints
 ]

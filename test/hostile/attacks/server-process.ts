@@ -55,7 +55,11 @@ if (config.fileDir != null) {
   blockstore = new MemoryBlockstore()
 }
 
-const init: CarMirrorInit = {}
+/** Blocks under hints that served sessions took from the record of DAGs held whole rather than walked */
+let recordedHintBlocks = 0
+const init: CarMirrorInit = {
+  onSession: (session) => { recordedHintBlocks += session.recordedHintBlocks ?? 0 }
+}
 if (config.allowPush === true) {
   init.allowPush = () => true
 }
@@ -117,7 +121,7 @@ async function answer (request: Request): Promise<unknown> {
         mkdirSync(profileDir, { recursive: true })
         writeFileSync(`${profileDir}/${process.pid}.cpuprofile`, JSON.stringify({ ...profile, markedAtUs }))
       }
-      const report: ServerReport = { sessions: node.carMirror.activeSessions, stats: stats(), ...await monitor.report(ownTime(profile, SOURCE_URL)) }
+      const report: ServerReport = { sessions: node.carMirror.activeSessions, stats: stats(), recordedHintBlocks, ...await monitor.report(ownTime(profile, SOURCE_URL)) }
       return report
     }
     case 'cids':

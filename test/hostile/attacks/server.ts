@@ -54,6 +54,8 @@ export interface ServerReport extends Measures {
   sessions: { inbound: number, outbound: number }
   /** carMirror.stats(), when the library has it */
   stats?: unknown
+  /** Blocks under hints that ended sessions took from the record of DAGs held whole (see ServedSession) */
+  recordedHintBlocks?: number
 }
 
 /** How a server process ended */
