@@ -164,7 +164,9 @@ export class DefaultCarMirror implements CarMirror {
     this.completeRecord = new CompleteRecord({
       storage: components.datastore == null ? undefined : datastoreRecordStorage(components.datastore),
       maxRoots: this.init.maxCompleteRoots,
-      maxCids: this.init.maxHintBlocks
+      maxCids: this.init.maxHintBlocks,
+      // the next version's transfer hints this one: its Bloom is ready by then
+      eagerBloomBytes: MAX_SENT_BLOOM_BYTES
     })
     this.broker = new CarMirrorBlockBroker(this, components.blockstore, { log: this.log, maxRoots: this.init.maxRoots })
     // a session waiting for memory that stalled sessions hold gets it by evicting them

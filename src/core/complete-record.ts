@@ -51,6 +51,12 @@ export interface CompleteRecordInit {
   maxRoots: number
   /** Most CIDs one root's entry may list: a larger DAG is not recorded */
   maxCids: number
+  /**
+   * Build the Bloom of a DAG (see `bloomUnder`) of at most this many bytes
+   * as soon as it is recorded, in the background: the next transfer that
+   * hints it then finds it ready. Default: built on first use only
+   */
+  eagerBloomBytes?: number
   /** Gives the event loop a turn while large entries are packed and unpacked; default a new Yielder */
   yielder?: Yielder
 }
@@ -102,6 +108,7 @@ export class CompleteRecord {
   private readonly maxRoots: number
   private readonly maxCids: number
   private readonly yielder: Yielder
+  private readonly eagerBloomBytes?: number
   /** Recorded roots, newest first, once read from storage */
   private index?: CID[]
   private forgotten = 0
@@ -124,6 +131,7 @@ export class CompleteRecord {
     this.maxRoots = Math.max(0, init.maxRoots)
     this.maxCids = Math.max(0, init.maxCids)
     this.yielder = init.yielder ?? new Yielder()
+    this.eagerBloomBytes = init.eagerBloomBytes
   }
 
   /**
@@ -292,6 +300,10 @@ export class CompleteRecord {
         await this.storage.delete(completeEntryKey(old), options)
       }
       this.cache(root, list)
+      if (this.eagerBloomBytes != null) {
+        // a Bloom being built is cached at once: the next lookup waits for it rather than building another
+        this.bloomUnder(root, this.eagerBloomBytes).catch(() => {})
+      }
       return true
     })
   }

@@ -1,6 +1,7 @@
 import { expect } from 'aegir/chai'
 import { cidKey } from '../../src/core/cid-key.ts'
 import { COMPLETE_INDEX_KEY, CompleteRecord, MemoryRecordStorage, completeEntryKey } from '../../src/core/complete-record.ts'
+import { bloomOfInSlices } from '../../src/core/messages.ts'
 import { buildDag, keys, rawBlock } from '../fixtures/dag.ts'
 import { treeSpecs } from '../fixtures/dags.ts'
 import type { CID } from 'multiformats/cid'
@@ -151,6 +152,20 @@ describe('core/complete-record', () => {
     expect(await record.keysUnder((await rawBlock('not recorded')).cid)).to.be.undefined()
     await record.forget()
     expect(await record.keysUnder(root)).to.be.undefined()
+  })
+
+  it('gives every caller one shared Bloom of a recorded DAG, the same bits as one built from its list; built at once with eagerBloomBytes', async () => {
+    for (const eagerBloomBytes of [undefined, 4096]) {
+      const record = new CompleteRecord({ maxRoots: 4, maxCids: 1000, eagerBloomBytes })
+      const [root, ...rest] = await dagOf(`bloom ${eagerBloomBytes}`)
+      await record.record(root, rest, { generation: record.generation })
+      const [a, b] = await Promise.all([record.bloomUnder(root, 4096), record.bloomUnder(root, 4096)])
+      expect(a).to.equal(b)
+      const built = await bloomOfInSlices([root, ...rest], 4096)
+      expect(a?.bytes).to.deep.equal(built.bytes)
+      expect(a?.hashCount).to.equal(built.hashCount)
+      expect(await record.bloomUnder((await rawBlock('no bloom')).cid, 4096)).to.be.undefined()
+    }
   })
 
   it('does not record a DAG of more than maxCids blocks', async () => {
