@@ -15,7 +15,7 @@ import { PoolReceiver } from './core/pool/pool-receiver.ts'
 import { ReceiverSession } from './core/receiver.ts'
 import { RecentRoots } from './core/recent-roots.ts'
 import { SenderSession } from './core/sender.ts'
-import { StoreBloom } from './core/store-bloom.ts'
+import { StoreBloom, storeBloomBytesFor } from './core/store-bloom.ts'
 import { BlockVerifier } from './core/verify.ts'
 import { walkHeldCids } from './core/walk.ts'
 import { LimitExceededError, NoProviderError, PinningUnavailableError, ProtocolError, SessionRefusedError, SessionTimeoutError } from './errors.ts'
@@ -119,8 +119,10 @@ export class DefaultCarMirror implements CarMirror {
   private nextTurn?: Promise<void>
   /** Helia's `car-mirror` block broker, served by this node's pulls */
   readonly broker: CarMirrorBlockBroker
-  /** A Bloom of the whole store, when it is small: the greeting of pushes without hints */
+  /** A Bloom of the whole store, when it is small: the request of pulls and the greeting of pushes without hints */
   private readonly storeBloom: StoreBloom
+  /** Largest store Bloom a pull's request carries: that of a store of smallStoreBlocks blocks */
+  private readonly requestBloomBytes: number
   /** Roots of the DAGs each peer last pushed here or pulled from here: implicit hints for its next push */
   private readonly recentRoots = new RecentRoots()
   /** The blockstore sessions read and write: reads skip Helia's wrappers (see `localReads`) */
@@ -155,9 +157,11 @@ export class DefaultCarMirror implements CarMirror {
       largeFrames: new Budget('largeFrames', budgets.largeFrames)
     }
     this.store = localReads(components.blockstore)
+    this.requestBloomBytes = Math.min(MAX_SENT_BLOOM_BYTES, storeBloomBytesFor(this.init.smallStoreBlocks))
     this.storeBloom = new StoreBloom({
       blockstore: this.store,
-      maxBytes: this.init.storeBloomBytes,
+      // one listing for both uses: a pull's request and a push server's greeting
+      maxBytes: Math.max(this.init.storeBloomBytes, this.requestBloomBytes),
       maxAgeMs: STORE_BLOOM_MAX_AGE_MS,
       walkBudget: this.budgets.localWalks
     })
@@ -209,6 +213,8 @@ export class DefaultCarMirror implements CarMirror {
       help: 'CAR Mirror sessions running now',
       calculate: () => ({ ...this.activeSessions })
     })
+    // the first pull (or push without hints served) finds the store's Bloom ready
+    this.storeBloom.warm()
     const stallTimeout = this.init.stallTimeout
     this.stallTimer = setInterval(() => { this.endStalledSessions(stallTimeout) }, Math.max(100, Math.min(stallTimeout / 4, 5000)))
     this.started = true
@@ -306,6 +312,8 @@ export class DefaultCarMirror implements CarMirror {
       const receiver = await ReceiverSession.create({
         ...this.receiverInit(rootList, options.hints),
         shallow: options.shallow,
+        // a small store goes into the request's Bloom whole: the node keeps its Bloom, so no pull lists the store
+        storeBloom: options.shallow === true ? undefined : await this.smallStoreBloom(this.requestBloomBytes, signal),
         onBlockStored: (cid, bytes) => {
           this.storeBloom.add(cid)
           options.onBlockStored?.(cid, bytes)
@@ -821,7 +829,7 @@ export class DefaultCarMirror implements CarMirror {
           maxHintBlocks: this.init.maxHintBlocks,
           walkBudget: this.budgets.localWalks,
           // a client that names no hints learns what this small store holds; hints give an exact, smaller Bloom
-          storeBloom: hints.length === 0 ? await this.storeBloom.get(signal) : undefined,
+          storeBloom: hints.length === 0 ? await this.smallStoreBloom(this.init.storeBloomBytes, signal) : undefined,
           onProgress: touch
         }, { signal })
         const greeting = await receiver.pushGreeting({ signal })
@@ -1068,6 +1076,20 @@ export class DefaultCarMirror implements CarMirror {
       onBlockStored: (cid) => { this.storeBloom.add(cid) },
       completeRecord: this.completeRecord
     }
+  }
+
+  /** A block was written to the store other than by a session (the mixin reports writes through `helia.blockstore`) */
+  noteStored (cid: CID): void {
+    this.storeBloom.add(cid)
+  }
+
+  /** The store's Bloom when it is at most `maxBytes` long (0: never); undefined otherwise */
+  private async smallStoreBloom (maxBytes: number, signal: AbortSignal): Promise<BloomFilter | undefined> {
+    if (maxBytes <= 0) {
+      return undefined
+    }
+    const bloom = await this.storeBloom.get(signal)
+    return bloom != null && bloom.bytes.byteLength <= maxBytes ? bloom : undefined
   }
 
   /** Records a complete session's DAG as held whole (stop() waits for it); never throws */

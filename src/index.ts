@@ -31,7 +31,7 @@
 import { DefaultCarMirror } from './car-mirror.ts'
 import { MissingLibp2pError, NotStartedError } from './errors.ts'
 import { pullBeforePinning } from './pins.ts'
-import { beforeDeletes } from './watch-deletes.ts'
+import { watchStore } from './watch-store.ts'
 import type { ReceiveOutcome } from './core/frontier.ts'
 import type { BlockDecoder, LoadCodec } from './core/links.ts'
 import type { LoadHasher } from './core/verify.ts'
@@ -417,7 +417,10 @@ export interface CarMirrorInit {
    */
   maxCidsPerMessage?: number
   /**
-   * A local store of at most this many blocks goes into a pull's Bloom whole; 0 turns it off
+   * A local store of at most this many blocks goes into a pull's Bloom whole;
+   * 0 turns it off. The node keeps that Bloom: it lists its store when it
+   * starts and at most once a minute after, and adds the blocks written
+   * through `helia.blockstore` and by sessions meanwhile
    *
    * @default 100,000 (DEFAULT_SMALL_STORE_BLOCKS)
    */
@@ -839,9 +842,13 @@ export function carMirror (init: CarMirrorInit = {}): HeliaMixin<HeliaWithLibp2p
     if (unwatch == null) {
       const log = helia.logger.forComponent('helia:car-mirror')
       const started = mirror
-      // a deleted block may lie under a DAG recorded whole: the record goes first
-      unwatch = beforeDeletes(helia, () => {
-        started.forgetComplete().catch(err => { log.error('clearing the record of whole DAGs failed - %e', err) })
+      unwatch = watchStore(helia, {
+        // a deleted block may lie under a DAG recorded whole: the record goes first
+        beforeDelete: () => {
+          started.forgetComplete().catch(err => { log.error('clearing the record of whole DAGs failed - %e', err) })
+        },
+        // the Bloom of a small store holds blocks written since it was listed
+        afterPut: cid => { started.noteStored(cid) }
       })
     }
     if (init.broker !== false) {

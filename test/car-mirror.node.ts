@@ -3,7 +3,7 @@ import { expect } from 'aegir/chai'
 import { MemoryBlockstore } from 'blockstore-core/memory'
 import all from 'it-all'
 import { concat } from 'uint8arrays/concat'
-import { ReceiverSession, bloomItem } from '../src/core/index.ts'
+import { bloomItem } from '../src/core/index.ts'
 import { BlocksNotAvailableError, PROTOCOL_ID, SessionRefusedError } from '../src/index.ts'
 import { FramedStream } from '../src/transport/framed-stream.ts'
 import { cborBlock, keys, rawBlock } from './fixtures/dag.ts'
@@ -106,6 +106,23 @@ function expectStatsInvariants (stats: TransferStats): void {
 describe('CarMirror over libp2p', function () {
   this.timeout(120_000)
   const { node, addr } = testNodes()
+
+  /** The Bloom a pull of `root` by `client` carries (a scripted server records it, then refuses) */
+  async function pullBloom (client: TestNode, root: CID, hints: CID[]): Promise<NonNullable<PullMessage['bloom']>> {
+    const server = await node()
+    let bloom: PullMessage['bloom']
+    await scriptServer(server, async (framed) => {
+      const first = await firstMessage(framed)
+      if (first.type === 'pull') {
+        bloom = first.bloom
+      }
+      await framed.write({ type: 'error', code: 'refused', message: 'recording only', cids: [] })
+      await framed.closeWrite()
+    })
+    await rejection(client.carMirror.pull(addr(server), root, { hints }))
+    expect(bloom, 'the pull carried a Bloom').to.not.be.undefined()
+    return bloom as NonNullable<PullMessage['bloom']>
+  }
 
   describe('pull', () => {
     it('pulls a UnixFS directory tree cold in one round trip', async () => {
@@ -425,15 +442,11 @@ describe('CarMirror over libp2p', function () {
     it('recovers from a Bloom false positive with a straggler round', async () => {
       const server = await node()
       const client = await node()
-      // a few unrelated blocks in the client's (small) store: its whole store goes into the Bloom
-      const unrelated = await Promise.all([0, 1, 2, 3, 4].map(async i => rawBlock(`unrelated ${i}`)))
+      // unrelated blocks in the client's (small) store: its whole store goes into the Bloom, which they fill
+      const unrelated = await Promise.all(Array.from({ length: 60 }, async (_, i) => rawBlock(`unrelated ${i}`)))
       await putBlocks(client.blockstore, unrelated)
-      // compute the very Bloom the client will send, and find a block it wrongly claims to hold
-      const probe = await ReceiverSession.create({ blockstore: client.blockstore, roots: [(await rawBlock('probe root')).cid] })
-      const { bloom } = await probe.pullRequest()
-      if (bloom == null) {
-        throw new Error('expected a Bloom of the client store')
-      }
+      // the very Bloom the client sends (its store's), and a block it wrongly claims to hold
+      const bloom = await pullBloom(client, (await rawBlock('probe root')).cid, [])
       let falsePositive: Block | undefined
       for (let i = 0; falsePositive == null && i < 1_000_000; i++) {
         const candidate = await rawBlock(`candidate ${i}`)
@@ -919,22 +932,6 @@ describe('CarMirror over libp2p', function () {
 
   describe('privacy (what the README says a Bloom reveals)', () => {
     /** The Bloom of the first pull `client` sends to a server that only records it */
-    async function pullBloom (client: TestNode, root: CID, hints: CID[]): Promise<NonNullable<PullMessage['bloom']>> {
-      const server = await node()
-      let bloom: PullMessage['bloom']
-      await scriptServer(server, async (framed) => {
-        const first = await firstMessage(framed)
-        if (first.type === 'pull') {
-          bloom = first.bloom
-        }
-        await framed.write({ type: 'error', code: 'refused', message: 'recording only', cids: [] })
-        await framed.closeWrite()
-      })
-      await rejection(client.carMirror.pull(addr(server), root, { hints }))
-      expect(bloom, 'the pull carried a Bloom').to.not.be.undefined()
-      return bloom as NonNullable<PullMessage['bloom']>
-    }
-
     it('a pull from a small store names every block it holds in its Bloom, hint or not; with smallStoreBlocks: 0 only the hinted DAG', async () => {
       const secret = await rawBlock('a block unrelated to the pull')
       const v1 = await addTree({ blockstore: new MemoryBlockstore() }, TREE_V1)

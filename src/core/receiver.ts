@@ -58,9 +58,10 @@ export interface ReceiverSessionInit extends Pick<ReceiverFrontierInit, 'maxWant
   /** Write a status with `rootsHeld` once the roots are held (push servers do, to end the client's cold call) */
   announceRoots?: boolean
   /**
-   * A Bloom of the whole local store (see `StoreBloom`): a push server sends
-   * it as its greeting, and again to answer a `sync`, instead of Blooms of
-   * what it finds under the roots and hints, which it covers
+   * A Bloom of the whole local store (see `StoreBloom`): a pull's request
+   * carries it, and a push server sends it as its greeting, and again to
+   * answer a `sync`, instead of Blooms of what it finds under the roots and
+   * hints, which it covers
    */
   storeBloom?: BloomFilter
   /**
@@ -274,6 +275,17 @@ export class ReceiverSession {
       this.counters.statusesSent++
       const wanted = this.frontier.wants()
       return { type: 'pull', roots: this.roots, wants: wanted.length <= this.maxCids ? wanted : [], depthLimit: 0 }
+    }
+    const store = this.init.storeBloom
+    if (store != null) {
+      // the node's Bloom of its whole store: no listing, and it holds whatever the session finds later
+      this.storeBloomSent = true
+      this.nextBloomAt = Infinity
+      this.backgroundHintWalk = this.hinted(options).then(() => {}, () => {})
+      this.counters.bloomBytesSent += store.bytes.byteLength
+      const wants = this.frontier.wants()
+      this.counters.statusesSent++
+      return { type: 'pull', roots: this.roots, wants: wants.length <= this.maxCids ? wants : [], bloom: store }
     }
     const storeItems = await this.storeItems(options)
     if (storeItems != null) {

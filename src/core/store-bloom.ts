@@ -17,6 +17,9 @@ export interface StoreBloomInit {
   yielder?: Yielder
 }
 
+/** Most blocks stored while a listing runs that it keeps to add to its Bloom */
+const MAX_STORED_WHILE_LISTING = 100_000
+
 /** Most blocks listed per turn-check while listing the store */
 const ITEMS_PER_CHECK = 256
 
@@ -46,46 +49,83 @@ export class StoreBloom {
   private capacity = 0
   private builtAt = -Infinity
   private building?: Promise<BloomFilter | undefined>
+  /** Blocks stored while a listing runs: it may have passed them */
+  private storedWhileListing?: Uint8Array[]
 
   constructor (init: StoreBloomInit) {
     this.init = init
     this.yielder = init.yielder ?? new Yielder()
   }
 
-  /** The store's Bloom, listing the store first when there is none or it is stale; undefined for a store too large */
+  /**
+   * The store's Bloom; undefined for a store too large. The first call lists
+   * the store; later ones get the Bloom at once, and when it is stale (older
+   * than `maxAgeMs`, or holding more blocks than it was sized for) a new
+   * listing runs in the background and replaces it once done. A listing is
+   * shared by every caller: `signal` ends only this caller's wait.
+   */
   async get (signal?: AbortSignal): Promise<BloomFilter | undefined> {
     if (this.init.maxBytes <= 0 || this.init.blockstore.getAll == null) {
       return undefined
     }
     if (Date.now() - this.builtAt < this.init.maxAgeMs && (this.bloom == null || this.bloom.count <= this.capacity)) {
-      return this.bloom
+      return this.current()
     }
-    this.building ??= this.build(signal).finally(() => { this.building = undefined })
-    return this.building
+    const listed = this.builtAt > -Infinity
+    this.building ??= this.build().finally(() => { this.building = undefined })
+    if (listed) {
+      // stale but still right (a block written by other means or deleted since costs a resent block or a straggler round)
+      this.building.catch(() => {})
+      return this.current()
+    }
+    await untilAborted(this.building, signal)
+    return this.current()
   }
 
-  /** Records a block a session stored since the listing */
+  /** The Bloom, unless it holds nothing: an empty store has nothing to skip (the usual greeting, a clear, says so in two bytes) */
+  private current (): BloomFilter | undefined {
+    return this.bloom?.count === 0 ? undefined : this.bloom
+  }
+
+  /** Lists the store in the background, so the first `get` finds the Bloom ready */
+  warm (): void {
+    this.get().catch(() => {})
+  }
+
+  /** Records a block stored since the listing (or during it) */
   add (cid: CID): void {
     this.bloom?.add(bloomItem(cid))
+    if (this.storedWhileListing != null && this.storedWhileListing.length <= MAX_STORED_WHILE_LISTING) {
+      // one past the most: the listing is given up (it is tried again after maxAgeMs)
+      this.storedWhileListing.push(bloomItem(cid))
+    }
   }
 
-  private async build (signal?: AbortSignal): Promise<BloomFilter | undefined> {
+  /** Lists the store: no caller's signal ends it, since every caller shares it */
+  private async build (): Promise<BloomFilter | undefined> {
     const list = async (): Promise<BloomFilter | undefined> => {
       // headroom for as many blocks again as the store holds, so adds keep the false-positive rate
       const items: Uint8Array[] = []
+      this.storedWhileListing = []
       let fits = true
-      for await (const { cid } of this.init.blockstore.getAll?.({ signal }) ?? []) {
+      for await (const { cid } of this.init.blockstore.getAll?.() ?? []) {
         items.push(bloomItem(cid))
         if ((items.length % ITEMS_PER_CHECK) === 0) {
           if (!this.fits(items.length)) {
             fits = false
             break
           }
-          await this.yielder.maybeYield(signal)
+          await this.yielder.maybeYield()
         }
       }
-      // an empty store has nothing to skip: the usual greeting (a clear) says so in two bytes
-      if (!fits || items.length === 0 || !this.fits(items.length)) {
+      if (this.storedWhileListing.length > MAX_STORED_WHILE_LISTING) {
+        fits = false
+      }
+      for (const item of this.storedWhileListing.splice(0)) {
+        items.push(item)
+      }
+      // an empty store gets a small Bloom all the same, for the blocks stored next
+      if (!fits || !this.fits(items.length)) {
         return undefined
       }
       const capacity = items.length * 2 + 64
@@ -96,14 +136,49 @@ export class StoreBloom {
       this.capacity = capacity
       return bloom
     }
-    this.bloom = await (this.init.walkBudget?.run(list, signal) ?? list())
-    this.builtAt = Date.now()
+    try {
+      this.bloom = await (this.init.walkBudget?.run(list) ?? list())
+    } finally {
+      this.storedWhileListing = undefined
+      // a listing that failed is not tried again before maxAgeMs
+      this.builtAt = Date.now()
+    }
     return this.bloom
   }
 
   /** Whether a Bloom for `count` blocks, with headroom, stays within `maxBytes` */
   private fits (count: number): boolean {
-    const capacity = count * 2 + 64
-    return BloomFilter.optimalSize(capacity, defaultFalsePositiveRate(capacity), { powerOfTwo: true }).byteLength <= this.init.maxBytes
+    return storeBloomBytesFor(count) <= this.init.maxBytes
   }
+}
+
+/** `work`, or a rejection with the signal's reason once `signal` aborts (the work goes on) */
+async function untilAborted<T> (work: Promise<T>, signal?: AbortSignal): Promise<T> {
+  if (signal == null) {
+    return work
+  }
+  signal.throwIfAborted()
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => { reject(signal.reason) }
+    signal.addEventListener('abort', onAbort, { once: true })
+    work.then(resolve, reject).finally(() => { signal.removeEventListener('abort', onAbort) })
+  })
+}
+
+/**
+ * The bytes of a `StoreBloom` of a store of `blocks` blocks (sized with
+ * headroom for as many again)
+ *
+ * @example
+ *
+ * ```ts
+ * new StoreBloom({ blockstore, maxBytes: storeBloomBytesFor(100_000), maxAgeMs: 60_000 })
+ * ```
+ */
+export function storeBloomBytesFor (blocks: number): number {
+  if (blocks <= 0) {
+    return 0
+  }
+  const capacity = blocks * 2 + 64
+  return BloomFilter.optimalSize(capacity, defaultFalsePositiveRate(capacity), { powerOfTwo: true }).byteLength
 }

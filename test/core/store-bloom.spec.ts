@@ -5,9 +5,27 @@ import { ReceiverSession } from '../../src/core/receiver.ts'
 import { StoreBloom } from '../../src/core/store-bloom.ts'
 import { pbBlock, putAll, rawBlock } from '../fixtures/dag.ts'
 import type { Block } from '../fixtures/dag.ts'
+import type { AbortOptions } from '@libp2p/interface'
+import type { Pair } from 'interface-blockstore'
 
 async function rawBlocks (count: number, label: string): Promise<Block[]> {
   return Promise.all(Array.from({ length: count }, async (_, i) => rawBlock(`${label} ${i}`)))
+}
+
+/** A store whose listing is a snapshot taken when it begins, as a directory listing is, and takes a few turns of the event loop */
+class SnapshotListingStore extends MemoryBlockstore {
+  async * getAll (options?: AbortOptions): AsyncGenerator<Pair> {
+    const pairs: Pair[] = []
+    for await (const pair of super.getAll(options)) {
+      pairs.push(pair)
+    }
+    for (let i = 0; i < pairs.length; i++) {
+      if (i % 100 === 0) {
+        await new Promise(resolve => setImmediate(resolve))
+      }
+      yield pairs[i]
+    }
+  }
 }
 
 describe('core/store-bloom', () => {
@@ -27,7 +45,7 @@ describe('core/store-bloom', () => {
     expect((await cache.get())?.has(bloomItem(later.cid))).to.be.true()
   })
 
-  it('lists the store once per maxAge: a block written by other means shows after the next listing', async () => {
+  it('lists the store once per maxAge, in the background once it has a Bloom: a block written by other means shows once that listing is done', async () => {
     const store = new MemoryBlockstore()
     await putAll(store, await rawBlocks(10, 'first'))
     const cache = new StoreBloom({ blockstore: store, maxBytes: 64 * 1024, maxAgeMs: 50 })
@@ -37,7 +55,15 @@ describe('core/store-bloom', () => {
     expect(await cache.get()).to.equal(first)
     expect(first?.has(bloomItem(other.cid))).to.be.false()
     await new Promise(resolve => setTimeout(resolve, 80))
-    expect((await cache.get())?.has(bloomItem(other.cid))).to.be.true()
+    // stale: given at once, while a new listing runs
+    expect(await cache.get()).to.equal(first)
+    let next = first
+    for (let i = 0; i < 100 && next === first; i++) {
+      await new Promise(resolve => setTimeout(resolve, 5))
+      next = await cache.get()
+    }
+    expect(next).to.not.equal(first)
+    expect(next?.has(bloomItem(other.cid))).to.be.true()
   })
 
   it('gives no Bloom for a store too large for maxBytes, or when turned off', async () => {
@@ -73,5 +99,27 @@ describe('core/store-bloom', () => {
     const sync = await receiver.receive({ type: 'sync', statuses: receiver.counters.statusesSent })
     expect(sync.replies).to.have.lengthOf(1)
     expect(sync.replies[0].type === 'status' && sync.replies[0].bloom).to.equal(storeBloom)
+  })
+  it('an empty store gives no Bloom until a block is stored; then it holds that block without a new listing', async () => {
+    const store = new MemoryBlockstore()
+    const cache = new StoreBloom({ blockstore: store, maxBytes: 64 * 1024, maxAgeMs: 60_000 })
+    expect(await cache.get()).to.be.undefined()
+    const stored = await rawBlock('the first block')
+    await putAll(store, [stored])
+    cache.add(stored.cid)
+    expect((await cache.get())?.has(bloomItem(stored.cid))).to.be.true()
+  })
+
+  it('holds a block stored while the listing ran, which the listing may have passed', async () => {
+    const store = new SnapshotListingStore()
+    await putAll(store, await rawBlocks(600, 'listed'))
+    const cache = new StoreBloom({ blockstore: store, maxBytes: 64 * 1024, maxAgeMs: 60_000 })
+    cache.warm()
+    // the listing has begun (it yields every 256 blocks): a session stores a block now
+    await new Promise(resolve => setImmediate(resolve))
+    const during = await rawBlock('stored during the listing')
+    await putAll(store, [during])
+    cache.add(during.cid)
+    expect((await cache.get())?.has(bloomItem(during.cid))).to.be.true()
   })
 })
