@@ -29,7 +29,9 @@
  * bitswap-pins,broker-pins,both-pins,broker-cat,bitswap-cat,both-cat,
  * --runs N, --delay MS (one-way, tree datasets), --large-delay MS,
  * --rate MBIT (per direction), --window BYTES, --budget MS, --pins-budget MS,
- * --real-tree DIR, --large-mb N, --out FILE, --keep (keep the work folder).
+ * --real-tree DIR, --large-mb N, --out FILE, --keep (keep the work folder),
+ * --no-record (warm runs start without the old version recorded as held
+ * whole, so both sides walk the hinted DAG).
  */
 
 import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises'
@@ -91,7 +93,8 @@ const { values: args } = parseArgs({
     'real-tree': { type: 'string' },
     'large-mb': { type: 'string' },
     out: { type: 'string' },
-    keep: { type: 'boolean', default: false }
+    keep: { type: 'boolean', default: false },
+    'no-record': { type: 'boolean', default: false }
   }
 })
 
@@ -252,7 +255,7 @@ const WARM_SLACK_MS = 20
 
 /** True when the run's nodes record the old version as held whole before it starts, as nodes that exchanged it with CAR Mirror have */
 function recordsOld (scenario: Scenario, method: MethodName): boolean {
-  return warm(scenario) && (method === 'car-mirror' || method === 'car-mirror-no-hint')
+  return args['no-record'] !== true && warm(scenario) && (method === 'car-mirror' || method === 'car-mirror-no-hint')
 }
 
 /** The node that drives the transfer and what it does */
