@@ -21,7 +21,7 @@ class SnapshotListingStore extends MemoryBlockstore {
     }
     for (let i = 0; i < pairs.length; i++) {
       if (i % 100 === 0) {
-        await new Promise(resolve => setImmediate(resolve))
+        await new Promise(resolve => setTimeout(resolve, 0))
       }
       yield pairs[i]
     }
@@ -116,7 +116,7 @@ describe('core/store-bloom', () => {
     const cache = new StoreBloom({ blockstore: store, maxBytes: 64 * 1024, maxAgeMs: 60_000 })
     cache.warm()
     // the listing has begun (it yields every 256 blocks): a session stores a block now
-    await new Promise(resolve => setImmediate(resolve))
+    await new Promise(resolve => setTimeout(resolve, 0))
     const during = await rawBlock('stored during the listing')
     await putAll(store, [during])
     cache.add(during.cid)
