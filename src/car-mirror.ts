@@ -631,8 +631,11 @@ export class DefaultCarMirror implements CarMirror {
       const recorded = await this.completeRecord.cidsUnder(hint, { signal })
       if (recorded == null) {
         unrecorded.push(hint)
-      } else {
-        held.push(...recorded)
+        continue
+      }
+      // one at a time: a spread of 100,000 arguments could overflow the stack
+      for (const cid of recorded) {
+        held.push(cid)
       }
     }
     for await (const cid of walkHeldCids(this.store, unrecorded, { signal, offline: true, linkReader: this.linkReader, onMissing: () => {} })) {
