@@ -1,4 +1,5 @@
 import { CID } from 'multiformats/cid'
+import { concat } from 'uint8arrays/concat'
 import { Yielder } from './budget.ts'
 import { cidKey } from './cid-key.ts'
 import { bloomOfInSlices } from './messages.ts'
@@ -109,8 +110,10 @@ export class CompleteRecord {
   private readonly maxCids: number
   private readonly yielder: Yielder
   private readonly eagerBloomBytes?: number
-  /** Recorded roots, newest first, once read from storage */
+  /** Recorded roots that lookups trust, newest first, once read from storage (empty after a forget) */
   private index?: CID[]
+  /** The roots the stored index names, as last read or written: a forget deletes their entries */
+  private stored?: CID[]
   private forgotten = 0
   /** Changes to storage, one at a time */
   private queue: Promise<unknown> = Promise.resolve()
@@ -179,16 +182,11 @@ export class CompleteRecord {
    * (see ReceiverFrontier.trustWholeSet), built on the first call
    */
   async keysUnder (root: CID, options: { signal?: AbortSignal } = {}): Promise<ReadonlySet<string> | undefined> {
-    const generation = this.forgotten
-    const cids = await this.cidsUnder(root, options)
-    const cached = this.cached.get(root.toString())
-    if (cids == null || cached == null || cached.cids !== cids) {
-      return undefined
-    }
     // built once for every caller: no one caller's abort may end it
-    cached.keys ??= this.keysOf(cached.cids, {})
-    const keys = await cached.keys
-    return generation === this.forgotten ? keys : undefined
+    return this.sharedUnder(root, options, cached => {
+      cached.keys ??= this.keysOf(cached.cids, {})
+      return cached.keys
+    })
   }
 
   /**
@@ -197,20 +195,31 @@ export class CompleteRecord {
    * (do not add to it); otherwise undefined
    */
   async bloomUnder (root: CID, maxBytes: number, options: { signal?: AbortSignal } = {}): Promise<BloomFilter | undefined> {
+    // built once for every caller: no one caller's abort may end it
+    return this.sharedUnder(root, options, cached => {
+      cached.blooms ??= new Map()
+      let bloom = cached.blooms.get(maxBytes)
+      if (bloom == null) {
+        bloom = bloomOfInSlices(cached.cids, maxBytes, { yielder: this.yielder })
+        cached.blooms.set(maxBytes, bloom)
+      }
+      return bloom
+    })
+  }
+
+  /**
+   * What `build` makes of the cached entry of `root` (kept on the entry, so
+   * built once), when `root` is recorded whole and not forgotten meanwhile;
+   * otherwise undefined
+   */
+  private async sharedUnder<T> (root: CID, options: { signal?: AbortSignal }, build: (cached: CachedDag) => Promise<T>): Promise<T | undefined> {
     const generation = this.forgotten
     const cids = await this.cidsUnder(root, options)
     const cached = this.cached.get(root.toString())
     if (cids == null || cached == null || cached.cids !== cids) {
       return undefined
     }
-    cached.blooms ??= new Map()
-    let bloom = cached.blooms.get(maxBytes)
-    if (bloom == null) {
-      // built once for every caller: no one caller's abort may end it
-      bloom = bloomOfInSlices(cached.cids, maxBytes, { yielder: this.yielder })
-      cached.blooms.set(maxBytes, bloom)
-    }
-    const built = await bloom
+    const built = await build(cached)
     return generation === this.forgotten ? built : undefined
   }
 
@@ -285,20 +294,25 @@ export class CompleteRecord {
       }
       const list = [root, ...given.filter(cid => !cid.equals(root))]
       const packed = await this.pack(list, options)
-      const index = await this.loadIndex(options)
+      const stored = await this.storedIndex(options)
       if (options.generation !== this.forgotten) {
         return false
       }
       // the entry before the index that names it: the index never names an entry that is not there
       await this.storage.put(completeEntryKey(root), packed, options)
-      const next = [root, ...index.filter(cid => !cid.equals(root))]
+      const next = [root, ...stored.filter(cid => !cid.equals(root))]
       const evicted = next.splice(this.maxRoots)
       await this.storage.put(COMPLETE_INDEX_KEY, concat(next.map(cid => cid.bytes)), options)
-      this.index = next
+      // known to a forget asked for meanwhile, which runs next and deletes it
+      this.stored = next
       for (const old of evicted) {
         this.uncache(old.toString())
         await this.storage.delete(completeEntryKey(old), options)
       }
+      if (options.generation !== this.forgotten) {
+        return false
+      }
+      this.index = next
       this.cache(root, list)
       if (this.eagerBloomBytes != null) {
         // a Bloom being built is cached at once: the next lookup waits for it rather than building another
@@ -317,14 +331,15 @@ export class CompleteRecord {
     this.forgotten++
     this.cached.clear()
     this.cachedCids = 0
-    const known = this.index
     this.index = []
+    // after every recording asked for before it: it deletes what they stored
     await this.serially(async () => {
-      const stored = known ?? await this.readIndex()
-      if (stored.length === 0 && known != null) {
+      const stored = await this.storedIndex()
+      if (stored.length === 0) {
         return
       }
       await this.storage.put(COMPLETE_INDEX_KEY, new Uint8Array(0))
+      this.stored = []
       for (const root of stored) {
         await this.storage.delete(completeEntryKey(root))
       }
@@ -345,7 +360,7 @@ export class CompleteRecord {
   private async loadIndex (options: { signal?: AbortSignal }): Promise<CID[]> {
     if (this.index == null) {
       const generation = this.forgotten
-      const stored = await this.readIndex(options)
+      const stored = await this.storedIndex(options)
       // a forget meanwhile has set the index already
       if (this.index == null && generation === this.forgotten) {
         this.index = stored.slice(0, this.maxRoots)
@@ -354,9 +369,15 @@ export class CompleteRecord {
     return this.index ?? []
   }
 
-  private async readIndex (options: { signal?: AbortSignal } = {}): Promise<CID[]> {
-    const packed = await this.storage.get(COMPLETE_INDEX_KEY, options)
-    return packed == null ? [] : await this.unpack(packed, options) ?? []
+  /** The roots the stored index names, read from storage the first time */
+  private async storedIndex (options: { signal?: AbortSignal } = {}): Promise<CID[]> {
+    if (this.stored == null) {
+      const packed = await this.storage.get(COMPLETE_INDEX_KEY, options)
+      const read = packed == null ? [] : await this.unpack(packed, options) ?? []
+      // a write meanwhile knows better
+      this.stored ??= read
+    }
+    return this.stored
   }
 
   private async pack (cids: CID[], options: { signal?: AbortSignal }): Promise<Uint8Array> {
@@ -395,18 +416,4 @@ export class CompleteRecord {
     }
     return cids
   }
-}
-
-function concat (parts: Uint8Array[]): Uint8Array {
-  let length = 0
-  for (const part of parts) {
-    length += part.byteLength
-  }
-  const out = new Uint8Array(length)
-  let offset = 0
-  for (const part of parts) {
-    out.set(part, offset)
-    offset += part.byteLength
-  }
-  return out
 }

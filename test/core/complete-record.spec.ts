@@ -20,6 +20,18 @@ class CountingStorage extends MemoryRecordStorage {
   }
 }
 
+/** A storage in memory whose writes take a few turns of the event loop; `writing` resolves when the first one begins */
+class SlowStorage extends MemoryRecordStorage {
+  private began?: () => void
+  readonly writing = new Promise<void>(resolve => { this.began = resolve })
+
+  async put (key: string, value: Uint8Array): Promise<void> {
+    this.began?.()
+    await new Promise(resolve => setTimeout(resolve, 5))
+    await super.put(key, value)
+  }
+}
+
 async function dagOf (label: string): Promise<CID[]> {
   return (await buildDag(treeSpecs(2, 3), label)).map(block => block.cid)
 }
@@ -99,6 +111,21 @@ describe('core/complete-record', () => {
     const forgetting = record.forget()
     await Promise.all([recording, forgetting])
     expect(await record.cidsUnder(root)).to.be.undefined()
+  })
+
+  it('a forget while a recording writes to its storage wins, there and in memory', async () => {
+    // writes take a few turns of the event loop: the forget comes while the entry is being written
+    const storage = new SlowStorage()
+    const record = new CompleteRecord({ storage, maxRoots: 4, maxCids: 1000 })
+    const [root, ...rest] = await dagOf('forgotten mid-write')
+    const recording = record.record(root, rest, { generation: record.generation })
+    await storage.writing
+    const forgetting = record.forget()
+    expect(await recording).to.be.false()
+    await forgetting
+    expect(await record.cidsUnder(root)).to.be.undefined()
+    expect(await storage.get(completeEntryKey(root))).to.be.undefined()
+    expect(await new CompleteRecord({ storage, maxRoots: 4, maxCids: 1000 }).cidsUnder(root)).to.be.undefined()
   })
 
   it('keeps at most maxRoots roots: the one recorded longest ago goes, with its entry', async () => {
