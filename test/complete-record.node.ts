@@ -7,7 +7,7 @@ import { TREE_V1, TREE_V2, addTree, dagBlocks, treeVersions } from './fixtures/d
 import { testNodes } from './fixtures/nodes.ts'
 import type { Block } from './fixtures/dag.ts'
 import type { TreeVersions } from './fixtures/dags.ts'
-import type { TestNode } from './fixtures/nodes.ts'
+import type { TestNode, TestNodeOptions } from './fixtures/nodes.ts'
 import type { ServedSession } from '../src/index.ts'
 import type { CID } from 'multiformats/cid'
 
@@ -39,6 +39,14 @@ describe('the record of DAGs held whole', function () {
   async function versions (): Promise<Versions> {
     const server = await node()
     return { server, ...await treeVersions(server) }
+  }
+
+  /** A client that pulled v1 from the versions' server (and so recorded it), and a v1 block v2 shares */
+  async function pulledV1 (options: TestNodeOptions): Promise<{ setup: Versions, client: TestNode, shared: Block }> {
+    const setup = await versions()
+    const client = await node(options)
+    await client.carMirror.pull(addr(setup.server), setup.v1)
+    return { setup, client, shared: sharedBlock(setup) }
   }
 
   /** A v1 block that v2 links to as well, below the root: a leaf of a file both versions share */
@@ -101,10 +109,7 @@ describe('the record of DAGs held whole', function () {
   })
 
   it('a block deleted through helia.blockstore clears it: the next pull finds the block missing and fetches it again', async () => {
-    const setup = await versions()
-    const client = await node({ offlineRouting: true })
-    await client.carMirror.pull(addr(setup.server), setup.v1)
-    const shared = sharedBlock(setup)
+    const { setup, client, shared } = await pulledV1({ offlineRouting: true })
     await client.blockstore.delete(shared.cid)
 
     const warm = await client.carMirror.pull(addr(setup.server), setup.v2, { hints: [setup.v1] })
@@ -115,10 +120,7 @@ describe('the record of DAGs held whole', function () {
   })
 
   it('deleteMany through helia.blockstore and helia.gc() clear it too', async () => {
-    const setup = await versions()
-    const client = await node({ offlineRouting: true })
-    await client.carMirror.pull(addr(setup.server), setup.v1)
-    const shared = sharedBlock(setup)
+    const { setup, client, shared } = await pulledV1({ offlineRouting: true })
     await drain(client.blockstore.deleteMany([shared.cid]))
     let warm = await client.carMirror.pull(addr(setup.server), setup.v2, { hints: [setup.v1] })
     expect(warm.recordedHintBlocks).to.equal(0)
@@ -153,11 +155,8 @@ describe('the record of DAGs held whole', function () {
   })
 
   it('forgetComplete drops what a delete outside Helia made wrong', async () => {
-    const setup = await versions()
     const blockstore = new MemoryBlockstore()
-    const client = await node({ blockstore })
-    await client.carMirror.pull(addr(setup.server), setup.v1)
-    const shared = sharedBlock(setup)
+    const { setup, client, shared } = await pulledV1({ blockstore })
     // another handle on the same store: CAR Mirror cannot see this delete
     await blockstore.delete(shared.cid)
     await client.carMirror.forgetComplete()

@@ -104,7 +104,6 @@ export class StoreBloom {
   /** Lists the store: no caller's signal ends it, since every caller shares it */
   private async build (): Promise<BloomFilter | undefined> {
     const list = async (): Promise<BloomFilter | undefined> => {
-      // headroom for as many blocks again as the store holds, so adds keep the false-positive rate
       const items: Uint8Array[] = []
       this.storedWhileListing = []
       let fits = true
@@ -128,7 +127,7 @@ export class StoreBloom {
       if (!fits || !this.fits(items.length)) {
         return undefined
       }
-      const capacity = items.length * 2 + 64
+      const capacity = storeBloomCapacity(items.length)
       const bloom = BloomFilter.forCapacity(capacity)
       for (const item of items) {
         bloom.add(item)
@@ -179,6 +178,11 @@ export function storeBloomBytesFor (blocks: number): number {
   if (blocks <= 0) {
     return 0
   }
-  const capacity = blocks * 2 + 64
+  const capacity = storeBloomCapacity(blocks)
   return BloomFilter.optimalSize(capacity, defaultFalsePositiveRate(capacity), { powerOfTwo: true }).byteLength
+}
+
+/** Items a store Bloom is sized for: headroom for as many blocks again as the store holds, so adds keep the false-positive rate */
+function storeBloomCapacity (blocks: number): number {
+  return blocks * 2 + 64
 }
