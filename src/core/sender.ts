@@ -511,8 +511,11 @@ export class SenderSession {
     if (leaves.size === 0 || this.finished) {
       return
     }
-    // a push first waits for the receiver to say what it holds under the roots
-    while (!this.rootsAcknowledged && !this.rootMissing && (this.init.coldCallBytes ?? Infinity) !== Infinity && !this.finished) {
+    // a push without a cold call (no hints) first waits for the receiver to
+    // say what it holds under the roots; with one, the leaves go out within
+    // it at once (the hints held back what the receiver likely holds) and
+    // admit() holds the rest until then
+    while (!this.rootsAcknowledged && !this.rootMissing && this.init.coldCallBytes === 0 && !this.finished) {
       await this.waitForPeer(signal)
     }
     if (this.bloomsReceived > 0 && !this.finished) {

@@ -448,6 +448,53 @@ describe('core/sessions over a stream pair', function () {
       expect(receiver.counters.duplicateBlocks).to.equal(0)
     })
 
+    it('a push with a cold call sends its raw leaves within it before the server says anything; without one it holds them back', async () => {
+      const leaves = await Promise.all([0, 1, 2].map(async i => rawBlock(`push-early-leaves leaf ${i}`)))
+      const dir = await cborBlock({ leaves: leaves.map(leaf => leaf.cid) })
+      const source = await storeOf([...leaves, dir])
+      const leafKeys = new Set(leaves.map(leaf => leaf.cid.toString()))
+
+      /** The CIDs of the block frames a silent server reads until the sender's idle, or until `quietMs` without a frame */
+      const silentServer = async (coldCallBytes: number, quietMs: number): Promise<string[]> => {
+        const [a, b] = await streamPair()
+        const senderFramed = new FramedStream(a)
+        const serverFramed = new FramedStream(b)
+        const sender = new SenderSession({ blockstore: source, roots: [dir.cid], coldCallBytes })
+        const controller = new AbortController()
+        const sending = runSender(senderFramed, sender, { signal: controller.signal, first: [{ type: 'push', roots: [dir.cid], hints: [] }] }).catch(() => {})
+        const received: string[] = []
+        const frames = serverFramed.messages({ signal: controller.signal })
+        try {
+          while (true) {
+            let timer: ReturnType<typeof setTimeout> | undefined
+            const quiet = new Promise<'quiet'>(resolve => { timer = setTimeout(() => { resolve('quiet') }, quietMs) })
+            const next = await Promise.race([frames.next(), quiet])
+            clearTimeout(timer)
+            if (next === 'quiet' || next.done === true || next.value.type === 'idle') {
+              break
+            }
+            if (next.value.type === 'block') {
+              received.push(next.value.cid.toString())
+            }
+          }
+        } finally {
+          controller.abort()
+          senderFramed.abort(new Error('test over'))
+          serverFramed.abort(new Error('test over'))
+          await sending
+        }
+        return received
+      }
+
+      // a cold call (a push with hints): the root, then its leaves, then idle, with no status from the server at all
+      const early = await silentServer(64 * 1024, SESSION_TIMEOUT)
+      expect(early[0]).to.equal(dir.cid.toString())
+      expect(early.filter(cid => leafKeys.has(cid))).to.have.lengthOf(leaves.length)
+      // no cold call (a push without hints): the root only, the leaves wait for the server's word on the roots
+      const held = await silentServer(0, 300)
+      expect(held).to.deep.equal([dir.cid.toString()])
+    })
+
     it('a push whose receiver holds a subgraph outside the hints names it in its roots-held Bloom, and the sender syncs before its leaves', async () => {
       const v1 = await buildDag(treeSpecs(4, 3), 'push-outside')
       const held = await Promise.all([0, 1, 2, 3].map(async i => rawBlock(`push-outside held leaf ${i}`)))
