@@ -6,7 +6,7 @@ import { CID } from 'multiformats/cid'
 import { CustomProgressEvent } from 'progress-events'
 import { CarMirrorBlockBroker } from './broker.ts'
 import { datastoreRecordStorage } from './complete-storage.ts'
-import { CONTROL_RECEIVE_WINDOW, DEFAULT_COLD_CALL_BYTES, DEFAULT_MAX_PUSH_BYTES, DEFAULT_POOL_STALL_TIMEOUT, RESUME_MEMORY_MS, DEFAULT_MAX_ROUTED_PROVIDERS, MAX_SENT_BLOOM_BYTES, STORE_BLOOM_MAX_AGE_MS } from './constants.ts'
+import { CONTROL_RECEIVE_WINDOW, BLOCKS_RECEIVE_WINDOW, DEFAULT_COLD_CALL_BYTES, DEFAULT_MAX_PUSH_BYTES, DEFAULT_POOL_STALL_TIMEOUT, RESUME_MEMORY_MS, DEFAULT_MAX_ROUTED_PROVIDERS, MAX_SENT_BLOOM_BYTES, STORE_BLOOM_MAX_AGE_MS } from './constants.ts'
 import { Budget, BudgetShare } from './core/budget.ts'
 import { CompleteRecord } from './core/complete-record.ts'
 import { LinkReader } from './core/links.ts'
@@ -154,7 +154,8 @@ export class DefaultCarMirror implements CarMirror {
       indexedCids: new Budget('indexedCids', budgets.indexedCids),
       heldCids: new Budget('heldCids', budgets.heldCids),
       localWalks: new Budget('localWalks', budgets.localWalks),
-      largeFrames: new Budget('largeFrames', budgets.largeFrames)
+      largeFrames: new Budget('largeFrames', budgets.largeFrames),
+      windowBytes: new Budget('windowBytes', budgets.windowBytes)
     }
     this.store = localReads(components.blockstore)
     this.requestBloomBytes = Math.min(MAX_SENT_BLOOM_BYTES, storeBloomBytesFor(this.init.smallStoreBlocks))
@@ -437,6 +438,8 @@ export class DefaultCarMirror implements CarMirror {
       throw err
     }
     const { framed, remotePeer } = await opening
+    // the blocks asked for may go out at once, not 256 KiB in the first round trip
+    framed.openReceiveWindow(BLOCKS_RECEIVE_WINDOW, this.budgets.windowBytes)
     log('pull of %c (%d root(s)) from %p: %d want(s), a Bloom of %d bytes%s', receiver.roots[0], receiver.roots.length, remotePeer, request.wants.length, request.bloom?.bytes.byteLength ?? 0, request.shard == null ? '' : `, ${request.shard.buckets().length} of ${request.shard.count} buckets`)
     const progress = this.progress(options, stats)
     try {
@@ -819,8 +822,10 @@ export class DefaultCarMirror implements CarMirror {
         }
         log('accepting a push of %c (%d root(s)) from %p: %d hint(s)', first.roots[0], first.roots.length, peer, first.hints.length)
         const maxStoredBytes = await this.pushQuota(peer, first.roots)
-        // blocks come this way: let yamux's window grow again
+        // blocks come this way: let yamux's window grow again, and open it
+        // now rather than a round trip after the first blocks
         framed.restoreReceiveWindow()
+        framed.openReceiveWindow(BLOCKS_RECEIVE_WINDOW, this.budgets.windowBytes)
         framed.keepAliveWhile(() => true)
         // a push without hints from a peer this node exchanged DAGs with: those roots are likely its previous versions
         const hints = first.hints.length > 0 ? first.hints : this.recentRoots.of(session.peer)
@@ -943,7 +948,8 @@ export class DefaultCarMirror implements CarMirror {
     const connection = await this.components.libp2p.dial(peer, { signal, onProgress }).catch((err: unknown) => {
       throw dialFailure(err)
     })
-    // the protocol name goes out with the first frame: no round trip of its own
+    // negotiateFully: false would send the protocol name with the first frame;
+    // libp2p 3.3 ignores it and negotiates in a round trip of its own
     const stream = await connection.newStream(this.protocol, { signal, runOnLimitedConnection: this.init.runOnLimitedConnection, negotiateFully: false })
     return { framed: this.frame(stream, this.budgets.bufferedBytes, log), remotePeer: connection.remotePeer }
   }
@@ -1040,11 +1046,11 @@ export class DefaultCarMirror implements CarMirror {
     }
   }
 
-  /** A session's shares of the node-wide budgets (the slots for walks and large frames stay node-wide) */
+  /** A session's shares of the node-wide budgets (the slots for walks and large frames, and the opened windows, stay node-wide) */
   private shareBudgets (): SessionBudgets {
-    const { localWalks, largeFrames, ...shared } = this.budgets
+    const { localWalks, largeFrames, windowBytes, ...shared } = this.budgets
     const shares = Object.fromEntries(Object.entries(shared).map(([name, budget]) => [name, new BudgetShare(budget)]))
-    return { ...shares, localWalks, largeFrames } as SessionBudgets
+    return { ...shares, localWalks, largeFrames, windowBytes } as SessionBudgets
   }
 
   private senderInit (roots: CID[], budgets: SessionBudgets = this.budgets): ConstructorParameters<typeof SenderSession>[0] {

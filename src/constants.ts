@@ -161,5 +161,22 @@ export const STORE_BLOOM_MAX_AGE_MS = 60_000
  */
 export const CONTROL_RECEIVE_WINDOW = 256 * 1024
 
+/**
+ * Receive window a node opens at once on a stream that brings it blocks (a
+ * pull it makes, a push it accepted), in bytes, while the node's
+ * `windowBytes` budget has room: yamux starts a stream at 256 KiB and
+ * widens it only as data arrives, so a warm transfer of a little more than
+ * that took an extra round trip
+ */
+export const BLOCKS_RECEIVE_WINDOW = 4 * 1024 * 1024
+
+/**
+ * Node-wide: bytes of receive window opened at once on streams that bring
+ * blocks, beyond yamux's first 256 KiB, until they close (four streams at
+ * `BLOCKS_RECEIVE_WINDOW`). A peer may send that far ahead of what the node
+ * reads without being asked to, so it is bounded for the whole node
+ */
+export const DEFAULT_WINDOW_BYTES_BUDGET = 16 * 1024 * 1024
+
 /** A CAR Pool provider that sends nothing for this long while it has blocks to send is dropped (ms) */
 export const DEFAULT_POOL_STALL_TIMEOUT = 10_000

@@ -68,6 +68,22 @@ describe('node-wide budgets', () => {
     expectAllReturned(server.carMirror.stats())
     expectAllReturned(client.carMirror.stats())
     expect(server.carMirror.stats().budgets.sessions.limit).to.equal(256)
+    // the pull's stream (at the client) and the accepted push's (at the server) were opened wide from windowBytes
+    expect(client.carMirror.stats().budgets.windowBytes.peak).to.be.above(0)
+    expect(server.carMirror.stats().budgets.windowBytes.peak).to.be.above(0)
+  })
+
+  it('opens no stream wider than windowBytes allows: with 0, pulls and pushes still complete at yamux\'s own window', async () => {
+    const server = await node({ allowPush: () => true, budgets: { windowBytes: 0 } })
+    const client = await node({ budgets: { windowBytes: 0 } })
+    const root = await addLargeFile(server, 2 * 1024 * 1024, 1)
+    const pushed = await addLargeFile(client, 2 * 1024 * 1024, 2)
+    await client.carMirror.pull(server.libp2p.getMultiaddrs(), root)
+    await client.carMirror.push(server.libp2p.getMultiaddrs(), pushed)
+    expect(await client.blockstore.has(root)).to.be.true()
+    expect(await server.blockstore.has(pushed)).to.be.true()
+    expect(client.carMirror.stats().budgets.windowBytes.peak).to.equal(0)
+    expect(server.carMirror.stats().budgets.windowBytes.peak).to.equal(0)
   })
 
   it('ends a session that makes no progress, however many statuses its peer sends', async () => {

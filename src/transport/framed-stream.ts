@@ -121,6 +121,8 @@ export class FramedStream {
   private waitingForBudget = false
   private discarding = false
   private readonly yielder = new Yielder()
+  /** What `openReceiveWindow` took from its budget, given back when the stream closes */
+  private openedWindow?: { budget: Budget, bytes: number }
   /** The muxer's own largest receive window, kept by `limitReceiveWindow` */
   private fullReceiveWindow?: number
   private endedResolve?: () => void
@@ -181,6 +183,7 @@ export class FramedStream {
     })
     stream.addEventListener('close', (event) => {
       clearTimeout(this.idleTimer)
+      this.releaseOpenedWindow()
       this.stopKeepAlive()
       this.ended = true
       this.endedResolve?.()
@@ -413,6 +416,7 @@ export class FramedStream {
     clearTimeout(this.flushTimer)
     this.stopKeepAlive()
     this.releaseFrames()
+    this.releaseOpenedWindow()
     this.fail(err)
     this.stream.abort(err)
   }
@@ -531,6 +535,47 @@ export class FramedStream {
   }
 
   /**
+   * Opens the receive window to `bytes` at once, within the muxer's largest
+   * window, taking what it adds to yamux's window from `budget` until the
+   * stream closes: yamux starts every stream at 256 KiB and widens it only
+   * as data arrives, so a transfer of a little more than that waited a round
+   * trip for room. For a stream that brings this node blocks (a pull it
+   * makes, a push it accepted). Returns false, and leaves the window as it
+   * is, when the budget has no room (or is 0), the window is that wide
+   * already, or the stream's muxer is not yamux.
+   */
+  openReceiveWindow (bytes: number, budget: Budget): boolean {
+    const yamux = this.stream as Stream & { maxStreamWindowSize?: number, recvWindow?: number, sendWindowUpdate?(): void }
+    if (typeof yamux.recvWindow !== 'number' || typeof yamux.maxStreamWindowSize !== 'number' || typeof yamux.sendWindowUpdate !== 'function') {
+      return false
+    }
+    const target = Math.min(bytes, yamux.maxStreamWindowSize)
+    const added = target - yamux.recvWindow
+    if (added <= 0 || this.openedWindow != null || budget.limit <= 0 || !budget.tryTake(added)) {
+      return false
+    }
+    yamux.recvWindow = target
+    // a paused stream sends the update once it resumes; yamux may double the
+    // window on the way (data came fast since its last update), which is
+    // counted too
+    yamux.sendWindowUpdate()
+    const doubled = yamux.recvWindow - target
+    if (doubled > 0) {
+      budget.force(doubled)
+    }
+    this.openedWindow = { budget, bytes: added + Math.max(0, doubled) }
+    return true
+  }
+
+  /** Gives back what `openReceiveWindow` took */
+  private releaseOpenedWindow (): void {
+    if (this.openedWindow != null) {
+      this.openedWindow.budget.release(this.openedWindow.bytes)
+      this.openedWindow = undefined
+    }
+  }
+
+  /**
    * Lets the receive window grow as far as the muxer allows again, after
    * `limitReceiveWindow`: for a stream found to carry blocks this way (a push
    * being received)
@@ -549,6 +594,8 @@ export class FramedStream {
   discardIncoming (): void {
     this.discarding = true
     this.releaseFrames()
+    // what arrives now is dropped as it comes: an open window holds nothing
+    this.releaseOpenedWindow()
     this.resumeReading()
   }
 

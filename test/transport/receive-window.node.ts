@@ -4,7 +4,8 @@
  * on a stream this node has stopped reading.
  */
 import { expect } from 'aegir/chai'
-import { CONTROL_RECEIVE_WINDOW } from '../../src/constants.ts'
+import { BLOCKS_RECEIVE_WINDOW, CONTROL_RECEIVE_WINDOW } from '../../src/constants.ts'
+import { Budget } from '../../src/core/budget.ts'
 import { FramedStream } from '../../src/transport/framed-stream.ts'
 import { testNodes } from '../fixtures/nodes.ts'
 import type { Stream } from '@libp2p/interface'
@@ -18,7 +19,7 @@ const CHUNK = 64 * 1024
  * stops reading while the writer goes on to `total`. Resolves with all the
  * reader's side took in (read, and held unread) once the writer is stuck.
  */
-async function takenIn (limit: 'none' | 'later' | 'from the start' | 'restored', readFirst: number, total: number): Promise<number> {
+async function takenIn (limit: 'none' | 'later' | 'from the start' | 'restored', readFirst: number, total: number, opened?: OpenedWindow): Promise<number> {
   const { node } = nodes
   const reader = await node()
   const writer = await node()
@@ -31,6 +32,9 @@ async function takenIn (limit: 'none' | 'later' | 'from the start' | 'restored',
   }
   if (limit === 'restored') {
     framed.restoreReceiveWindow()
+  }
+  if (opened != null) {
+    opened.result = framed.openReceiveWindow(opened.bytes, opened.budget)
   }
   let read = 0
   stream.addEventListener('message', (event) => {
@@ -55,7 +59,23 @@ async function takenIn (limit: 'none' | 'later' | 'from the start' | 'restored',
     last = now
   }
   expect(stream.readStatus, 'the reader stopped reading').to.equal('paused')
-  return read + stream.readBufferLength
+  const taken = read + stream.readBufferLength
+  if (opened != null) {
+    opened.heldWhileOpen = opened.budget.used
+    outbound.abort(new Error('test over'))
+    framed.abort(new Error('test over'))
+  }
+  return taken
+}
+
+/** What takenIn opens the reader's window with (`openReceiveWindow`), and what came of it */
+interface OpenedWindow {
+  bytes: number
+  budget: Budget
+  /** What openReceiveWindow returned */
+  result?: boolean
+  /** The budget's use once the writer was stuck, before the stream closed */
+  heldWhileOpen?: number
 }
 
 const nodes = testNodes({ carMirror: false })
@@ -77,6 +97,27 @@ describe('transport/FramedStream receive window', () => {
     const taken = await takenIn('restored', READ_FIRST, 16 * 1024 * 1024)
     // more than a limited stream can take in: how far yamux grows past that depends on the link's timing
     expect(taken - READ_FIRST).to.be.above(2 * CONTROL_RECEIVE_WINDOW)
+  })
+
+  it('openReceiveWindow lets the peer send that far at once, taking what it adds from the budget until the stream closes (a pull, an accepted push)', async () => {
+    const opened: OpenedWindow = { bytes: BLOCKS_RECEIVE_WINDOW, budget: new Budget('windowBytes', 16 * 1024 * 1024) }
+    // as a push server does: limited from the start, restored, then opened; the
+    // reader stops at its first chunk, so all it takes in is what the window let the writer send
+    const taken = await takenIn('restored', 1, 16 * 1024 * 1024, opened)
+    expect(opened.result).to.be.true()
+    expect(taken).to.be.at.least(BLOCKS_RECEIVE_WINDOW - CHUNK)
+    expect(opened.heldWhileOpen).to.be.at.least(BLOCKS_RECEIVE_WINDOW - CONTROL_RECEIVE_WINDOW)
+    expect(opened.budget.used, 'given back when the stream closed').to.equal(0)
+  })
+
+  it('openReceiveWindow opens nothing when the budget has no room: the peer sends one window ahead, as before', async () => {
+    const budget = new Budget('windowBytes', 16 * 1024 * 1024)
+    budget.charge(15 * 1024 * 1024)
+    const opened: OpenedWindow = { bytes: BLOCKS_RECEIVE_WINDOW, budget }
+    const taken = await takenIn('restored', 1, 16 * 1024 * 1024, opened)
+    expect(opened.result).to.be.false()
+    expect(taken).to.be.at.most(2 * CONTROL_RECEIVE_WINDOW)
+    expect(budget.used).to.equal(15 * 1024 * 1024)
   })
 
   it('without the limit the same stream takes in more than a limited one past where its reader stopped (what the limit is for)', async () => {
