@@ -42,6 +42,29 @@ export interface FramedStreamInit {
   receiveWindow?: number
 }
 
+/**
+ * What a queued frame costs beyond its bytes: the list, views and buffer
+ * that hold it (about 450 bytes in V8). Counted against the buffer budget
+ * and the stream's high-water mark with its bytes, so that a peer sending
+ * tiny frames (a one-byte body costs two bytes on the wire) cannot make
+ * the node hold 200 times what the budget says
+ */
+const FRAME_OVERHEAD_BYTES = 512
+
+/**
+ * Most whole frames a stream holds split and queued; further ones wait in
+ * the decoder as bytes, and reading pauses once those pass the high-water
+ * mark
+ */
+const MAX_QUEUED_FRAMES = 256
+
+const EMPTY = new Uint8Array(0)
+
+/** What a frame waiting to be handled is counted as: its bytes and its overhead */
+function queuedCost (frame: Uint8ArrayList): number {
+  return frame.byteLength + FRAME_OVERHEAD_BYTES
+}
+
 /** Block frames are batched until this many bytes are waiting */
 const WRITE_BATCH = 64 * 1024
 
@@ -155,23 +178,13 @@ export class FramedStream {
         // a bad frame was seen: nothing after it is read
         return
       }
-      try {
-        for (const frame of this.decoder.push(event.data)) {
-          // only whole frames count as activity: a peer trickling bytes is idle
-          this.lastActivity = Date.now()
-          this.frames.push(compact(frame))
-          this.queuedBytes += frame.byteLength
-          this.bufferBudget?.force(frame.byteLength)
-        }
-      } catch (err) {
-        // stop reading, and let the session answer with an error frame
-        this.pauseStream()
-        this.interrupt(err as Error)
+      if (!this.takeFrames(event.data)) {
         return
       }
-      this.chargePartialFrame()
       if (this.queuedBytes > this.highWaterMark) {
         this.pauseReading('%d bytes wait to be handled', this.queuedBytes)
+      } else if (this.decoder.pendingBytes > this.highWaterMark) {
+        this.pauseReading('%d frames and %d bytes wait to be handled', this.frames.length, this.decoder.pendingBytes)
       }
       this.waitForBudget()
       this.wakeup.notify()
@@ -247,6 +260,10 @@ export class FramedStream {
     }
     try {
       while (true) {
+        if (this.frames.length < MAX_QUEUED_FRAMES / 2 && this.decoder.pendingBytes > 0 && this.interruption == null && !this.discarding) {
+          // frames left in the decoder while the queue was full
+          this.takeFrames(EMPTY)
+        }
         if (this.frames.length > 0) {
           const size = this.frames[0].byteLength
           // the slot first, then room for what the frame may hold: sessions
@@ -260,8 +277,8 @@ export class FramedStream {
         }
         const frame = this.frames.shift()
         if (frame != null) {
-          this.queuedBytes -= frame.byteLength
-          this.bufferBudget?.release(frame.byteLength)
+          this.queuedBytes -= queuedCost(frame)
+          this.bufferBudget?.release(queuedCost(frame))
           if (this.queuedBytes < this.highWaterMark / 2 && !this.waitingForBudget) {
             this.resumeWhenRoom()
           }
@@ -292,6 +309,11 @@ export class FramedStream {
     } finally {
       releaseSlot()
     }
+  }
+
+  /** Frames split and waiting to be handled (at most 256; more wait as bytes) */
+  get queuedFrames (): number {
+    return this.frames.length
   }
 
   /** Writes one message, waiting while the stream's write buffer is full */
@@ -597,6 +619,35 @@ export class FramedStream {
     // what arrives now is dropped as it comes: an open window holds nothing
     this.releaseOpenedWindow()
     this.resumeReading()
+  }
+
+  /**
+   * Splits what arrived into frames and queues them, at most
+   * MAX_QUEUED_FRAMES at a time: the rest stays in the decoder as bytes (a
+   * peer's tiny frames would cost hundreds of bytes each once split) until
+   * `messages()` has taken frames from the queue. Returns false when the
+   * bytes broke the framing: reading stops and the session is interrupted.
+   */
+  private takeFrames (chunk: Uint8Array | Uint8ArrayList): boolean {
+    try {
+      for (const frame of this.decoder.push(chunk)) {
+        // only whole frames count as activity: a peer trickling bytes is idle
+        this.lastActivity = Date.now()
+        this.frames.push(compact(frame))
+        this.queuedBytes += queuedCost(frame)
+        this.bufferBudget?.force(queuedCost(frame))
+        if (this.frames.length >= MAX_QUEUED_FRAMES) {
+          break
+        }
+      }
+    } catch (err) {
+      // stop reading, and let the session answer with an error frame
+      this.pauseStream()
+      this.interrupt(err as Error)
+      return false
+    }
+    this.chargePartialFrame()
+    return true
   }
 
   /**
