@@ -6,7 +6,7 @@ import { CID } from 'multiformats/cid'
 import { CustomProgressEvent } from 'progress-events'
 import { CarMirrorBlockBroker } from './broker.ts'
 import { datastoreRecordStorage } from './complete-storage.ts'
-import { CONTROL_RECEIVE_WINDOW, BLOCKS_RECEIVE_WINDOW, DEFAULT_COLD_CALL_BYTES, DEFAULT_MAX_PUSH_BYTES, DEFAULT_POOL_STALL_TIMEOUT, RESUME_MEMORY_MS, DEFAULT_MAX_ROUTED_PROVIDERS, MAX_SENT_BLOOM_BYTES, STORE_BLOOM_MAX_AGE_MS } from './constants.ts'
+import { CONTROL_RECEIVE_WINDOW, BLOCKS_RECEIVE_WINDOW, DEFAULT_COLD_CALL_BYTES, DEFAULT_MAX_PUSH_BYTES, DEFAULT_POOL_STALL_TIMEOUT, RESUME_MEMORY_MS, DEFAULT_MAX_ROUTED_PROVIDERS, MAX_SENT_BLOOM_BYTES, PUSH_PROTOCOL_SUFFIX, STORE_BLOOM_MAX_AGE_MS } from './constants.ts'
 import { Budget, BudgetShare } from './core/budget.ts'
 import { CompleteRecord } from './core/complete-record.ts'
 import { LinkReader } from './core/links.ts'
@@ -92,6 +92,8 @@ const RESUMABLE_FAILURES = new Set(['SessionClosedError', 'SessionTimeoutError',
  */
 export class DefaultCarMirror implements CarMirror {
   readonly protocol: string
+  /** The id of streams opened for a push: the protocol id with `/push` appended */
+  readonly pushProtocol: string
   private readonly components: CarMirrorComponents
   private readonly init: ResolvedCarMirrorInit
   private readonly log: Logger
@@ -134,6 +136,7 @@ export class DefaultCarMirror implements CarMirror {
     this.components = components
     this.init = resolveCarMirrorInit(init)
     this.protocol = this.init.protocol
+    this.pushProtocol = `${this.protocol}${PUSH_PROTOCOL_SUFFIX}`
     this.log = components.logger?.forComponent('helia:car-mirror') ?? defaultLogger('helia:car-mirror')
     this.linkReader = new LinkReader({ codecs: init.codecs, loadCodec: init.loadCodec ?? components.getCodec })
     this.verifier = new BlockVerifier({ hashers: init.hashers, loadHasher: init.loadHasher ?? components.getHasher })
@@ -196,13 +199,17 @@ export class DefaultCarMirror implements CarMirror {
     if (this.started) {
       return
     }
-    await this.components.libp2p.handle(this.protocol, async (stream, connection) => {
-      await this.track(this.turnToStart().then(async () => { await this.serve(stream, connection) }))
-    }, {
+    const options = {
       maxInboundStreams: this.init.maxInboundStreams,
       maxOutboundStreams: this.init.maxOutboundStreams,
       runOnLimitedConnection: this.init.runOnLimitedConnection
-    })
+    }
+    await this.components.libp2p.handle(this.protocol, async (stream, connection) => {
+      await this.track(this.turnToStart().then(async () => { await this.serve(stream, connection, false) }))
+    }, options)
+    await this.components.libp2p.handle(this.pushProtocol, async (stream, connection) => {
+      await this.track(this.turnToStart().then(async () => { await this.serve(stream, connection, true) }))
+    }, options)
     // with a metrics component, the budgets' use is scraped like libp2p's own metrics
     this.components.libp2p.metrics?.registerMetricGroup('helia_car_mirror_budgets', {
       label: 'budget',
@@ -234,7 +241,7 @@ export class DefaultCarMirror implements CarMirror {
       session.controller.abort(new Error('CAR Mirror is stopping'))
     }
     try {
-      await this.components.libp2p.unhandle(this.protocol)
+      await this.components.libp2p.unhandle([this.protocol, this.pushProtocol])
     } catch {
       // libp2p may have stopped first
     }
@@ -563,7 +570,9 @@ export class DefaultCarMirror implements CarMirror {
   /** Pushes the DAG under `rootList` to one peer */
   private async pushTo (peer: PeerTarget, rootList: CID[], hintedBloom: Promise<BloomFilter | undefined>, options: TransferOptions, signal: AbortSignal, stats: TransferStats): Promise<void> {
     const log = this.sessionLog()
-    const { framed, remotePeer } = await this.open(peer, signal, options.onProgress, log)
+    // the push protocol id first: a server that knows it opens its window for
+    // the blocks at once; one that does not answers na and the base id follows
+    const { framed, remotePeer } = await this.open(peer, signal, options.onProgress, log, [this.pushProtocol, this.protocol])
     // the server sends statuses only
     framed.limitReceiveWindow(CONTROL_RECEIVE_WINDOW)
     // no hints given: the roots last exchanged with this peer are likely the previous version, which both hold
@@ -746,7 +755,8 @@ export class DefaultCarMirror implements CarMirror {
   }
 
   /** Answers one inbound session */
-  private async serve (stream: Stream, connection: Connection): Promise<void> {
+  /** Serves one inbound stream; `forPush`: it was opened with the push protocol id */
+  private async serve (stream: Stream, connection: Connection, forPush: boolean): Promise<void> {
     const peer = connection.remotePeer
     const session: InboundSession = {
       controller: new AbortController(),
@@ -789,7 +799,15 @@ export class DefaultCarMirror implements CarMirror {
         await this.refuse(framed, 'too many sessions')
         return
       }
+      if (forPush && this.init.allowPush != null) {
+        // blocks come this way from the first frame on: the window opens now, not a round trip later
+        framed.restoreReceiveWindow()
+        framed.openReceiveWindow(BLOCKS_RECEIVE_WINDOW, this.budgets.windowBytes)
+      }
       const first = await this.firstMessage(framed, signal)
+      if (forPush && first.type !== 'push') {
+        throw new ProtocolError(`A stream opened with ${this.pushProtocol} must begin with a push, not a ${first.type}`)
+      }
       if (first.type === 'pull' || first.type === 'push') {
         served.kind = first.type
         served.roots = first.roots
@@ -943,14 +961,14 @@ export class DefaultCarMirror implements CarMirror {
     return this.log.newScope(`session-${++this.sessionCount}`)
   }
 
-  private async open (peer: PeerTarget, signal: AbortSignal, onProgress: TransferOptions['onProgress'], log: Logger): Promise<{ framed: FramedStream, remotePeer: PeerId }> {
+  private async open (peer: PeerTarget, signal: AbortSignal, onProgress: TransferOptions['onProgress'], log: Logger, protocols: string[] = [this.protocol]): Promise<{ framed: FramedStream, remotePeer: PeerId }> {
     // libp2p's dial progress events (connection:open, dial-queue:...) reach the caller's onProgress too
     const connection = await this.components.libp2p.dial(peer, { signal, onProgress }).catch((err: unknown) => {
       throw dialFailure(err)
     })
     // negotiateFully: false would send the protocol name with the first frame;
     // libp2p 3.3 ignores it and negotiates in a round trip of its own
-    const stream = await connection.newStream(this.protocol, { signal, runOnLimitedConnection: this.init.runOnLimitedConnection, negotiateFully: false })
+    const stream = await connection.newStream(protocols, { signal, runOnLimitedConnection: this.init.runOnLimitedConnection, negotiateFully: false })
     return { framed: this.frame(stream, this.budgets.bufferedBytes, log), remotePeer: connection.remotePeer }
   }
 

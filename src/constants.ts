@@ -1,6 +1,13 @@
 /** The libp2p protocol id of streaming CAR Mirror */
 export const PROTOCOL_ID = '/car-mirror/stream/1.0.0'
 
+/**
+ * Appended to the protocol id, the id of a stream opened for a push
+ * (`/car-mirror/stream/1.0.0/push`): the server knows blocks come its way
+ * before the first frame arrives, and opens its receive window at once
+ */
+export const PUSH_PROTOCOL_SUFFIX = '/push'
+
 /** Largest block accepted or sent (bytes): 2 MiB, above the usual 1 MiB chunk limit */
 export const DEFAULT_MAX_BLOCK_SIZE = 2 * 1024 * 1024
 
@@ -37,11 +44,12 @@ export const DEFAULT_READ_AHEAD = 16
 
 /**
  * Block bytes besides its roots a pushing client with hints sends before
- * the server says it holds the roots (what the hints hold is skipped):
- * enough to fill about one round trip of a fast link. A push without hints
- * sends only its roots (see `coldCallBytes`)
+ * the server says it holds the roots (what the hints hold is skipped): the
+ * receive window a server opens for a push at once (BLOCKS_RECEIVE_WINDOW),
+ * what can go out in the first round trip. A push without hints sends only
+ * its roots (see `coldCallBytes`)
  */
-export const DEFAULT_COLD_CALL_BYTES = 1024 * 1024
+export const DEFAULT_COLD_CALL_BYTES = 4 * 1024 * 1024
 
 /** Most roots one session may name */
 export const DEFAULT_MAX_ROOTS = 1000

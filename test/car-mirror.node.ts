@@ -4,13 +4,13 @@ import { MemoryBlockstore } from 'blockstore-core/memory'
 import all from 'it-all'
 import { concat } from 'uint8arrays/concat'
 import { bloomItem } from '../src/core/index.ts'
-import { BlocksNotAvailableError, PROTOCOL_ID, SessionRefusedError } from '../src/index.ts'
+import { BlocksNotAvailableError, PROTOCOL_ID, PUSH_PROTOCOL_SUFFIX, SessionRefusedError } from '../src/index.ts'
 import { FramedStream } from '../src/transport/framed-stream.ts'
 import { cborBlock, keys, rawBlock } from './fixtures/dag.ts'
 import { TREE_V1, TREE_V2, addLargeFile, addTree, allBlocks, cborDag, dagBlocks, difference, fileContent, heldOf, holdsExactly, putBlocks, pseudoRandomBytes, totalBytes, treeVersions, verifiesSha256 } from './fixtures/dags.ts'
 import { testNodes } from './fixtures/nodes.ts'
 import { rejection } from './fixtures/rejection.ts'
-import { firstMessage, scriptServer } from './hostile/helpers.ts'
+import { eventually, firstMessage, readUntilEnd, scriptServer } from './hostile/helpers.ts'
 import type { PullMessage } from '../src/core/index.ts'
 import type { CarMirrorProgressEvents, ServedSession, TransferStats } from '../src/index.ts'
 import type { Block } from './fixtures/dag.ts'
@@ -647,6 +647,64 @@ describe('CarMirror over libp2p', function () {
       expect(await rejection(client.carMirror.push(addr(server), v2))).to.be.an.instanceOf(SessionRefusedError)
       expect(await rejection(stranger.carMirror.push(addr(server), v2))).to.be.an.instanceOf(SessionRefusedError)
       expect(named.map(hints => hints.map(String))).to.deep.equal([[v1.toString()], []])
+    })
+
+    describe('the push protocol id', () => {
+      const PUSH_ID = `${PROTOCOL_ID}${PUSH_PROTOCOL_SUFFIX}`
+
+      it('a push opens its stream with the push id, and the server opens its window for it before the first frame', async () => {
+        const server = await node({ allowPush: () => true })
+        const client = await node()
+        const root = await addLargeFile(client, MiB, 41)
+        const protocols: string[] = []
+        await client.carMirror.push(addr(server), root, {
+          onProgress: (event) => {
+            if (event.type === 'car-mirror:block:sent') {
+              protocols.push(...client.libp2p.getConnections().flatMap(c => c.streams).filter(s => s.direction === 'outbound').map(s => s.protocol))
+            }
+          }
+        })
+        expect(protocols).to.include(PUSH_ID)
+        expect(await server.blockstore.has(root)).to.be.true()
+
+        // a stream on the push id that has sent nothing yet already holds an opened window
+        const stream = await client.libp2p.dialProtocol(addr(server), PUSH_ID)
+        expect(await eventually(() => server.carMirror.stats().budgets.windowBytes.used > 0)).to.be.true()
+        stream.abort(new Error('test over'))
+        expect(await eventually(() => server.carMirror.stats().budgets.windowBytes.used === 0)).to.be.true()
+      })
+
+      it('a server that takes no pushes opens no window for the push id, and refuses the push', async () => {
+        const server = await node()
+        const client = await node()
+        const root = await addLargeFile(client, 512 * KiB, 42)
+        expect(await rejection(client.carMirror.push(addr(server), root))).to.be.an.instanceOf(SessionRefusedError)
+        expect(server.carMirror.stats().budgets.windowBytes.peak).to.equal(0)
+      })
+
+      it('a stream on the push id that begins with a pull ends with error protocol, and nothing is served', async () => {
+        const server = await node({ allowPush: () => true })
+        const client = await node()
+        const root = await addTree(server, TREE_V1)
+        const framed = new FramedStream(await client.libp2p.dialProtocol(addr(server), PUSH_ID))
+        await framed.write({ type: 'pull', roots: [root], wants: [] })
+        const reading = await readUntilEnd(framed, 5000)
+        expect(reading.messages.map(m => m.type)).to.deep.equal(['error'])
+        const error = reading.messages[0]
+        expect(error.type === 'error' ? error.code : undefined).to.equal('protocol')
+      })
+
+      it('a push to a server that does not know the push id falls back to the protocol id and completes', async () => {
+        const server = await node({ allowPush: () => true })
+        await server.libp2p.unhandle(PUSH_ID)
+        const client = await node()
+        const root = await addLargeFile(client, MiB, 43)
+        const expected = await dagBlocks(client.blockstore, root)
+        await client.carMirror.push(addr(server), root)
+        await expectMirrored(server, root, expected)
+        // the window opened only once the push was read (the base id's way)
+        expect(server.carMirror.stats().budgets.windowBytes.peak).to.be.above(0)
+      })
     })
 
     describe('warm', () => {

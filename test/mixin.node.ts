@@ -94,7 +94,7 @@ describe('CarMirror start and stop', () => {
     await started
     await client.carMirror.stop()
     expect(client.carMirror.activeSessions.outbound).to.equal(0)
-    const open = client.libp2p.getConnections().flatMap(connection => connection.streams).filter(stream => stream.protocol === PROTOCOL_ID && stream.status === 'open')
+    const open = client.libp2p.getConnections().flatMap(connection => connection.streams).filter(stream => stream.protocol.startsWith(PROTOCOL_ID) && stream.status === 'open')
     expect(open).to.deep.equal([])
     expect((await outcome).message).to.match(/stopping/)
   })

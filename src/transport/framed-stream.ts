@@ -567,7 +567,7 @@ export class FramedStream {
    * already, or the stream's muxer is not yamux.
    */
   openReceiveWindow (bytes: number, budget: Budget): boolean {
-    const yamux = this.stream as Stream & { maxStreamWindowSize?: number, recvWindow?: number, sendWindowUpdate?(): void }
+    const yamux = this.stream as Stream & { maxStreamWindowSize?: number, recvWindow?: number, epochStart?: number, sendWindowUpdate?(): void }
     if (typeof yamux.recvWindow !== 'number' || typeof yamux.maxStreamWindowSize !== 'number' || typeof yamux.sendWindowUpdate !== 'function') {
       return false
     }
@@ -576,16 +576,15 @@ export class FramedStream {
     if (added <= 0 || this.openedWindow != null || budget.limit <= 0 || !budget.tryTake(added)) {
       return false
     }
+    this.openedWindow = { budget, bytes: added }
     yamux.recvWindow = target
-    // a paused stream sends the update once it resumes; yamux may double the
-    // window on the way (data came fast since its last update), which is
-    // counted too
-    yamux.sendWindowUpdate()
-    const doubled = yamux.recvWindow - target
-    if (doubled > 0) {
-      budget.force(doubled)
+    if (typeof yamux.epochStart === 'number') {
+      // yamux doubles a window whose last update was less than four round
+      // trips ago (as on a new stream): this update opens it to `target` only
+      yamux.epochStart = 0
     }
-    this.openedWindow = { budget, bytes: added + Math.max(0, doubled) }
+    // a paused stream sends the update once it resumes
+    yamux.sendWindowUpdate()
     return true
   }
 

@@ -10,7 +10,7 @@ import vm from 'node:vm'
 import { expect } from 'aegir/chai'
 import { MemoryBlockstore } from 'blockstore-core/memory'
 import * as api from '../../src/index.ts'
-import { PROTOCOL_ID } from '../../src/index.ts'
+import { PROTOCOL_ID, PUSH_PROTOCOL_SUFFIX } from '../../src/index.ts'
 import { FramedStream, encodeLength } from '../../src/transport/framed-stream.ts'
 import { cborBlock, rawBlock } from '../fixtures/dag.ts'
 import { allBlocks, pseudoRandomBytes, seedOf, verifiesSha256 } from '../fixtures/dags.ts'
@@ -232,8 +232,10 @@ export async function openFramed (from: TestNode, to: TestNode): Promise<FramedS
  */
 export async function scriptServer (node: TestNode, script: (framed: FramedStream, stream: Stream) => Promise<void>): Promise<{ errors: Error[] }> {
   const errors: Error[] = []
-  await node.libp2p.unhandle(PROTOCOL_ID)
-  await node.libp2p.handle(PROTOCOL_ID, async (stream) => {
+  // both ids: pushes open their streams with the push id
+  const protocols = [PROTOCOL_ID, `${PROTOCOL_ID}${PUSH_PROTOCOL_SUFFIX}`]
+  await node.libp2p.unhandle(protocols)
+  await node.libp2p.handle(protocols, async (stream) => {
     const framed = new FramedStream(stream, { limits: { maxBlockSize: 16 * MiB, maxBloomBytes: 128 * MiB } })
     try {
       await script(framed, stream)
@@ -258,7 +260,7 @@ export async function firstMessage (framed: FramedStream, ms: number = 5000): Pr
 
 /** CAR Mirror streams open on a node, both directions */
 export function carMirrorStreams (node: TestNode): Stream[] {
-  return node.libp2p.getConnections().flatMap(connection => connection.streams).filter(stream => stream.protocol === PROTOCOL_ID)
+  return node.libp2p.getConnections().flatMap(connection => connection.streams).filter(stream => stream.protocol.startsWith(PROTOCOL_ID))
 }
 
 /** Waits until `node` runs no session and has no CAR Mirror stream open */

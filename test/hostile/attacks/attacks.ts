@@ -7,7 +7,8 @@
 
 import { encodeMessage } from '../../../src/core/index.ts'
 import { maxFrameSize } from '../../../src/core/messages.ts'
-import { BloomFilter, DEFAULT_MAX_BLOOM_BYTES } from '../../../src/index.ts'
+import { BloomFilter, DEFAULT_MAX_BLOOM_BYTES, PROTOCOL_ID, PUSH_PROTOCOL_SUFFIX } from '../../../src/index.ts'
+import { encodeLength } from '../../../src/transport/framed-stream.ts'
 import { cborBlock, rawBlock } from '../../fixtures/dag.ts'
 import { pseudoRandomBytes, seedOf } from '../../fixtures/dags.ts'
 import { KiB, MiB } from '../helpers.ts'
@@ -317,11 +318,11 @@ function body (message: Message): Uint8Array {
 }
 
 /** Runs `count` slots at once; slot `i` opens its sessions from attacker peer `peerOf(i)` */
-async function slots (ctx: AttackContext, count: number, peerOf: (i: number) => number, session: (s: AttackSession, i: number, n: number) => Promise<string>): Promise<void> {
+async function slots (ctx: AttackContext, count: number, peerOf: (i: number) => number, session: (s: AttackSession, i: number, n: number) => Promise<string>, protocol?: string): Promise<void> {
   await Promise.all(Array.from({ length: count }, async (_, i) => {
     let n = 0
     await slot(ctx.signal, ctx.tally, async () => {
-      const s = await ctx.attackers.open(peerOf(i), ctx.signal)
+      const s = await ctx.attackers.open(peerOf(i), ctx.signal, protocol)
       try {
         return await session(s, i, n++)
       } finally {
@@ -704,6 +705,49 @@ const afterDone: Attack = {
   }
 }
 
+const PUSH_WINDOW_SESSIONS = 64
+const JUNK_CHUNK = 64 * KiB
+
+/**
+ * A server that takes pushes opens the receive window of a stream on the
+ * push id before its first frame. Each of these streams starts one frame of
+ * the largest size and sends bytes as fast as the server takes them: the
+ * server holds the frame while it waits for the node's one large-frame
+ * slot, and what follows it reads as frames of 7 bytes each (the filler is
+ * 0x07), which cost far more split and queued than on the wire
+ */
+const pushWindows: Attack = {
+  id: 'push-windows',
+  name: `streams on the push id, each sending a largest frame that never ends (${PUSH_WINDOW_SESSIONS} at once, 4 peers)`,
+  server: { allowPush: true },
+  peers: 4,
+  create: () => ({
+    run: async (ctx) => {
+      const junk = new Uint8Array(JUNK_CHUNK).fill(7)
+      await slots(ctx, PUSH_WINDOW_SESSIONS, i => i % 4, async (s) => {
+        try {
+          await s.writeRaw(encodeLength(maxFrameSize()), ctx.signal)
+          while (!ctx.signal.aborted && s.open) {
+            await s.writeRaw(junk, ctx.signal)
+          }
+        } catch {
+          // reset by the server, or the attack is over
+        }
+        return untilClosed(s, ctx.signal)
+      }, `${PROTOCOL_ID}${PUSH_PROTOCOL_SUFFIX}`)
+    },
+    check: (_, report) => {
+      const windowBytes = (report?.stats as { budgets?: Record<string, { peak: number, limit: number }> } | undefined)?.budgets?.windowBytes
+      if (windowBytes == null) {
+        return ['the server reported no windowBytes budget']
+      }
+      return windowBytes.peak > windowBytes.limit
+        ? [`opened windows: ${mib(windowBytes.peak)} MiB at the peak, past the ${mib(windowBytes.limit)} MiB budget`]
+        : []
+    }
+  })
+}
+
 const hintWalks: Attack = {
   id: 'push-hints',
   name: 'pushes whose hints name the wide DAG (69,905 blocks) the server holds (4 at once)',
@@ -884,6 +928,7 @@ export const ATTACKS: readonly Attack[] = [
   linkBombs,
   mapBomb,
   afterDone,
+  pushWindows,
   hintWalks,
   heldHints,
   heldLinks,

@@ -158,10 +158,10 @@ export class Attackers {
     return this.nodes.slice(0, count)
   }
 
-  /** Opens a CAR Mirror stream from attacker peer `peer` */
-  async open (peer: number, signal?: AbortSignal): Promise<AttackSession> {
+  /** Opens a CAR Mirror stream from attacker peer `peer` (with the protocol id, or another such as the push id) */
+  async open (peer: number, signal?: AbortSignal, protocol: string = PROTOCOL_ID): Promise<AttackSession> {
     const [node] = (await this.ensure(peer + 1)).slice(peer)
-    const stream = await node.libp2p.dialProtocol(this.target, PROTOCOL_ID, { signal })
+    const stream = await node.libp2p.dialProtocol(this.target, protocol, { signal })
     this.tally.sessions++
     return new AttackSession(new FramedStream(stream, { limits: { maxBlockSize: 16 * MiB, maxBloomBytes: 128 * MiB } }), this.tally)
   }
