@@ -754,8 +754,7 @@ export class DefaultCarMirror implements CarMirror {
     }
   }
 
-  /** Answers one inbound session */
-  /** Serves one inbound stream; `forPush`: it was opened with the push protocol id */
+  /** Answers one inbound session; `forPush`: its stream was opened with the push protocol id */
   private async serve (stream: Stream, connection: Connection, forPush: boolean): Promise<void> {
     const peer = connection.remotePeer
     const session: InboundSession = {

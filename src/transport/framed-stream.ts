@@ -120,6 +120,8 @@ export class FramedStream {
   /** Bytes of the frame still arriving that are charged to the buffer budget */
   private partialCharged = 0
   private readonly highWaterMark: number
+  /** Most bytes not split into frames yet before reading pauses (see roomToRead) */
+  private readonly pendingLimit: number
   private paused = false
   /** Set inside the libp2p stream's `resume()`; a pause asked for then is made after it (see `pauseStream`) */
   private resuming = false
@@ -157,6 +159,8 @@ export class FramedStream {
     this.limits = init.limits ?? {}
     const maxFrame = maxFrameSize(this.limits)
     this.highWaterMark = init.highWaterMark ?? Math.max(2 * 1024 * 1024, maxFrame)
+    // a partial frame never passes this: a stream paused for bytes not split yet can always go on
+    this.pendingLimit = Math.max(this.highWaterMark, maxFrame)
     this.idleTimeout = init.idleTimeout ?? 0
     this.bufferBudget = init.bufferBudget
     this.largeFrames = init.largeFrames
@@ -183,7 +187,7 @@ export class FramedStream {
       }
       if (this.queuedBytes > this.highWaterMark) {
         this.pauseReading('%d bytes wait to be handled', this.queuedBytes)
-      } else if (this.decoder.pendingBytes > this.highWaterMark) {
+      } else if (this.decoder.pendingBytes > this.pendingLimit) {
         this.pauseReading('%d frames and %d bytes wait to be handled', this.frames.length, this.decoder.pendingBytes)
       }
       this.waitForBudget()
@@ -279,7 +283,7 @@ export class FramedStream {
         if (frame != null) {
           this.queuedBytes -= queuedCost(frame)
           this.bufferBudget?.release(queuedCost(frame))
-          if (this.queuedBytes < this.highWaterMark / 2 && !this.waitingForBudget) {
+          if (this.roomToRead() && !this.waitingForBudget) {
             this.resumeWhenRoom()
           }
           // decoding a large control frame takes milliseconds: in slices, between other work
@@ -479,7 +483,7 @@ export class FramedStream {
     // one paused stream resumes per turn, each while there is room: a resumed stream hands over what it buffered at once
     budget.whenAvailableInTurn().then(() => {
       this.waitingForBudget = false
-      if (this.queuedBytes < this.highWaterMark / 2 && !this.ended) {
+      if (this.roomToRead() && !this.ended) {
         this.resumeReading()
       }
     }, () => {})
@@ -494,6 +498,17 @@ export class FramedStream {
     if (!this.waitingForBudget) {
       this.resumeReading()
     }
+  }
+
+  /**
+   * True when the frames waiting are few enough to read on: the split ones
+   * under half the high-water mark, and the bytes not split yet (whole
+   * frames, then at most one partial frame) at most `pendingLimit`, which a
+   * partial frame never passes: a stream paused for them reads on once they
+   * are down to that and takes in at most a window more before it pauses again
+   */
+  private roomToRead (): boolean {
+    return this.queuedBytes < this.highWaterMark / 2 && this.decoder.pendingBytes <= this.pendingLimit
   }
 
   /** Stops taking in the peer's bytes (if reading is not paused already), saying why */
@@ -518,7 +533,18 @@ export class FramedStream {
       this.pauseAfterResume = true
       return
     }
-    this.stream.pause()
+    if (this.readOpen()) {
+      this.stream.pause()
+    }
+  }
+
+  /**
+   * False once the peer has closed its end (or the stream closed): nothing
+   * more can arrive, so there is no reading to pause or resume (libp2p
+   * throws if asked to)
+   */
+  private readOpen (): boolean {
+    return this.stream.readStatus !== 'closing' && this.stream.readStatus !== 'closed'
   }
 
   private resumeReading (): void {
@@ -529,13 +555,15 @@ export class FramedStream {
     this.log?.('reading resumed')
     this.resuming = true
     try {
-      this.stream.resume()
+      if (this.readOpen()) {
+        this.stream.resume()
+      }
     } finally {
       this.resuming = false
     }
     if (this.pauseAfterResume) {
       this.pauseAfterResume = false
-      this.stream.pause()
+      this.pauseStream()
     }
   }
 
