@@ -5,6 +5,7 @@
  */
 import { streamPair } from '@libp2p/utils'
 import { expect } from 'aegir/chai'
+import { concat } from 'uint8arrays/concat'
 import { Budget } from '../../src/core/budget.ts'
 import { encodeMessage } from '../../src/core/messages.ts'
 import { FramedStream, encodeLength } from '../../src/transport/framed-stream.ts'
@@ -19,13 +20,7 @@ function framesOf (messages: Message[]): Uint8Array {
     const bodyBytes = body.reduce((n, part) => n + part.byteLength, 0)
     parts.push(encodeLength(bodyBytes), ...body)
   }
-  const all = new Uint8Array(parts.reduce((n, part) => n + part.byteLength, 0))
-  let offset = 0
-  for (const part of parts) {
-    all.set(part, offset)
-    offset += part.byteLength
-  }
-  return all
+  return concat(parts)
 }
 
 /** `count` idle frames (about 10 bytes each) in one buffer */
