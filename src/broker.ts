@@ -3,6 +3,7 @@ import { CID } from 'multiformats/cid'
 import { hasBlock, readBlock } from './core/blocks.ts'
 import { cidKey } from './core/cid-key.ts'
 import { FetchPlanner } from './core/fetch-plan.ts'
+import { untilAborted } from './core/signal.ts'
 import { BlockNotFoundError, LimitExceededError } from './errors.ts'
 import type { BrokerPullOptions } from './car-mirror.ts'
 import type { BlockSource } from './core/blocks.ts'
@@ -68,15 +69,7 @@ class Delivery {
   }
 
   async wait (signal?: AbortSignal): Promise<Uint8Array> {
-    if (signal == null) {
-      return this.promise
-    }
-    signal.throwIfAborted()
-    return new Promise((resolve, reject) => {
-      const onAbort = (): void => { reject(signal.reason) }
-      signal.addEventListener('abort', onAbort, { once: true })
-      this.promise.then(resolve, reject).finally(() => { signal.removeEventListener('abort', onAbort) })
-    })
+    return untilAborted(this.promise, signal)
   }
 }
 

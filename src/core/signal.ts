@@ -29,3 +29,25 @@ export class Wakeup {
     this.pending = false
   }
 }
+
+/**
+ * `work`, or a rejection with the signal's reason once `signal` aborts: the
+ * work itself goes on (others may share it), only this wait ends
+ *
+ * @example
+ *
+ * ```ts
+ * const bloom = await untilAborted(sharedListing, AbortSignal.timeout(1000))
+ * ```
+ */
+export async function untilAborted<T> (work: Promise<T>, signal?: AbortSignal): Promise<T> {
+  if (signal == null) {
+    return work
+  }
+  signal.throwIfAborted()
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => { reject(signal.reason) }
+    signal.addEventListener('abort', onAbort, { once: true })
+    work.then(resolve, reject).finally(() => { signal.removeEventListener('abort', onAbort) })
+  })
+}

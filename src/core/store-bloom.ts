@@ -1,6 +1,7 @@
 import { BloomFilter, defaultFalsePositiveRate } from './bloom/bloom-filter.ts'
 import { Yielder } from './budget.ts'
 import { bloomItem } from './messages.ts'
+import { untilAborted } from './signal.ts'
 import type { Budget } from './budget.ts'
 import type { Blockstore } from 'interface-blockstore'
 import type { CID } from 'multiformats/cid'
@@ -149,19 +150,6 @@ export class StoreBloom {
   private fits (count: number): boolean {
     return storeBloomBytesFor(count) <= this.init.maxBytes
   }
-}
-
-/** `work`, or a rejection with the signal's reason once `signal` aborts (the work goes on) */
-async function untilAborted<T> (work: Promise<T>, signal?: AbortSignal): Promise<T> {
-  if (signal == null) {
-    return work
-  }
-  signal.throwIfAborted()
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => { reject(signal.reason) }
-    signal.addEventListener('abort', onAbort, { once: true })
-    work.then(resolve, reject).finally(() => { signal.removeEventListener('abort', onAbort) })
-  })
 }
 
 /**
