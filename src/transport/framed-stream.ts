@@ -65,6 +65,12 @@ function queuedCost (frame: Uint8ArrayList): number {
   return frame.byteLength + FRAME_OVERHEAD_BYTES
 }
 
+/**
+ * The parts of a yamux stream's flow control that the window methods use;
+ * they check each is there, so streams of other muxers are left alone
+ */
+type YamuxWindow = Stream & { maxStreamWindowSize?: number, recvWindow?: number, epochStart?: number, sendWindowUpdate?(): void }
+
 /** Block frames are batched until this many bytes are waiting */
 const WRITE_BATCH = 64 * 1024
 
@@ -574,7 +580,7 @@ export class FramedStream {
    * holds at most about `bytes` more. Streams of other muxers are left as they are.
    */
   limitReceiveWindow (bytes: number): void {
-    const yamux = this.stream as Stream & { maxStreamWindowSize?: number, recvWindow?: number }
+    const yamux = this.stream as YamuxWindow
     if (typeof yamux.maxStreamWindowSize === 'number') {
       this.fullReceiveWindow ??= yamux.maxStreamWindowSize
       yamux.maxStreamWindowSize = Math.min(yamux.maxStreamWindowSize, bytes)
@@ -595,7 +601,7 @@ export class FramedStream {
    * already, or the stream's muxer is not yamux.
    */
   openReceiveWindow (bytes: number, budget: Budget): boolean {
-    const yamux = this.stream as Stream & { maxStreamWindowSize?: number, recvWindow?: number, epochStart?: number, sendWindowUpdate?(): void }
+    const yamux = this.stream as YamuxWindow
     if (typeof yamux.recvWindow !== 'number' || typeof yamux.maxStreamWindowSize !== 'number' || typeof yamux.sendWindowUpdate !== 'function') {
       return false
     }
@@ -630,7 +636,7 @@ export class FramedStream {
    * being received)
    */
   restoreReceiveWindow (): void {
-    const yamux = this.stream as Stream & { maxStreamWindowSize?: number }
+    const yamux = this.stream as YamuxWindow
     if (this.fullReceiveWindow != null && typeof yamux.maxStreamWindowSize === 'number') {
       yamux.maxStreamWindowSize = this.fullReceiveWindow
     }
