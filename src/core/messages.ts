@@ -465,16 +465,24 @@ export function decodeMessage (body: Uint8Array, limits: MessageLimits = {}): Me
 
 function decodeBlock (body: Uint8Array, limits: MessageLimits): BlockMessage {
   let cid: CID
-  let bytes: Uint8Array
+  let cidLength: number
   try {
-    [cid, bytes] = CID.decodeFirst(body)
+    // the CID's length from its varints, then the CID from a copy of its
+    // bytes: whoever keeps the CID (a frontier, a sent set) must not keep
+    // the frame alive, and one CID is built per block, not two
+    cidLength = CID.inspectBytes(body).size
+    if (cidLength > body.byteLength) {
+      throw new RangeError(`the CID needs ${cidLength} bytes, the frame has ${body.byteLength}`)
+    }
+    checkCidEncoding(body, 0, cidLength, 'A block frame')
+    cid = CID.decode(body.slice(0, cidLength))
   } catch (err) {
+    if (err instanceof ProtocolError) {
+      throw err
+    }
     throw new ProtocolError(`Block frame has no valid CID: ${(err as Error).message}`)
   }
-  const cidLength = body.byteLength - bytes.byteLength
-  checkCidEncoding(body, 0, cidLength, 'A block frame')
-  // a copy: whoever keeps the CID (a frontier, a sent set) must not keep the frame alive
-  cid = CID.decode(body.slice(0, cidLength))
+  const bytes = body.subarray(cidLength)
   wellFormed(cid, 'A block frame')
   const maxBlockSize = limits.maxBlockSize ?? DEFAULT_MAX_BLOCK_SIZE
   if (bytes.byteLength > maxBlockSize) {
