@@ -5,6 +5,7 @@
  * the issue's "done when" criteria (see BOUNDS).
  */
 
+import { WebSocket as WsWebSocket } from 'ws'
 import { encodeMessage } from '../../../src/core/index.ts'
 import { maxFrameSize } from '../../../src/core/messages.ts'
 import { BloomFilter, DEFAULT_MAX_BLOOM_BYTES, PROTOCOL_ID, PUSH_PROTOCOL_SUFFIX } from '../../../src/index.ts'
@@ -124,6 +125,21 @@ const HONEST_WARMUP_MS = 15_000
 
 /** Runs one attack against a fresh server process and measures it */
 export async function runAttack (attack: Attack, options: RunOptions): Promise<AttackResult> {
+  // the attackers and the honest client share this process, and Node's own
+  // WebSocket (undici) masks every byte a client sends in a JavaScript loop:
+  // on some machines about 100 ms per MiB, so the attackers' large frames
+  // blocked the honest client's event loop (not the server's) and its pulls
+  // timed out. The ws package's client is what dials while an attack runs.
+  const nodeWebSocket = globalThis.WebSocket
+  globalThis.WebSocket = WsWebSocket as unknown as typeof globalThis.WebSocket
+  try {
+    return await attackWith(attack, options)
+  } finally {
+    globalThis.WebSocket = nodeWebSocket
+  }
+}
+
+async function attackWith (attack: Attack, options: RunOptions): Promise<AttackResult> {
   const intervalMs = options.honestIntervalMs ?? 400
   const timeoutMs = options.honestTimeoutMs ?? 10_000
   const dags = await honestDags(HONEST_DAGS)
