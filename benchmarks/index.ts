@@ -31,7 +31,8 @@
  * --rate MBIT (per direction), --window BYTES, --budget MS, --pins-budget MS,
  * --real-tree DIR, --large-mb N, --out FILE, --keep (keep the work folder),
  * --no-record (warm runs start without the old version recorded as held
- * whole, so both sides walk the hinted DAG).
+ * whole, so both sides walk the hinted DAG), --ws-client (Node clients use
+ * the ws package's WebSocket instead of Node's own).
  */
 
 import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises'
@@ -94,9 +95,15 @@ const { values: args } = parseArgs({
     'large-mb': { type: 'string' },
     out: { type: 'string' },
     keep: { type: 'boolean', default: false },
-    'no-record': { type: 'boolean', default: false }
+    'no-record': { type: 'boolean', default: false },
+    'ws-client': { type: 'boolean', default: false }
   }
 })
+
+if (args['ws-client']) {
+  // read by ./worker.ts as it starts: every worker forked from here inherits it
+  process.env.BENCH_WS_CLIENT = '1'
+}
 
 const mode = args.mode as Mode
 if (!(mode in MODES)) {
@@ -1041,7 +1048,7 @@ console.info('# CAR Mirror benchmark\n')
 console.info(`- command: \`${command}\` (${mode} mode, in ${process.cwd()})`)
 console.info(`- source: ${source}`)
 console.info(`- machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.platform}, Node ${machine.node}`)
-console.info(`- shaper: ${delayMs} ms one-way (${largeDelayMs} ms for the large file), ${rateBytesPerSecond == null ? 'no bandwidth cap' : `${args.rate} Mbit/s cap`}, window ${windowBytes ?? 4 * 1024 * 1024} bytes each way`)
+console.info(`- shaper: ${delayMs} ms one-way (${largeDelayMs} ms for the large file), ${rateBytesPerSecond == null ? 'no bandwidth cap' : `${args.rate} Mbit/s cap`}, window ${windowBytes ?? 4 * 1024 * 1024} bytes each way${args['ws-client'] === true ? '; clients send with the ws package\'s WebSocket' : ''}`)
 console.info(`- runs per cell: ${settings.runs} (tuned Bitswap: ${settings.tunedRuns}, Bitswap pins.add: ${settings.pinsRuns}; a cell stops at its first DNF); budgets: ${msText(settings.budgetMs)} per run, ${msText(settings.pinsBudgetMs)} for pins.add, ${msText(settings.largeBudgetMs)} for the large file`)
 console.info(`- started ${new Date().toISOString()}\n`)
 
@@ -1064,7 +1071,7 @@ async function saveResults (complete: boolean): Promise<TargetCheck[]> {
     mode,
     complete,
     machine,
-    settings: { ...settings, delayMs, largeDelayMs, rateBytesPerSecond, windowBytes },
+    settings: { ...settings, delayMs, largeDelayMs, rateBytesPerSecond, windowBytes, wsClient: args['ws-client'] === true },
     startedAt,
     totalSeconds: (performance.now() - started) / 1000,
     shaperSelfCheck: check,

@@ -8,7 +8,8 @@
  */
 
 import { execFile } from 'node:child_process'
-import { mkdir, rm } from 'node:fs/promises'
+import { mkdir, rm, writeFile } from 'node:fs/promises'
+import { Session } from 'node:inspector/promises'
 import { dirname } from 'node:path'
 import { promisify } from 'node:util'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -25,6 +26,13 @@ import type { AbortOptions } from '@libp2p/interface'
 import type { Blockstore, InputPair, Pair } from 'interface-blockstore'
 
 const run = promisify(execFile)
+
+if (process.env.BENCH_WS_CLIENT === '1') {
+  // --ws-client: the client's WebSocket is the ws package's, not Node's own
+  // (undici), which masks every byte a client sends in a JavaScript loop
+  const { WebSocket } = await import('ws')
+  globalThis.WebSocket = WebSocket as unknown as typeof globalThis.WebSocket
+}
 
 /** Where a node's blockstore comes from */
 export type StoreSpec =
@@ -185,6 +193,10 @@ class MemorySampler {
 }
 
 let node: BenchNode | undefined
+/** With BENCH_PROFILE=<folder>, each run's CPU profile (from mark to report) is written there */
+const profileDir = process.env.BENCH_PROFILE
+let profiler: Session | undefined
+let profiles = 0
 let store: CountingBlockstore | undefined
 let runDir: string | undefined
 const sampler = new MemorySampler()
@@ -286,6 +298,12 @@ async function runTransfer (args: { action: Action, budgetMs: number }): Promise
 
 async function report (args: { root?: string }): Promise<Report> {
   sampler.stop()
+  if (profiler != null) {
+    const { profile } = await profiler.post('Profiler.stop')
+    profiler.disconnect()
+    profiler = undefined
+    await writeFile(`${profileDir}/${process.pid}-${++profiles}.cpuprofile`, JSON.stringify(profile))
+  }
   // before the verifying walk below, which reads the whole DAG
   const maxRss = process.resourceUsage().maxRSS * 1024
   const s = store
@@ -343,6 +361,14 @@ const handlers: Record<string, (args: any) => Promise<unknown>> = {
     bitswapAtMark = bitswapCounts == null ? undefined : { ...bitswapCounts }
     brokerAtMark = node == null ? undefined : { ...node.carMirror.stats().broker }
     globalThis.gc?.()
+    if (profileDir != null) {
+      await mkdir(profileDir, { recursive: true })
+      profiler = new Session()
+      profiler.connect()
+      await profiler.post('Profiler.enable')
+      await profiler.post('Profiler.setSamplingInterval', { interval: 200 })
+      await profiler.post('Profiler.start')
+    }
     sampler.start()
     return { rss: sampler.baselineRss }
   },
