@@ -6,7 +6,7 @@ import { CID } from 'multiformats/cid'
 import { CustomProgressEvent } from 'progress-events'
 import { CarMirrorBlockBroker } from './broker.ts'
 import { datastoreRecordStorage } from './complete-storage.ts'
-import { CONTROL_RECEIVE_WINDOW, BLOCKS_RECEIVE_WINDOW, DEFAULT_COLD_CALL_BYTES, DEFAULT_MAX_PUSH_BYTES, DEFAULT_POOL_STALL_TIMEOUT, RESUME_MEMORY_MS, DEFAULT_MAX_ROUTED_PROVIDERS, MAX_SENT_BLOOM_BYTES, PUSH_PROTOCOL_SUFFIX, STORE_BLOOM_MAX_AGE_MS } from './constants.ts'
+import { CONTROL_RECEIVE_WINDOW, BLOCKS_RECEIVE_WINDOW, DEFAULT_COLD_CALL_BYTES, DEFAULT_MAX_PUSH_BYTES, DEFAULT_POOL_MAX_PROVIDERS, DEFAULT_POOL_STALL_TIMEOUT, RESUME_MEMORY_MS, DEFAULT_MAX_ROUTED_PROVIDERS, MAX_SENT_BLOOM_BYTES, PUSH_PROTOCOL_SUFFIX, STORE_BLOOM_MAX_AGE_MS } from './constants.ts'
 import { Budget, BudgetShare } from './core/budget.ts'
 import { CompleteRecord } from './core/complete-record.ts'
 import { LinkReader } from './core/links.ts'
@@ -307,14 +307,12 @@ export class DefaultCarMirror implements CarMirror {
    * held already): from `peer`, or from the first provider that serves it
    */
   private async mirrorInto (peer: PeerTarget | undefined, rootList: CID[], options: BrokerPullOptions, signal: AbortSignal, stats: TransferStats): Promise<void> {
-    // a shallow pull asks each provider for the same few blocks: nothing to share
-    const pooled = peer == null && options.pool !== false && options.shallow !== true ? distinctTargets(options.providers ?? []) : new Map()
-    if (pooled.size > 1) {
-      await this.poolInto(pooled, rootList, options, signal, stats)
+    const errors: Error[] = []
+    const pool = peer == null ? await this.poolFirst(rootList, options, signal, stats, errors) : undefined
+    if (pool?.complete === true) {
       return
     }
-    const errors: Error[] = []
-    const targets = peer == null ? this.providersOf(rootList[0], options, signal) : undefined
+    const targets = peer == null ? this.providersOf(rootList[0], options, signal, pool?.tried) : undefined
     while (true) {
       // a fresh receiver each time: its Bloom covers what an earlier provider sent
       const receiver = await ReceiverSession.create({
@@ -478,36 +476,97 @@ export class DefaultCarMirror implements CarMirror {
   }
 
   /**
-   * Peers to pull `root` from, each once: the `providers` given, connected
-   * peers whose identified protocols include CAR Mirror, then at most a few
-   * providers that routing finds (asked only when the others are used up)
+   * Pulls from several providers at once when there are several to pool
+   * (see `poolCandidates`). When all of them fail, their errors join
+   * `errors` and the pull goes on without them (`tried`).
    */
-  private async * providersOf (root: CID, options: FindProvidersOptions, signal: AbortSignal): AsyncGenerator<PeerTarget, void, undefined> {
+  private async poolFirst (rootList: CID[], options: BrokerPullOptions, signal: AbortSignal, stats: TransferStats, errors: Error[]): Promise<{ complete: boolean, tried?: Set<string> }> {
+    // a shallow pull asks each provider for the same few blocks: nothing to share
+    const pooled = options.pool !== false && options.shallow !== true ? await this.poolCandidates(options) : new Map<string, PeerTarget>()
+    if (pooled.size < 2) {
+      return { complete: false }
+    }
+    try {
+      await this.poolInto(pooled, rootList, options, signal, stats)
+      return { complete: true }
+    } catch (err) {
+      if (signal.aborted || !(err instanceof NoProviderError)) {
+        throw err
+      }
+      // none of them could: what routing finds is tried next, one after the other
+      this.log('no provider of the pool could complete %c, asking routing - %e', rootList[0], err)
+      errors.push(...err.errors)
+      return { complete: false, tried: new Set(pooled.keys()) }
+    }
+  }
+
+  /**
+   * The providers a pull of a whole DAG pools: the `providers` given, then
+   * connected peers that speak CAR Mirror until there are
+   * `pool.maxProviders` in all. The first is the pool's leader (it walks
+   * the DAG), as it would be the first tried one after the other.
+   */
+  private async poolCandidates (options: FindProvidersOptions): Promise<Map<string, PeerTarget>> {
+    const pooled = distinctTargets(options.providers ?? [])
+    const most = (options.pool === false ? undefined : options.pool?.maxProviders) ?? DEFAULT_POOL_MAX_PROVIDERS
+    if (pooled.size >= most) {
+      return pooled
+    }
+    for (const id of (await this.connectedPeers()).speaking) {
+      if (!pooled.has(id.toString())) {
+        pooled.set(id.toString(), id)
+        if (pooled.size >= most) {
+          break
+        }
+      }
+    }
+    return pooled
+  }
+
+  /**
+   * The connected peers whose identified protocols include CAR Mirror, and
+   * those connected so recently that identify has not said what they speak
+   */
+  private async connectedPeers (): Promise<{ speaking: PeerId[], unidentified: PeerId[] }> {
+    const { getConnections, peerStore } = this.components.libp2p
+    const speaking: PeerId[] = []
+    const unidentified: PeerId[] = []
     const seen = new Set<string>()
+    for (const connection of getConnections?.call(this.components.libp2p) ?? []) {
+      const id = connection.remotePeer
+      if (seen.has(id.toString())) {
+        continue
+      }
+      seen.add(id.toString())
+      const known = await peerStore?.get(id).catch(() => undefined)
+      if (known?.protocols.includes(this.protocol) === true) {
+        speaking.push(id)
+      } else if (peerStore != null && (known == null || known.protocols.length === 0)) {
+        unidentified.push(id)
+      }
+    }
+    return { speaking, unidentified }
+  }
+
+  /**
+   * Peers to pull `root` from, each once and none of `skip`: the
+   * `providers` given, connected peers whose identified protocols include
+   * CAR Mirror, then at most a few providers that routing finds (asked only
+   * when the others are used up)
+   */
+  private async * providersOf (root: CID, options: FindProvidersOptions, signal: AbortSignal, skip: ReadonlySet<string> = new Set()): AsyncGenerator<PeerTarget, void, undefined> {
+    const seen = new Set<string>(skip)
     const fresh = (key: string): boolean => !seen.has(key) && seen.add(key) != null
     for (const provider of options.providers ?? []) {
       if (fresh(targetKey(provider))) {
         yield provider
       }
     }
-    const { getConnections, peerStore } = this.components.libp2p
-    // peers connected so recently that identify has not said what they speak:
-    // tried after those known to speak CAR Mirror (one that does not fails at
-    // protocol selection, and the next is tried)
-    const unidentified: PeerId[] = []
-    for (const connection of getConnections?.call(this.components.libp2p) ?? []) {
-      const id = connection.remotePeer
-      if (seen.has(id.toString())) {
-        continue
-      }
-      const known = await peerStore?.get(id).catch(() => undefined)
-      if (known?.protocols.includes(this.protocol) === true && fresh(id.toString())) {
-        yield id
-      } else if (peerStore != null && (known == null || known.protocols.length === 0)) {
-        unidentified.push(id)
-      }
-    }
-    for (const id of unidentified) {
+    // peers connected so recently that identify has not said what they speak
+    // are tried after those known to speak CAR Mirror (one that does not
+    // fails at protocol selection, and the next is tried)
+    const { speaking, unidentified } = await this.connectedPeers()
+    for (const id of [...speaking, ...unidentified]) {
       if (fresh(id.toString())) {
         yield id
       }

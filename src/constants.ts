@@ -188,3 +188,10 @@ export const DEFAULT_WINDOW_BYTES_BUDGET = 16 * 1024 * 1024
 
 /** A CAR Pool provider that sends nothing for this long while it has blocks to send is dropped (ms) */
 export const DEFAULT_POOL_STALL_TIMEOUT = 10_000
+
+/**
+ * Most providers a pull that names no peer pulls from at once, counting the
+ * connected peers that speak CAR Mirror it adds to the `providers` given
+ * (those given are all used)
+ */
+export const DEFAULT_POOL_MAX_PROVIDERS = 4

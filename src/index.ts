@@ -142,6 +142,14 @@ export interface PoolOptions {
    * @default 10_000 (DEFAULT_POOL_STALL_TIMEOUT)
    */
   stallTimeout?: number
+  /**
+   * Most providers a pull pools when it finds them itself: connected peers
+   * that speak CAR Mirror join the `providers` given until there are this
+   * many (the `providers` given are all used however many they are)
+   *
+   * @default 4 (DEFAULT_POOL_MAX_PROVIDERS)
+   */
+  maxProviders?: number
 }
 
 /** What one provider of a pull from several at once did */
@@ -165,11 +173,14 @@ export interface FindProvidersOptions {
   /**
    * Peers to try first, in this order (the option Helia's own calls take);
    * then connected peers whose identified protocols include CAR Mirror, then
-   * providers that `helia.routing.findProviders(root)` finds. A pull given
-   * two or more distinct peers here pulls from all of them at once (CAR
-   * Pool; addresses naming the same `/p2p/` peer count as one): each sends
-   * a shard of the DAG's leaves, a fast one takes work from a slow one, and
-   * a failing one's share goes to the others. `pool: false` tries them one
+   * providers that `helia.routing.findProviders(root)` finds. A pull of a
+   * whole DAG that has two or more distinct peers among these and the
+   * connected peers that speak CAR Mirror (up to `pool.maxProviders`) pulls
+   * from all of them at once (CAR Pool; addresses naming the same `/p2p/`
+   * peer count as one): each sends a shard of the DAG's leaves, a fast one
+   * takes work from a slow one, and a failing one's share goes to the
+   * others; when all of them fail, the pull goes on with the providers
+   * routing finds, one after the other. `pool: false` tries every peer one
    * after the other instead.
    */
   providers?: PeerTarget[]
@@ -949,7 +960,7 @@ export function withCarMirror<H extends Helia> (helia: H, init: CarMirrorInit = 
   return node as H & HeliaWithCarMirror
 }
 
-export { DEFAULT_STORE_BLOOM_BYTES, DEFAULT_MAX_COMPLETE_ROOTS, DEFAULT_MAX_SESSIONS_PER_ADDRESS, DEFAULT_STALL_TIMEOUT, DEFAULT_EVICT_AFTER, DEFAULT_BUFFERED_BYTES_BUDGET, DEFAULT_BLOOM_BYTES_BUDGET, DEFAULT_QUEUED_WANTS_BUDGET, DEFAULT_READ_AHEAD_BYTES_BUDGET, DEFAULT_PENDING_WANTS_BUDGET, DEFAULT_INDEXED_CIDS_BUDGET, DEFAULT_HELD_CIDS_BUDGET, DEFAULT_LOCAL_WALKS, DEFAULT_LARGE_FRAMES, DEFAULT_WINDOW_BYTES_BUDGET, DEFAULT_MAX_ROUTED_PROVIDERS, DEFAULT_MAX_CHECK_BLOCKS, DEFAULT_MAX_HINT_BLOCKS, DEFAULT_MAX_EXPLORE_BLOCKS, DEFAULT_MAX_WANTS, DEFAULT_MAX_LINKS_PER_BLOCK, DEFAULT_MAX_MISSING, MAX_SENT_BLOOM_BYTES, DEFAULT_POOL_STALL_TIMEOUT } from './constants.ts'
+export { DEFAULT_STORE_BLOOM_BYTES, DEFAULT_MAX_COMPLETE_ROOTS, DEFAULT_MAX_SESSIONS_PER_ADDRESS, DEFAULT_STALL_TIMEOUT, DEFAULT_EVICT_AFTER, DEFAULT_BUFFERED_BYTES_BUDGET, DEFAULT_BLOOM_BYTES_BUDGET, DEFAULT_QUEUED_WANTS_BUDGET, DEFAULT_READ_AHEAD_BYTES_BUDGET, DEFAULT_PENDING_WANTS_BUDGET, DEFAULT_INDEXED_CIDS_BUDGET, DEFAULT_HELD_CIDS_BUDGET, DEFAULT_LOCAL_WALKS, DEFAULT_LARGE_FRAMES, DEFAULT_WINDOW_BYTES_BUDGET, DEFAULT_MAX_ROUTED_PROVIDERS, DEFAULT_MAX_CHECK_BLOCKS, DEFAULT_MAX_HINT_BLOCKS, DEFAULT_MAX_EXPLORE_BLOCKS, DEFAULT_MAX_WANTS, DEFAULT_MAX_LINKS_PER_BLOCK, DEFAULT_MAX_MISSING, MAX_SENT_BLOOM_BYTES, DEFAULT_POOL_STALL_TIMEOUT, DEFAULT_POOL_MAX_PROVIDERS } from './constants.ts'
 export { DEFAULT_POOL_BUCKETS } from './core/pool/shard-planner.ts'
 export { PROTOCOL_ID, PUSH_PROTOCOL_SUFFIX, DEFAULT_MAX_BLOCK_SIZE, DEFAULT_MAX_BLOOM_BYTES, DEFAULT_MAX_BLOOM_HASH_COUNT, DEFAULT_MAX_CIDS_PER_MESSAGE, DEFAULT_SMALL_STORE_BLOCKS, DEFAULT_IDLE_TIMEOUT, DEFAULT_READ_AHEAD, DEFAULT_COLD_CALL_BYTES, DEFAULT_MAX_ROOTS, DEFAULT_MAX_QUEUED_WANTS, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PEER, DEFAULT_MAX_PUSH_BYTES, DEFAULT_MAX_UNREQUESTED_BLOCKS, DEFAULT_MAX_STRAGGLER_ROUNDS } from './constants.ts'
 export { BloomFilter, InvalidBloomError } from './core/bloom/bloom-filter.ts'

@@ -16,12 +16,11 @@ import { PROTOCOL_ID } from '../src/index.ts'
 import { getBytes } from './fixtures/dag.ts'
 import { TREE_V1, addLargeFile, addTree, allBlocks, dagBlocks, dagCids, fileContent, pseudoRandomBytes, putBlocks, totalBytes } from './fixtures/dags.ts'
 import { FaultyBlockstore } from './fixtures/faulty-blockstore.ts'
-import { connectTo, testNodes } from './fixtures/nodes.ts'
+import { connectTo, routerTo, testNodes } from './fixtures/nodes.ts'
 import { rejection } from './fixtures/rejection.ts'
 import { KiB, eventually, sleep } from './hostile/helpers.ts'
 import type { ServedSession } from '../src/index.ts'
 import type { TestNode } from './fixtures/nodes.ts'
-import type { Provider, Router } from '@helia/interface'
 import type { CatOptions } from '@helia/unixfs'
 import type { Blockstore } from 'interface-blockstore'
 import type { CID } from 'multiformats/cid'
@@ -58,17 +57,6 @@ function hashOf (cid: CID): string {
 /** The multihashes of every block in a node's store */
 async function storeHashes (node: TestNode): Promise<string[]> {
   return (await allBlocks(node.blockstore)).map(block => hashOf(block.cid))
-}
-
-/** A router whose findProviders names `server` for every CID, and records the CIDs asked */
-function routerTo (server: TestNode, asked: string[]): Router {
-  return {
-    name: 'test-router',
-    async * findProviders (cid: CID): AsyncGenerator<Provider> {
-      asked.push(cid.toString())
-      yield { id: server.libp2p.peerId.toCID(), multiaddrs: server.libp2p.getMultiaddrs(), router: 'test-router', fallback: false }
-    }
-  }
 }
 
 describe('CAR Mirror block broker', () => {

@@ -5,13 +5,15 @@
  * a forged block is dropped and named, and the pull still completes.
  */
 import { expect } from 'aegir/chai'
+import all from 'it-all'
 import * as raw from 'multiformats/codecs/raw'
 import { bucketOf } from '../src/core/pool/shard.ts'
 import { DEFAULT_POOL_BUCKETS, HashMismatchError, NoProviderError, SessionTimeoutError } from '../src/index.ts'
 import { addLargeFile, dagBlocks, dagCids, putBlocks } from './fixtures/dags.ts'
 import { FaultyBlockstore } from './fixtures/faulty-blockstore.ts'
-import { testNodes } from './fixtures/nodes.ts'
+import { connectTo, routerTo, testNodes } from './fixtures/nodes.ts'
 import { rejection } from './fixtures/rejection.ts'
+import type { ServedSession } from '../src/index.ts'
 import type { TestNode } from './fixtures/nodes.ts'
 import type { CID } from 'multiformats/cid'
 
@@ -165,6 +167,92 @@ describe('CAR Pool: a pull from several providers at once', function () {
     expect(err.name).to.equal(NoProviderError.name)
     expect((err as NoProviderError).errors).to.have.length(2)
     expect(await client.blockstore.has(missing)).to.be.false()
+  })
+
+  it('a pull that names no peer pools the connected peers that speak CAR Mirror', async () => {
+    const { servers, stores: faulty, root } = await providers(2, 8)
+    for (const store of faulty) {
+      store.delay = 5
+    }
+    const client = await node()
+    for (const server of servers) {
+      await connectTo(client, server)
+    }
+
+    const stats = await client.carMirror.pull(root)
+
+    expect(await dagCids(client.blockstore, root)).to.deep.equal(await dagCids(servers[0].blockstore, root))
+    expect(stats.providers?.map(p => p.peer).sort()).to.deep.equal(servers.map(s => s.libp2p.peerId.toString()).sort())
+    for (const provider of stats.providers ?? []) {
+      expect(provider.error).to.be.undefined()
+      expect(provider.blockBytesReceived).to.be.above(FILE_BYTES / 8)
+    }
+  })
+
+  it('pool.maxProviders caps the connected peers added; the providers given come first, the first of them walks the DAG', async () => {
+    const { servers, root } = await providers(3, 9)
+    const client = await node()
+    for (const server of servers) {
+      await connectTo(client, server)
+    }
+
+    const stats = await client.carMirror.pull(root, { providers: [addr(servers[2])], pool: { maxProviders: 2 } })
+
+    expect(await dagCids(client.blockstore, root)).to.deep.equal(await dagCids(servers[0].blockstore, root))
+    expect(stats.providers).to.have.length(2)
+    expect(stats.providers?.[0].peer).to.equal(servers[2].libp2p.peerId.toString())
+    expect(stats.providers?.[0].blocksReceived).to.be.above(0)
+    expect(stats.providers?.[1].blocksReceived).to.be.above(0)
+  })
+
+  it('pins.add through the block broker pulls from every connected provider at once', async () => {
+    const sent = new Map<string, number>()
+    const onSession = (name: string) => (session: ServedSession): void => {
+      sent.set(name, (sent.get(name) ?? 0) + session.blockBytesSent)
+    }
+    const paced = [new FaultyBlockstore(), new FaultyBlockstore()]
+    stores.push(...paced)
+    for (const store of paced) {
+      store.delay = 5
+    }
+    const a = await node({ onSession: onSession('a'), blockstore: paced[0] })
+    const b = await node({ onSession: onSession('b'), blockstore: paced[1] })
+    const root = await addLargeFile(a, FILE_BYTES, 10)
+    await putBlocks(b.blockstore, (await dagBlocks(a.blockstore, root)).values())
+    const client = await node()
+    await connectTo(client, a)
+    await connectTo(client, b)
+
+    await all(client.pins.add(root))
+
+    expect(await dagCids(client.blockstore, root)).to.deep.equal(await dagCids(a.blockstore, root))
+    expect(await client.pins.isPinned(root)).to.be.true()
+    // one broker pull, its blocks from both servers
+    expect(client.carMirror.stats().broker.pulls).to.equal(1)
+    const served = async (): Promise<boolean> => (sent.get('a') ?? 0) > FILE_BYTES / 8 && (sent.get('b') ?? 0) > FILE_BYTES / 8
+    const deadline = Date.now() + 5000
+    while (!await served() && Date.now() < deadline) {
+      await new Promise(resolve => setTimeout(resolve, 25))
+    }
+    expect(await served(), `a sent ${sent.get('a')}, b sent ${sent.get('b')}`).to.be.true()
+  })
+
+  it('when none of the connected peers pooled holds the DAG, the pull goes on with what routing finds', async () => {
+    const { servers: [holder], root } = await providers(1, 11)
+    const asked: string[] = []
+    const client = await node({ routers: [routerTo(holder, asked)] })
+    const empty = [await node(), await node()]
+    for (const peer of empty) {
+      await connectTo(client, peer)
+    }
+
+    const stats = await client.carMirror.pull(root)
+
+    expect(await dagCids(client.blockstore, root)).to.deep.equal(await dagCids(holder.blockstore, root))
+    expect(asked).to.include(root.toString())
+    // the pool over the two empty peers, each dropped for lacking the root
+    expect(stats.providers?.map(p => p.peer).sort()).to.deep.equal(empty.map(p => p.libp2p.peerId.toString()).sort())
+    expect(stats.providers?.every(p => p.error != null)).to.be.true()
   })
 
   it('pool: false tries the providers one after the other', async () => {
