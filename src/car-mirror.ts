@@ -445,6 +445,7 @@ export class DefaultCarMirror implements CarMirror {
     const { framed, remotePeer } = await opening
     // the blocks asked for may go out at once, not 256 KiB in the first round trip
     framed.openReceiveWindow(BLOCKS_RECEIVE_WINDOW, this.budgets.windowBytes)
+    framed.paceReceiveWindow()
     log('pull of %c (%d root(s)) from %p: %d want(s), a Bloom of %d bytes%s', receiver.roots[0], receiver.roots.length, remotePeer, request.wants.length, request.bloom?.bytes.byteLength ?? 0, request.shard == null ? '' : `, ${request.shard.buckets().length} of ${request.shard.count} buckets`)
     const progress = this.progress(options, stats)
     try {
@@ -861,6 +862,7 @@ export class DefaultCarMirror implements CarMirror {
         // blocks come this way from the first frame on: the window opens now, not a round trip later
         framed.restoreReceiveWindow()
         framed.openReceiveWindow(BLOCKS_RECEIVE_WINDOW, this.budgets.windowBytes)
+        framed.paceReceiveWindow()
       }
       const first = await this.firstMessage(framed, signal)
       if (forPush && first.type !== 'push') {
@@ -902,6 +904,7 @@ export class DefaultCarMirror implements CarMirror {
         // now rather than a round trip after the first blocks
         framed.restoreReceiveWindow()
         framed.openReceiveWindow(BLOCKS_RECEIVE_WINDOW, this.budgets.windowBytes)
+        framed.paceReceiveWindow()
         framed.keepAliveWhile(() => true)
         // a push without hints from a peer this node exchanged DAGs with: those roots are likely its previous versions
         const hints = first.hints.length > 0 ? first.hints : this.recentRoots.of(session.peer)

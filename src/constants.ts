@@ -179,6 +179,22 @@ export const CONTROL_RECEIVE_WINDOW = 256 * 1024
 export const BLOCKS_RECEIVE_WINDOW = 4 * 1024 * 1024
 
 /**
+ * A stream that brings blocks keeps its receive window at about this many
+ * ms of the rate its bytes arrive at (see `FramedStream.paceReceiveWindow`):
+ * what waits on the way to this node, and anything queued behind it on the
+ * connection (libp2p's connection monitor's ping, which aborts the
+ * connection after 5 s), waits about that long. Larger than any round trip
+ * the window must cover, so a window that limits the rate still grows.
+ */
+export const PACED_WINDOW_MS = 1000
+
+/** The least a paced receive window shrinks to, bytes (yamux's first window) */
+export const PACED_WINDOW_MIN = 256 * 1024
+
+/** How often a paced receive window measures the rate its bytes arrive at (ms) */
+export const PACED_WINDOW_PERIOD_MS = 100
+
+/**
  * Node-wide: bytes of receive window opened at once on streams that bring
  * blocks, beyond yamux's first 256 KiB, until they close (four streams at
  * `BLOCKS_RECEIVE_WINDOW`). A peer may send that far ahead of what the node

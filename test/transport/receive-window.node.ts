@@ -4,7 +4,7 @@
  * on a stream this node has stopped reading.
  */
 import { expect } from 'aegir/chai'
-import { BLOCKS_RECEIVE_WINDOW, CONTROL_RECEIVE_WINDOW } from '../../src/constants.ts'
+import { BLOCKS_RECEIVE_WINDOW, CONTROL_RECEIVE_WINDOW, PACED_WINDOW_MIN } from '../../src/constants.ts'
 import { Budget } from '../../src/core/budget.ts'
 import { FramedStream } from '../../src/transport/framed-stream.ts'
 import { testNodes } from '../fixtures/nodes.ts'
@@ -13,6 +13,31 @@ import type { Stream } from '@libp2p/interface'
 const PROTOCOL = '/test/receive-window/1'
 const CHUNK = 64 * 1024
 
+/** A stream from a new node (the writer's end, `outbound`) to another (the reader's end, `stream`) */
+async function openStream (): Promise<{ stream: Stream, outbound: Stream }> {
+  const { node } = nodes
+  const reader = await node()
+  const writer = await node()
+  const inbound = new Promise<Stream>(resolve => { void reader.libp2p.handle(PROTOCOL, (stream) => { resolve(stream) }) })
+  const outbound = await writer.libp2p.dialProtocol(reader.libp2p.getMultiaddrs(), PROTOCOL)
+  return { stream: await inbound, outbound }
+}
+
+/** Polls `measure` every 300 ms until it gives the same non-negative value twice (at most 20 s); returns it */
+async function untilSteady (measure: () => number): Promise<number> {
+  let last = -1
+  const deadline = Date.now() + 20_000
+  while (Date.now() < deadline) {
+    await new Promise(resolve => setTimeout(resolve, 300))
+    const now = measure()
+    if (now >= 0 && now === last) {
+      break
+    }
+    last = now
+  }
+  return last
+}
+
 /**
  * Opens a stream from one node to another; the reader takes in `readFirst`
  * bytes as fast as they come (yamux grows the window on a fast link), then
@@ -20,12 +45,7 @@ const CHUNK = 64 * 1024
  * reader's side took in (read, and held unread) once the writer is stuck.
  */
 async function takenIn (limit: 'none' | 'later' | 'from the start' | 'restored', readFirst: number, total: number, opened?: OpenedWindow): Promise<number> {
-  const { node } = nodes
-  const reader = await node()
-  const writer = await node()
-  const inbound = new Promise<Stream>(resolve => { void reader.libp2p.handle(PROTOCOL, (stream) => { resolve(stream) }) })
-  const outbound = await writer.libp2p.dialProtocol(reader.libp2p.getMultiaddrs(), PROTOCOL)
-  const stream = await inbound
+  const { stream, outbound } = await openStream()
   const framed = new FramedStream(stream, { receiveWindow: limit === 'from the start' || limit === 'restored' ? CONTROL_RECEIVE_WINDOW : undefined })
   if (limit === 'later') {
     framed.limitReceiveWindow(CONTROL_RECEIVE_WINDOW)
@@ -48,16 +68,7 @@ async function takenIn (limit: 'none' | 'later' | 'from the start' | 'restored',
     outbound.send(new Uint8Array(CHUNK))
   }
   // until the reader has stopped and nothing more arrives for a while
-  let last = -1
-  const deadline = Date.now() + 20_000
-  while (Date.now() < deadline) {
-    await new Promise(resolve => setTimeout(resolve, 300))
-    const now = read + stream.readBufferLength
-    if (stream.readStatus === 'paused' && now === last) {
-      break
-    }
-    last = now
-  }
+  await untilSteady(() => stream.readStatus === 'paused' ? read + stream.readBufferLength : -1)
   expect(stream.readStatus, 'the reader stopped reading').to.equal('paused')
   const taken = read + stream.readBufferLength
   if (opened != null) {
@@ -76,6 +87,40 @@ interface OpenedWindow {
   result?: boolean
   /** The budget's use once the writer was stuck, before the stream closed */
   heldWhileOpen?: number
+}
+
+/**
+ * A writer trickles CHUNKs at about 1.3 MB/s for 3 s to a reader that opened
+ * its window as a pull does (and paced it, when `paced`) and reads all that
+ * comes; then the reader stops reading and the writer sends 16 MiB at once.
+ * Resolves with what the reader's side took in after it stopped: what the
+ * window let the writer have on its way.
+ */
+async function takenAfterTrickle (paced: boolean): Promise<number> {
+  const { stream, outbound } = await openStream()
+  const framed = new FramedStream(stream)
+  framed.openReceiveWindow(BLOCKS_RECEIVE_WINDOW, new Budget('windowBytes', 16 * 1024 * 1024))
+  if (paced) {
+    framed.paceReceiveWindow()
+  }
+  // the bytes are not frames: they are dropped as they come, and the window is what this looks at
+  framed.discardIncoming()
+  let arrived = 0
+  stream.addEventListener('message', (event) => { arrived += event.data.byteLength })
+  for (let i = 0; i < 60; i++) {
+    outbound.send(new Uint8Array(CHUNK))
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+  await new Promise(resolve => setTimeout(resolve, 200))
+  stream.pause()
+  const atStop = arrived + stream.readBufferLength
+  for (let sent = 0; sent < 16 * 1024 * 1024; sent += CHUNK) {
+    outbound.send(new Uint8Array(CHUNK))
+  }
+  const taken = await untilSteady(() => arrived + stream.readBufferLength)
+  outbound.abort(new Error('test over'))
+  framed.abort(new Error('test over'))
+  return taken - atStop
 }
 
 const nodes = testNodes({ carMirror: false })
@@ -118,6 +163,17 @@ describe('transport/FramedStream receive window', () => {
     expect(opened.result).to.be.false()
     expect(taken).to.be.at.most(2 * CONTROL_RECEIVE_WINDOW)
     expect(budget.used).to.equal(15 * 1024 * 1024)
+  })
+
+  it('paceReceiveWindow keeps the window near a second of what arrives: a stream fed 1.3 MB/s lets far less wait on its way than the window it opened', async function () {
+    this.timeout(60_000)
+    const unpaced = await takenAfterTrickle(false)
+    const paced = await takenAfterTrickle(true)
+    // yamux's window, opened to 4 MiB, grows further as the bytes are read
+    expect(unpaced, 'unpaced').to.be.at.least(BLOCKS_RECEIVE_WINDOW - CHUNK)
+    // about a second at 1.3 MB/s (at least PACED_WINDOW_MIN), and a chunk on its way
+    expect(paced, 'paced').to.be.at.most(2 * 1024 * 1024)
+    expect(paced, 'paced').to.be.at.least(PACED_WINDOW_MIN)
   })
 
   it('without the limit the same stream takes in more than a limited one past where its reader stopped (what the limit is for)', async () => {
