@@ -131,6 +131,7 @@ describe('the browser example page (examples/browser/) in Chromium', function ()
     page.on('pageerror', err => errors.push(err.message))
     try {
       await page.goto(url)
+      // idle once the page's nodes are up and the folder input listens (it starts as starting)
       await page.locator('#status[data-state="idle"]').waitFor({ timeout: 30_000 })
       await page.locator('#folder').setInputFiles(join(work, FOLDER))
       await page.locator('#status[data-state="done"], #status[data-state="error"]').waitFor({ timeout: 50_000 })
