@@ -510,6 +510,9 @@ export class DefaultCarMirror implements CarMirror {
   private async poolCandidates (options: FindProvidersOptions): Promise<Map<string, PeerTarget>> {
     const pooled = distinctTargets(options.providers ?? [])
     const most = (options.pool === false ? undefined : options.pool?.maxProviders) ?? DEFAULT_POOL_MAX_PROVIDERS
+    if (!Number.isInteger(most) || most < 1) {
+      throw new RangeError(`pool.maxProviders must be a positive integer, got ${most}`)
+    }
     if (pooled.size >= most) {
       return pooled
     }

@@ -203,6 +203,9 @@ describe('CAR Pool: a pull from several providers at once', function () {
     expect(stats.providers?.[0].peer).to.equal(servers[2].libp2p.peerId.toString())
     expect(stats.providers?.[0].blocksReceived).to.be.above(0)
     expect(stats.providers?.[1].blocksReceived).to.be.above(0)
+
+    const bad = await rejection(client.carMirror.pull(root, { pool: { maxProviders: 0 } }))
+    expect(bad).to.be.an.instanceOf(RangeError)
   })
 
   it('pins.add through the block broker pulls from every connected provider at once', async () => {
