@@ -50,6 +50,7 @@ describe('docs/PROTOCOL.md byte-level examples', () => {
       pull: { type: 'pull', roots: [cid], wants: [cid], bloom },
       'pull-shallow': { type: 'pull', roots: [cid], wants: [], depthLimit: 0 },
       'pull-sharded': { type: 'pull', roots: [cid], wants: [], shard: Shard.of(4, [0, 2]) },
+      'pull-interior': { type: 'pull', roots: [cid], wants: [], shard: Shard.of(4, []) },
       'status-shard': { type: 'status', wants: [], shard: Shard.of(4, [2]) },
       push: { type: 'push', roots: [cid], hints: [] },
       header: { type: 'header', roots: [cid] },
@@ -81,7 +82,7 @@ describe('docs/PROTOCOL.md byte-level examples', () => {
     expect(decoded.type).to.equal(examples[name].type)
   }
 
-  for (const name of ['pull', 'pull-shallow', 'pull-sharded', 'status-shard', 'push', 'header', 'block', 'status', 'status-clear', 'status-bloom', 'idle', 'sync', 'missing', 'keepalive', 'done', 'error']) {
+  for (const name of ['pull', 'pull-shallow', 'pull-sharded', 'pull-interior', 'status-shard', 'push', 'header', 'block', 'status', 'status-clear', 'status-bloom', 'idle', 'sync', 'missing', 'keepalive', 'done', 'error']) {
     it(`encodes the ${name} example byte for byte and decodes it back`, () => {
       checkExample(name)
     })
@@ -97,7 +98,7 @@ describe('docs/PROTOCOL.md byte-level examples', () => {
     expect(replacing.rootsHeld).to.equal(true)
   })
 
-  it('the sharded examples say what S-15 says: the hello block is in bucket 2 of 4, which both shards own', () => {
+  it('the sharded examples say what S-15 says: the hello block is in bucket 2 of 4, which both shards own and the empty shard does not', () => {
     const decoded = (name: string): Message => decodeMessage((frames.get(name) as Uint8Array).subarray(1))
     const pull = decoded('pull-sharded') as PullMessage
     const status = decoded('status-shard') as StatusMessage
@@ -107,6 +108,10 @@ describe('docs/PROTOCOL.md byte-level examples', () => {
     expect(bucketOf(cid, 4)).to.equal(2)
     expect(pull.shard?.sends(cid)).to.be.true()
     expect(Shard.of(4, [0, 1, 3]).sends(cid)).to.be.false()
+    // a shard of no bucket sends no raw leaf
+    const interior = decoded('pull-interior') as PullMessage
+    expect(interior.shard?.buckets()).to.deep.equal([])
+    expect(interior.shard?.sends(cid)).to.be.false()
   })
 
   it('rejects malformed shards: sn without sh, a mask of the wrong length, bits past sn, more than 1024 buckets', () => {

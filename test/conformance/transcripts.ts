@@ -122,6 +122,25 @@ async function blocksUntilIdle (conn: Awaited<ReturnType<Ctx['open']>>, rule: st
   }
 }
 
+transcript('pull-interior', ['S-15', 'S-6', 'S-2'], ['fixture'],
+  'a pull of F with an empty shard: every block of F that is not a raw leaf and no raw leaf, then idle{n:1}; a status whose shard owns every bucket, wanting L1: L1, then idle{n:2}',
+  async (ctx) => {
+    const { F, b, graph } = ctx.fx
+    const conn = await ctx.open('sender', graph)
+    conn.statusesWritten++
+    await conn.send(cbor({ t: 'pull', rs: [F], sr: [], sn: 4, sh: Uint8Array.of(0) }), 'pull rs=[F] sr=[] sn=4 sh=none')
+    await expectHeader(conn, [F])
+    const got = await blocksUntilIdle(conn, 'S-15', cid => cid.code !== 0x55 ? undefined : `${conn.name(cid)} is a raw leaf, and the shard owns no bucket`)
+    const interior = graph.blocksUnder([F]).filter(block => block.cid.code !== 0x55)
+    const absent = interior.filter(block => !got.has(block.cid.toString()))
+    check(absent.length === 0, 'S-6', `the sender did not send ${names(conn, absent.map(block => block.cid))}, which are not raw leaves`)
+
+    conn.statusesWritten++
+    await conn.send(cbor({ t: 'status', sr: [b.L1.cid], sn: 4, sh: Uint8Array.of(0x0f) }), 'status sr=[L1] sn=4 sh=all')
+    const asked = await blocksUntilIdle(conn, 'S-2', cid => cid.equals(b.L1.cid) ? undefined : `${conn.name(cid)} was sent; only L1 was asked`)
+    check(asked.has(b.L1.cid.toString()), 'S-2', 'the want L1, inside the widened shard, was not sent')
+  })
+
 transcript('pull-sharded', ['S-15', 'S-2', 'S-6'], ['fixture'],
   'a pull of F with a shard owning the bucket of L1: every block of F but the raw leaves of other buckets, then idle{n:1}; a status wanting a raw leaf outside the shard and one inside it: only the one inside, then idle{n:2}',
   async (ctx) => {

@@ -6,31 +6,35 @@
  * frontier.
  *
  * Each provider is sent a `pull` with its shard (PROTOCOL.md §4.1, §6.8).
- * The first provider, the leader, walks the DAG: it sends every block that
- * is not a raw leaf, and the raw leaves of its buckets. The others get a
- * shallow pull (`dl: 0`) and are asked for the raw leaves of their buckets
- * as the leader's blocks reveal them (at most every 20 ms, while they still
- * send), so their links carry leaves from the start and only one provider
- * sends the interior blocks. Blocks are verified and written once,
- * whichever provider's copy comes first; the others' copies are duplicates
- * (the roots' own blocks, and what was in flight when work moved).
+ * The first provider, the leader, walks the DAG with a shard of no bucket:
+ * it sends every block that is not a raw leaf, and no leaf. The others get
+ * a shallow pull (`dl: 0`) and are asked for the raw leaves of their
+ * buckets as the leader's blocks reveal them (at most every 20 ms, while
+ * they still send), so their links carry leaves from the start and only one
+ * provider sends the interior blocks. The leader is asked for the leaves of
+ * its buckets the same way from its first idle. Blocks are verified and
+ * written once, whichever provider's copy comes first; the others' copies
+ * are duplicates (the roots' own blocks, and what was in flight when work
+ * moved).
  *
- * An asked provider is asked only a little ahead of what it delivers:
- * about 250 ms of its recent rate (at least 1 MiB), counted in leaves of
- * the mean size stored so far. The rest of its buckets' leaves wait in its
- * queue at the receiver, where they can still move: when a provider's queue
- * runs dry, it takes part of the queue of the provider expected to finish
- * last (work stealing), and what that one was asked stays its own, so
- * nothing moves that may be in flight. The leader, once its walk is over,
- * is asked the same way. When a provider goes idle with nothing queued, it
- * may also take buckets from the walking leader, which is then sent a
- * status narrowing its shard. A provider that fails (a reset, a stall, a
- * forged or unrequested block, a block it lacks) loses its buckets and
- * what it was asked to the others; when the leader fails, the others are
- * asked for every want of their buckets, a DAG level a round.
+ * A provider is asked only a little ahead of what it delivers: about 250 ms
+ * of its rate over the last 500 ms (at least 1 MiB), in bytes. A leaf
+ * weighs what the dag-pb link naming it says (its Tsize), else the mean
+ * size of the leaves stored so far. Leaves of 256 KiB or more are asked
+ * first, one at a time, with up to 512 KiB of small ones beside: the last
+ * leaves of a pull are small, so the providers end together. The rest of a
+ * provider's buckets' leaves wait in its queue at the receiver, where they
+ * can still move: when a provider's queue runs dry, it takes part of the
+ * queue of the provider expected to finish last (work stealing), and what
+ * that one was asked stays its own, so nothing moves that may be in flight.
+ * A provider that fails (a reset, a stall, a forged or unrequested block, a
+ * block it lacks) loses its buckets and what it was asked to the others;
+ * when the leader fails, the others are asked for every want of their
+ * buckets, a DAG level a round.
  * The pull is complete when the shared frontier is.
  */
 
+import * as dagPb from '@ipld/dag-pb'
 import * as raw from 'multiformats/codecs/raw'
 import { BlocksNotAvailableError } from '../../errors.ts'
 import { cidKey } from '../cid-key.ts'
@@ -59,13 +63,42 @@ const ASK_AHEAD_MS = 250
 const STEAL_INTERVAL_MS = 50
 
 /** An asked member's rate is what it delivered over this many ms */
-const RATE_WINDOW_MS = 200
+const RATE_WINDOW_MS = 500
 
 /** The least an asked member may have asked and not yet arrived, bytes (its first round trip) */
 const MIN_ASK_AHEAD_BYTES = 1024 * 1024
 
+/**
+ * The small leaves a member may be asked past its room while a large leaf
+ * waits for room, bytes: they keep its link busy after the large leaf it
+ * was asked arrives, until the waiting one is asked and on its way
+ */
+const FILLER_BYTES = 512 * 1024
+
+/**
+ * The wants a member is asked ahead whatever their size: with large leaves,
+ * one arrives while the next is on its way
+ */
+const MIN_WANTS_AHEAD = 2
+
 /** What a raw leaf is taken to weigh before any has arrived, bytes */
 const FIRST_LEAF_ESTIMATE = 16 * 1024
+
+/**
+ * A raw leaf its parent says is at least this large is asked before the
+ * others of its member's queue: the last leaves of a pull are then small
+ * ones, which work stealing can share out evenly at the end
+ */
+const LARGE_LEAF_BYTES = 256 * 1024
+
+/** The most raw wants whose sizes (from their dag-pb parents) a pull keeps */
+const MAX_SIZE_HINTS = 1 << 14
+
+/** Hinted leaves stored before the hints are checked against their true sizes */
+const HINT_CHECK_LEAVES = 8
+
+/** The largest size a parent may give a leaf (a larger claim is capped: no block is this large) */
+const MAX_SIZE_HINT = 4 * 1024 * 1024
 
 /**
  * A verifier that remembers the bytes it verified last for each CID, so a
@@ -153,8 +186,19 @@ export class PoolReceiver {
   private lastFeed = -Infinity
   /** Wants found since the last feed, in the order found */
   private readonly fresh: CID[]
-  /** Raw wants asked of an asked member and not yet held, by key: each is asked of one member at a time */
-  private readonly inFlight = new Map<string, { cid: CID, member: PoolMember }>()
+  /** Raw wants asked of an asked member and not yet held, by key, with what each was taken to weigh: each is asked of one member at a time */
+  private readonly inFlight = new Map<string, { cid: CID, member: PoolMember, weight: number }>()
+  /**
+   * The sizes of raw wants, by key, as their dag-pb parents give them (the
+   * link's Tsize). Only a hint: it orders and paces what is asked, and a
+   * wrong one costs time, never a block
+   */
+  private readonly leafSizes = new Map<string, number>()
+  /** The sizes hinted for the leaves stored so far that had one, and their true sizes: hints far off are dropped (HINT_CHECK_LEAVES) */
+  private hintedLeaves = 0
+  private hintedBytes = 0
+  private hintedTrueBytes = 0
+  private hintsOff = false
   /** Raw leaves stored, and their bytes: what an asked want is taken to weigh */
   private leavesStored = 0
   private leafBytesStored = 0
@@ -209,6 +253,11 @@ export class PoolReceiver {
   /** The shard `provider` owns now */
   shardOf (provider: string): Shard {
     return Shard.of(this.planner.buckets, this.planner.bucketsOf(provider))
+  }
+
+  /** The shard `provider`'s sender is given now: none while it walks (it sends interior blocks only), else the buckets it owns */
+  wireShardOf (provider: string): Shard {
+    return this.walks(provider) ? Shard.of(this.planner.buckets, []) : this.shardOf(provider)
   }
 
   /**
@@ -266,10 +315,11 @@ export class PoolReceiver {
       this.leafBytesStored += bytes
       // only raw leaves are asked of one member at a time
       const key = cidKey(cid)
+      this.checkHint(key, bytes)
       const asked = this.inFlight.get(key)
       if (asked != null) {
         this.inFlight.delete(key)
-        asked.member.outstanding--
+        asked.member.settled(asked.weight)
       }
     }
     if (this.complete) {
@@ -306,16 +356,74 @@ export class PoolReceiver {
     return this.leavesStored > 0 ? this.leafBytesStored / this.leavesStored : FIRST_LEAF_ESTIMATE
   }
 
-  /** How many more wants `member` may be asked now: ASK_AHEAD_MS of its rate, less what it was asked and has not sent */
-  private roomOf (member: PoolMember): number {
-    const ahead = Math.max(MIN_ASK_AHEAD_BYTES, member.bytesPerMs(this.now()) * ASK_AHEAD_MS)
-    // one more than the estimate: the next want is asked while a large leaf arrives
-    return Math.max(0, Math.ceil(ahead / this.leafEstimate()) + 1 - member.outstanding)
+  /** What `want` is taken to weigh: the size its parent gave it, else the mean of the leaves stored so far */
+  private weightOf (want: CID): number {
+    return this.leafSizes.get(cidKey(want)) ?? this.leafEstimate()
+  }
+
+  /** True when `want`'s parent says it is a large leaf (LARGE_LEAF_BYTES), asked before the others */
+  isLarge (want: CID): boolean {
+    return (this.leafSizes.get(cidKey(want)) ?? 0) >= LARGE_LEAF_BYTES
   }
 
   /**
-   * Puts raw wants in the queues of their buckets' owners, when those are
-   * asked members (a walking owner finds them by itself, or at its idle)
+   * Compares a stored leaf's size with the size hinted for it. Once
+   * HINT_CHECK_LEAVES hinted leaves have arrived, hints that are off by
+   * more than half (too large or too small in all) are no longer used:
+   * taken as true, far too large ones would have each provider asked for
+   * two leaves at a time, far too small ones for everything at once
+   */
+  private checkHint (key: string, bytes: number): void {
+    const hint = this.leafSizes.get(key)
+    if (hint == null) {
+      return
+    }
+    this.leafSizes.delete(key)
+    this.hintedLeaves++
+    this.hintedBytes += hint
+    this.hintedTrueBytes += bytes
+    if (this.hintedLeaves >= HINT_CHECK_LEAVES && (this.hintedTrueBytes * 2 < this.hintedBytes || this.hintedTrueBytes > this.hintedBytes * 2)) {
+      this.hintsOff = true
+      this.leafSizes.clear()
+    }
+  }
+
+  /**
+   * Notes the sizes a stored dag-pb block gives the raw leaves it links to
+   * (as far as MAX_SIZE_HINTS allows, and while hints prove right); other
+   * blocks give none
+   */
+  noteLinkSizes (cid: CID, bytes: Uint8Array): void {
+    if (cid.code !== dagPb.code || this.hintsOff || this.leafSizes.size >= MAX_SIZE_HINTS) {
+      return
+    }
+    let node: dagPb.PBNode
+    try {
+      node = dagPb.decode(bytes)
+    } catch {
+      return
+    }
+    for (const link of node.Links) {
+      if (link.Hash.code === raw.code && link.Tsize != null && link.Tsize > 0 && this.leafSizes.size < MAX_SIZE_HINTS && this.frontier.isWanted(link.Hash)) {
+        this.leafSizes.set(cidKey(link.Hash), Math.min(link.Tsize, MAX_SIZE_HINT))
+      }
+    }
+  }
+
+  /**
+   * The bytes `member` may still be asked for now: ASK_AHEAD_MS of its rate
+   * (at least MIN_ASK_AHEAD_BYTES), less what it was asked and has not
+   * sent
+   */
+  private roomOf (member: PoolMember): number {
+    const ahead = Math.max(MIN_ASK_AHEAD_BYTES, member.bytesPerMs(this.now()) * ASK_AHEAD_MS)
+    return ahead - member.outstandingBytes
+  }
+
+  /**
+   * Puts raw wants in the queues of their buckets' owners. The walking
+   * leader's wait there too: its walk sends no raw leaf (its shard is empty
+   * until its first idle), so they can still move to whoever runs dry first
    */
   private enqueue (wants: CID[]): void {
     for (const want of wants) {
@@ -323,17 +431,65 @@ export class PoolReceiver {
         continue
       }
       const owner = this.members.get(this.planner.ownerOf(want))
-      if (owner != null && !owner.failed && !this.walks(owner.provider)) {
+      if (owner != null && !owner.failed) {
         owner.queue(want)
       }
     }
   }
 
-  /** Takes up to `member`'s room from its queue, and counts them as asked of it */
+  /** Queues the raw wants of a member's first pull that it is not asked for in it (the leader's, until its first idle) */
+  queueLeaves (wants: CID[]): void {
+    this.enqueue(wants)
+  }
+
+  /** Takes up to `member`'s room from its queue (the large leaves first), and counts them as asked of it */
   private ask (member: PoolMember, max: number): CID[] {
-    const wants = member.takeQueued(Math.min(max, this.roomOf(member))).filter(want => this.frontier.isWanted(want) && !this.inFlight.has(cidKey(want)))
+    let room = this.roomOf(member)
+    let fillers = member.outstandingBytes - member.outstandingLargeBytes
+    let large = member.outstandingLargeBytes
+    let blocked = false
+    const fresh = (want: CID): boolean => this.frontier.isWanted(want) && !this.inFlight.has(cidKey(want))
+    // a want held or asked meanwhile leaves the queue and takes no room;
+    // the queue gives its large leaves first
+    const taken = member.takeQueued(max, want => {
+      if (!fresh(want)) {
+        return true
+      }
+      const weight = this.weightOf(want)
+      if (this.isLarge(want)) {
+        if (weight > room && large > 0) {
+          // it waits until the one on its way arrives
+          blocked = true
+          return false
+        }
+        // it fits, or no large leaf is on its way: it goes now, whatever the small ones in flight weigh
+        large += weight
+      } else if (blocked) {
+        // small leaves keep the link busy while a large one waits, but only
+        // a little, so that it is the next large one sent
+        if (fillers + weight > FILLER_BYTES) {
+          return false
+        }
+        fillers += weight
+      } else if (weight > room) {
+        return false
+      }
+      room -= weight
+      return true
+    })
+    const wants = taken.filter(fresh)
+    const short = Math.min(max - taken.length, MIN_WANTS_AHEAD - member.outstanding - wants.length)
+    if (short > 0) {
+      // large leaves and nothing to fill with: the next one is asked while one arrives
+      wants.push(...member.takeQueued(short, fresh))
+    }
     for (const want of wants) {
-      this.inFlight.set(cidKey(want), { cid: want, member })
+      const weight = this.weightOf(want)
+      this.inFlight.set(cidKey(want), { cid: want, member, weight })
+      member.outstandingBytes += weight
+      if (weight >= LARGE_LEAF_BYTES) {
+        member.outstandingLargeBytes += weight
+      }
     }
     member.outstanding += wants.length
     return wants
@@ -354,7 +510,7 @@ export class PoolReceiver {
   }
 
   /**
-   * Gives each member other than the leader the wants of its buckets found
+   * Gives each member other than the walking leader the wants of its buckets found
    * since (the leaves below the leader's interior blocks), as far as its
    * room allows, while it still sends: its link need not wait for it to go
    * idle, and what it was not asked yet can still move to another member
@@ -424,9 +580,9 @@ export class PoolReceiver {
    */
   idle (member: PoolMember): Message[] {
     if (member.provider === this.leader && !this.leaderWalked) {
-      // its walk is over: the leaves of its buckets it has not sent (those
-      // it inherited or a Bloom hid) are asked of it a little at a time, as
-      // of the others, so that work moving away from it stays out of flight
+      // its walk is over: the leaves of its buckets (queued as its blocks
+      // showed them, and any the store's walk found) are asked of it a
+      // little at a time, as of the others
       this.leaderWalked = true
       this.enqueue(this.frontier.wants())
     }
@@ -457,22 +613,21 @@ export class PoolReceiver {
       if (entry.member === member && which(entry.cid)) {
         this.inFlight.delete(key)
         forgotten.push(entry.cid)
+        member.settled(entry.weight)
       }
     }
-    member.outstanding -= forgotten.length
     return forgotten
   }
 
   /**
    * Moves to `thief` the part of the backlog of the provider expected to
-   * finish last that it would reach last (ShardPlanner.finished). A walking
-   * victim is told to leave the moved buckets out; an asked victim keeps
-   * what it was asked and loses what it was not
+   * finish last that it would reach last (ShardPlanner.finished). A victim
+   * keeps what it was asked and loses what it was not; with no leader, the
+   * victim finds its wants by itself and is told to leave the moved buckets out
    */
   private steal (thief: PoolMember, early = false): void {
     thief.lastSteal = this.now()
-    // before it is idle, it takes only from asked members: a walking one's leaves may be in flight already
-    const moves = this.planner.finished(thief.provider, this.now(), undefined, this.backlog(early))
+    const moves = this.planner.finished(thief.provider, this.now(), undefined, this.backlog())
     if (early && moves.length === 0) {
       this.planner.resumed(thief.provider)
     }
@@ -483,7 +638,7 @@ export class PoolReceiver {
       }
       const moved = new Set(move.buckets)
       const inMoved = (want: CID): boolean => moved.has(bucketOf(want, this.planner.buckets))
-      if (this.walks(from.provider) || this.leader == null) {
+      if (this.leader == null) {
         // it finds its raw leaves by itself: it must be told to leave the
         // moved ones out, which withdraws what it was asked outside its
         // shard (S-15), in buckets moved earlier without a narrowing too
@@ -492,33 +647,48 @@ export class PoolReceiver {
         this.forgetAsked(from, cid => !shard.sends(cid))
         this.enqueue(this.frontier.wants().filter(inMoved))
       } else {
-        // it sends only what it is asked: what it was asked stays its own, what it was not moves
+        // it sends only the leaves it is asked (the walking leader none yet): what it was asked stays its own, what it was not moves
         this.enqueue(from.takeQueued(Infinity, inMoved))
       }
     }
   }
 
   /**
-   * The raw wants of each bucket that can still move, and the position of
-   * its first one in the frontier's order, which is the order providers
-   * walk the DAG in and send their leaves (how soon its owner will send
-   * it). Raw leaves are what a shard divides; wants already asked of an
-   * asked member are its own, and buckets without a movable want are absent
+   * The raw wants of each bucket that can still move, their bytes as far
+   * as known, and how soon its owner will send the bucket: the place of its
+   * first want in its owner's queue (the order it is asked in), else in
+   * the frontier's order after every queued want (the order a provider
+   * that finds its leaves itself walks in). Raw leaves are what a shard
+   * divides; wants already asked of a member are its own, and buckets
+   * without a movable want are absent
    */
-  private backlog (askedOnly: boolean): Map<number, BucketBacklog> {
-    const backlog = new Map<number, BucketBacklog>()
-    let position = 0
-    for (const want of this.frontier.wants()) {
-      if (want.code === raw.code && !this.inFlight.has(cidKey(want)) && !(askedOnly && this.walks(this.planner.ownerOf(want)))) {
-        const bucket = bucketOf(want, this.planner.buckets)
-        const entry = backlog.get(bucket)
-        if (entry == null) {
-          backlog.set(bucket, { wants: 1, position })
-        } else {
-          entry.wants++
-        }
+  private backlog (): Map<number, BucketBacklog> {
+    const queued = new Map<string, number>()
+    for (const member of this.members.values()) {
+      let place = 0
+      for (const want of member.queueOrder()) {
+        queued.set(cidKey(want), place++)
       }
-      position++
+    }
+    const backlog = new Map<number, BucketBacklog>()
+    let order = 0
+    for (const want of this.frontier.wants()) {
+      order++
+      const key = cidKey(want)
+      if (want.code !== raw.code || this.inFlight.has(key)) {
+        continue
+      }
+      const bucket = bucketOf(want, this.planner.buckets)
+      const position = queued.get(key) ?? queued.size + order
+      const bytes = this.weightOf(want)
+      const entry = backlog.get(bucket)
+      if (entry == null) {
+        backlog.set(bucket, { wants: 1, bytes, position })
+      } else {
+        entry.wants++
+        entry.bytes = (entry.bytes ?? 0) + bytes
+        entry.position = Math.min(entry.position, position)
+      }
     }
     return backlog
   }
@@ -598,10 +768,17 @@ export class PoolMember extends ReceiverSession {
   private idleAnswered = -1
   /** The wants asked of it so far (a member that does not walk the DAG is fed new ones only) */
   private readonly asked = new Set<string>()
-  /** Raw wants of its buckets it was not asked yet, in the order found (an asked member only) */
+  /** Raw wants of its buckets it was not asked yet, in the order found: those its parents say are large, then the others */
+  private waitingLarge: CID[] = []
   private waitingWants: CID[] = []
+  /** The keys of `waitingWants` */
+  private readonly waitingKeys = new Set<string>()
   /** Raw wants asked of it (by the pool's feeds and rounds) that are not held yet */
   outstanding = 0
+  /** What those are taken to weigh, bytes */
+  outstandingBytes = 0
+  /** The part of it that large leaves weigh */
+  outstandingLargeBytes = 0
   /** When it last stole work */
   lastSteal = -Infinity
   /** The shard its sender has now */
@@ -648,9 +825,12 @@ export class PoolMember extends ReceiverSession {
    */
   override async pullRequest (options: { signal?: AbortSignal } = {}): Promise<PullMessage> {
     const request = await super.pullRequest(options)
-    const shard = this.pool.shardOf(this.provider)
+    const shard = this.pool.wireShardOf(this.provider)
     let wants = request.wants.filter(want => shard.sends(want))
-    if (request.depthLimit === 0) {
+    if (this.pool.walks(this.provider)) {
+      // the leader walks with no bucket: its raw wants wait in its queue
+      this.pool.queueLeaves(request.wants.filter(want => want.code === raw.code))
+    } else if (request.depthLimit === 0) {
       // a member that does not walk: the raw leaves of its buckets known so far (as far as its room allows), else the roots' own blocks
       wants = this.pool.firstAsk(this, wants.filter(want => want.code === raw.code))
     }
@@ -675,28 +855,54 @@ export class PoolMember extends ReceiverSession {
     return this.wireShard
   }
 
+  /** A want asked of it, which weighed `weight`, is held now or no longer its own */
+  settled (weight: number): void {
+    this.outstanding--
+    this.outstandingBytes -= weight
+    if (weight >= LARGE_LEAF_BYTES) {
+      this.outstandingLargeBytes -= weight
+    }
+  }
+
+  /** Its queue in the order it is asked: the large leaves, then the others */
+  * queueOrder (): Iterable<CID> {
+    yield * this.waitingLarge
+    yield * this.waitingWants
+  }
+
   /** Raw wants waiting in its queue */
   get queued (): number {
-    return this.waitingWants.length
+    return this.waitingLarge.length + this.waitingWants.length
   }
 
-  /** Adds raw wants of its buckets to its queue */
+  /** Adds raw wants of its buckets to its queue (those queued already stay where they are) */
   queue (...wants: CID[]): void {
-    this.waitingWants.push(...wants)
-  }
-
-  /** Takes up to `max` wants from its queue (those `which` accepts; all by default), in the order queued */
-  takeQueued (max: number, which: (want: CID) => boolean = () => true): CID[] {
-    const taken: CID[] = []
-    const kept: CID[] = []
-    for (const want of this.waitingWants) {
-      if (taken.length < max && which(want)) {
-        taken.push(want)
-      } else {
-        kept.push(want)
+    for (const want of wants) {
+      const key = cidKey(want)
+      if (!this.waitingKeys.has(key)) {
+        this.waitingKeys.add(key)
+        ;(this.pool.isLarge(want) ? this.waitingLarge : this.waitingWants).push(want)
       }
     }
-    this.waitingWants = kept
+  }
+
+  /** Takes up to `max` wants from its queue (those `which` accepts; all by default): the large ones first, each kind in the order queued */
+  takeQueued (max: number, which: (want: CID) => boolean = () => true): CID[] {
+    const taken: CID[] = []
+    const take = (queue: CID[]): CID[] => {
+      const kept: CID[] = []
+      for (const want of queue) {
+        if (taken.length < max && which(want)) {
+          taken.push(want)
+          this.waitingKeys.delete(cidKey(want))
+        } else {
+          kept.push(want)
+        }
+      }
+      return kept
+    }
+    this.waitingLarge = take(this.waitingLarge)
+    this.waitingWants = take(this.waitingWants)
     return taken
   }
 
@@ -800,7 +1006,14 @@ export class PoolMember extends ReceiverSession {
       // before the turn: the others' blocks need not wait for this hash (the frontier does not hash it again)
       await this.verifier.verify(cid, bytes)
     }
-    const outcome = await this.pool.exclusive(async () => super.storeBlock(cid, bytes, options))
+    const outcome = await this.pool.exclusive(async () => {
+      const stored = await super.storeBlock(cid, bytes, options)
+      if (stored === 'stored') {
+        // in the turn: no feed may queue the leaves it links to before their sizes are known
+        this.pool.noteLinkSizes(cid, bytes)
+      }
+      return stored
+    })
     if (outcome === 'stored') {
       this.pool.stored(this.provider, cid, bytes.byteLength)
     } else if (outcome === 'duplicate') {

@@ -53,6 +53,12 @@ export interface BucketMove {
 export interface BucketBacklog {
   /** Blocks of the bucket the requestor still wants from its owner */
   wants: number
+  /**
+   * Their bytes, as far as the requestor can tell (e.g. from the sizes its
+   * parents give them). When every entry has them, time is reckoned in bytes
+   * over byte rates, else in blocks over block rates
+   */
+  bytes?: number
   /** How soon its owner reaches the bucket: the position of its first want in DAG order (lower: sooner) */
   position: number
 }
@@ -208,19 +214,20 @@ export class ShardPlanner {
     const latestFirst = [...this.state(victim).buckets]
       .filter(bucket => (backlog.get(bucket)?.wants ?? 0) > 0)
       .sort((a, b) => (backlog.get(b)?.position ?? 0) - (backlog.get(a)?.position ?? 0) || b - a)
-    const total = latestFirst.reduce((sum, bucket) => sum + (backlog.get(bucket)?.wants ?? 0), 0)
-    const thiefRate = this.blocksPerMs(thief, now)
-    const victimRate = this.blocksPerMs(victim, now)
+    const weigh = weigher(backlog)
+    const total = latestFirst.reduce((sum, bucket) => sum + weigh(bucket), 0)
+    const thiefRate = this.rateIn(backlog, thief, now)
+    const victimRate = this.rateIn(backlog, victim, now)
     const share = thiefRate > 0 && victimRate > 0 ? thiefRate / (thiefRate + victimRate) : 0.5
     const target = Math.max(1, Math.floor(total * share))
     const taken: number[] = []
-    let wants = 0
+    let work = 0
     for (const bucket of latestFirst.slice(0, -1)) {
-      if (wants >= target) {
+      if (work >= target) {
         break
       }
       taken.push(bucket)
-      wants += backlog.get(bucket)?.wants ?? 0
+      work += weigh(bucket)
     }
     return this.move(victim, thief, taken)
   }
@@ -251,17 +258,23 @@ export class ShardPlanner {
     return [{ from, to, buckets: sorted }]
   }
 
-  /** Ms `provider` needs for the wanted blocks of its buckets at its block rate (0 with none; the most of all before its first block) */
+  /** Ms `provider` needs for the wanted blocks of its buckets at its rate (0 with none; the most of all before its first block) */
   private timeLeft (provider: string, now: number, backlog: Map<number, BucketBacklog>): number {
-    let wants = 0
+    const weigh = weigher(backlog)
+    let work = 0
     for (const bucket of this.state(provider).buckets) {
-      wants += backlog.get(bucket)?.wants ?? 0
+      work += weigh(bucket)
     }
-    if (wants === 0) {
+    if (work === 0) {
       return 0
     }
-    const rate = this.blocksPerMs(provider, now)
-    return rate > 0 ? wants / rate : Number.MAX_SAFE_INTEGER * (wants / (wants + 1))
+    const rate = this.rateIn(backlog, provider, now)
+    return rate > 0 ? work / rate : Number.MAX_SAFE_INTEGER * (work / (work + 1))
+  }
+
+  /** `provider`'s rate in the unit of `backlog`: bytes per ms when it weighs buckets in bytes, else blocks per ms */
+  private rateIn (backlog: Map<number, BucketBacklog>, provider: string, now: number): number {
+    return inBytes(backlog) ? this.rate(provider, now) : this.blocksPerMs(provider, now)
   }
 
   /** Verified blocks per ms `provider` has delivered so far (0 before it has delivered over some time) */
@@ -333,5 +346,24 @@ export class ShardPlanner {
       throw new RangeError(`${provider} is not a provider of this pool`)
     }
     return state
+  }
+}
+
+/** True when every bucket of `backlog` says its bytes */
+function inBytes (backlog: Map<number, BucketBacklog>): boolean {
+  for (const entry of backlog.values()) {
+    if (entry.bytes == null) {
+      return false
+    }
+  }
+  return backlog.size > 0
+}
+
+/** What a bucket of `backlog` weighs: its bytes when every bucket says them, else its wanted blocks */
+function weigher (backlog: Map<number, BucketBacklog>): (bucket: number) => number {
+  const bytes = inBytes(backlog)
+  return bucket => {
+    const entry = backlog.get(bucket)
+    return entry == null ? 0 : bytes ? entry.bytes ?? 0 : entry.wants
   }
 }

@@ -9,7 +9,7 @@ import { SenderSession } from '../../../src/core/sender.ts'
 import { BlocksNotAvailableError, HashMismatchError } from '../../../src/errors.ts'
 import { FramedStream } from '../../../src/transport/framed-stream.ts'
 import { runReceiver, runSender } from '../../../src/transport/run-session.ts'
-import { buildDag, cborBlock, getBytes, putAll, rawBlock } from '../../fixtures/dag.ts'
+import { buildDag, cborBlock, getBytes, pbSizedBlock, putAll, rawBlock } from '../../fixtures/dag.ts'
 import { treeSpecs } from '../../fixtures/dags.ts'
 import type { BlockSource } from '../../../src/core/blocks.ts'
 import type { Message, PullMessage } from '../../../src/core/messages.ts'
@@ -33,6 +33,8 @@ interface PoolOutcome {
   leaves: Map<string, CID[]>
   /** Each member's session: fulfilled, or rejected with why */
   results: Map<string, PromiseSettledResult<void>>
+  /** The pull each provider was sent, by key */
+  requests: Map<string, PullMessage>
 }
 
 /** Reads the first message of a stream, as a server does */
@@ -55,6 +57,7 @@ async function poolPull (target: MemoryBlockstore, root: CID, providers: Provide
   const senders = new Map<string, SenderSession>()
   const leaves = new Map<string, CID[]>()
   const results = new Map<string, PromiseSettledResult<void>>()
+  const requests = new Map<string, PullMessage>()
   await Promise.all(providers.map(async provider => {
     const member = pool.member(provider.key)
     const [a, b] = await streamPair()
@@ -65,6 +68,7 @@ async function poolPull (target: MemoryBlockstore, root: CID, providers: Provide
     const sending = (async () => {
       const first = await firstMessage(senderFramed, signal)
       const request = first as PullMessage
+      requests.set(provider.key, request)
       const sender = new SenderSession({ blockstore: provider.store, roots: request.roots, request: provider.unsharded === true ? { ...request, shard: undefined } : request })
       senders.set(provider.key, sender)
       await runSender(senderFramed, sender, {
@@ -85,7 +89,30 @@ async function poolPull (target: MemoryBlockstore, root: CID, providers: Provide
   }))
   await pool.frontier.settle()
   pool.close()
-  return { pool, senders, leaves, results }
+  return { pool, senders, leaves, results, requests }
+}
+
+/**
+ * A dag-pb root over `groups` dag-pb nodes, each linking raw leaves of
+ * `sizes(group, i)` seeded bytes, the links naming `claim(size)` as their
+ * size (the true size unless told otherwise)
+ */
+async function sizedLeaves (salt: string, groups: number, perGroup: number, sizes: (group: number, i: number) => number, claim: (size: number) => number = size => size): Promise<{ root: CID, blocks: Block[], leaves: Block[] }> {
+  const leaves: Block[] = []
+  const nodes: Block[] = []
+  for (let g = 0; g < groups; g++) {
+    const group: Block[] = []
+    for (let i = 0; i < perGroup; i++) {
+      const bytes = new Uint8Array(sizes(g, i))
+      new DataView(bytes.buffer).setUint32(0, g * perGroup + i)
+      bytes.set(new TextEncoder().encode(salt), 4)
+      group.push(await rawBlock(bytes))
+    }
+    leaves.push(...group)
+    nodes.push(await pbSizedBlock(`${salt} ${g}`, group.map(leaf => ({ cid: leaf.cid, size: claim(leaf.bytes.byteLength) }))))
+  }
+  const root = await pbSizedBlock(salt, nodes.map(node => ({ cid: node.cid, size: 1 })))
+  return { root: root.cid, blocks: [root, ...nodes, ...leaves], leaves }
 }
 
 /** A tree of 216 raw leaves under 43 interior blocks (dag-cbor and dag-pb) */
@@ -229,6 +256,84 @@ describe('core/pool PoolReceiver over stream pairs', () => {
     // the first want lists split the leaves by bucket
     expect(sentLeaves.get('a')?.slice(0, 20).every(cid => bucketOf(cid, 8) < 4)).to.be.true()
     expect(sentLeaves.get('b')?.slice(0, 20).every(cid => bucketOf(cid, 8) >= 4)).to.be.true()
+  })
+
+  it('the leader walks with a shard of no bucket: it sends every interior block and no leaf until it is asked', async () => {
+    const { root, blocks, leaves } = await tree('pool-leader-shard')
+    const target = new MemoryBlockstore()
+    const providers = await Promise.all(['a', 'b'].map(async key => ({ key, store: await storeOf(blocks) })))
+
+    const { pool, requests, senders, leaves: sentLeaves } = await poolPull(target, root, providers, 8)
+
+    expect(pool.complete).to.be.true()
+    await expectHoldsAll(target, blocks)
+    // a walks (no dl) owning no bucket; b is asked (dl: 0) and owns 4-7
+    expect(requests.get('a')?.depthLimit).to.be.undefined()
+    expect(requests.get('a')?.shard?.buckets()).to.deep.equal([])
+    expect(requests.get('b')?.depthLimit).to.equal(0)
+    expect(requests.get('b')?.shard?.buckets()).to.deep.equal([4, 5, 6, 7])
+    // a still sent leaves, each asked of it in a status once its walk was over
+    const a = senders.get('a')
+    expect(sentLeaves.get('a')?.length).to.be.above(0)
+    expect(a?.counters.statusesReceived).to.be.above(0)
+    expect((a?.counters.blocksSent ?? 0) - (sentLeaves.get('a')?.length ?? 0)).to.equal(blocks.length - leaves.length)
+  })
+
+  it('a provider that runs dry takes leaves of the walking leader\'s buckets before the leader is asked: none arrives twice', async () => {
+    const { root, blocks, leaves } = await tree('pool-leader-steal')
+    const target = new MemoryBlockstore()
+
+    // the leader reads each block slowly: its walk of the interior blocks takes long
+    const { pool, leaves: sentLeaves, results } = await poolPull(target, root, [
+      { key: 'leader', store: slowStore(await storeOf(blocks), 15) },
+      { key: 'fast', store: await storeOf(blocks) }
+    ])
+
+    expect([...results.values()].map(r => r.status)).to.deep.equal(['fulfilled', 'fulfilled'])
+    expect(pool.complete).to.be.true()
+    await expectHoldsAll(target, blocks)
+    const fast = sentLeaves.get('fast') ?? []
+    const leader = new Set((sentLeaves.get('leader') ?? []).map(cid => cid.toString()))
+    // the fast one sent most leaves, the leader's buckets' among them, and nothing the leader sent too
+    expect(fast.length).to.be.above(leaves.length * 0.75)
+    expect(fast.some(cid => bucketOf(cid, DEFAULT_POOL_BUCKETS) < DEFAULT_POOL_BUCKETS / 2)).to.be.true()
+    expect(fast.filter(cid => leader.has(cid.toString()))).to.deep.equal([])
+    expect(fast.length + leader.size).to.equal(leaves.length)
+  })
+
+  it('leaves their dag-pb parents say are large are asked before the small ones', async () => {
+    // one group: 200 small leaves, then 16 large ones, in link order
+    const { root, blocks, leaves } = await sizedLeaves('pool-large-first', 1, 216, (_, i) => i < 200 ? 8_000 : 300_000)
+    const target = new MemoryBlockstore()
+    const providers = await Promise.all(['a', 'b'].map(async key => ({ key, store: await storeOf(blocks) })))
+    const large = new Set(leaves.filter(leaf => leaf.bytes.byteLength > 8_000).map(leaf => leaf.cid.toString()))
+
+    const { pool, leaves: sentLeaves } = await poolPull(target, root, providers)
+
+    expect(pool.complete).to.be.true()
+    await expectHoldsAll(target, blocks)
+    for (const [key, sent] of sentLeaves) {
+      // in link order they come last; asked first (the first ask of each
+      // provider has room for at least two), each provider's first two
+      // leaves are large ones
+      expect(sent.slice(0, 2).map(cid => large.has(cid.toString())), `the first leaves from ${key}`).to.deep.equal([true, true])
+    }
+  })
+
+  it('sizes the links claim only order and pace what is asked: claims far too large or too small still bring the whole DAG, each leaf about once', async () => {
+    for (const [salt, claim] of [['huge', () => 2 ** 40], ['tiny', () => 1]] as const) {
+      const { root, blocks, leaves } = await sizedLeaves(`pool-claims-${salt}`, 4, 40, () => 3_000, claim)
+      const target = new MemoryBlockstore()
+      const providers = await Promise.all(['a', 'b', 'c'].map(async key => ({ key, store: await storeOf(blocks) })))
+
+      const { pool, leaves: sentLeaves, results } = await poolPull(target, root, providers)
+
+      expect([...results.values()].map(r => r.status), salt).to.deep.equal(['fulfilled', 'fulfilled', 'fulfilled'])
+      expect(pool.complete, salt).to.be.true()
+      await expectHoldsAll(target, blocks)
+      const total = [...sentLeaves.values()].reduce((sum, sent) => sum + sent.length, 0)
+      expect(total, salt).to.be.within(leaves.length, Math.ceil(leaves.length * 1.5))
+    }
   })
 
   it('a fast provider steals from a slow one: the slow one sends less than its share', async () => {

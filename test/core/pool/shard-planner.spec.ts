@@ -246,6 +246,28 @@ describe('core/pool ShardPlanner', () => {
     checkOwnership(planner, ['a', 'b', 'c'])
   })
 
+  it('with a backlog in bytes, time left and shares are reckoned in bytes over byte rates, not in blocks', () => {
+    const planner = new ShardPlanner({ providers: ['a', 'b', 'c'], buckets: 9 })
+    // a, b and c each deliver 10 blocks in 10 ms; a and b 100 bytes a block, c 1,000
+    for (const [key, bytes] of [['a', 100], ['b', 100], ['c', 1000]] as const) {
+      for (let i = 0; i < 10; i++) {
+        planner.received(key, bytes, i)
+      }
+    }
+    // in blocks, b has more left (40 wants to c's 30); in bytes b has 4,000
+    // (40 ms at 100 bytes per ms) and c 300,000 (300 ms at 1,000)
+    const backlog = new Map<number, BucketBacklog>([
+      [3, { wants: 20, bytes: 2000, position: 0 }], [4, { wants: 20, bytes: 2000, position: 5 }],
+      [6, { wants: 10, bytes: 100_000, position: 1 }], [7, { wants: 10, bytes: 100_000, position: 2 }], [8, { wants: 10, bytes: 100_000, position: 3 }]
+    ])
+    // a's share of c's 300,000 bytes at rates 100:1,000 is 27,272: bucket 8, reached last
+    expect(planner.finished('a', 10, undefined, backlog)).to.deep.equal([{ from: 'c', to: 'a', buckets: [8] }])
+    // without bytes, the same wants make b the victim
+    const blocksOnly = new Map([...backlog].map(([bucket, { wants, position }]) => [bucket, { wants, position }]))
+    expect(planner.finished('a', 10, undefined, blocksOnly)).to.deep.equal([{ from: 'b', to: 'a', buckets: [4] }])
+    checkOwnership(planner, ['a', 'b', 'c'])
+  })
+
   it('a provider that finished with nothing left to steal inherits a failed one\'s buckets and runs again', () => {
     const planner = new ShardPlanner({ providers: ['a', 'b'], buckets: 2 })
     // b holds one bucket: nothing to take from it
