@@ -447,7 +447,7 @@ export class DefaultCarMirror implements CarMirror {
     framed.openReceiveWindow(BLOCKS_RECEIVE_WINDOW, this.budgets.windowBytes)
     framed.paceReceiveWindow()
     log('pull of %c (%d root(s)) from %p: %d want(s), a Bloom of %d bytes%s', receiver.roots[0], receiver.roots.length, remotePeer, request.wants.length, request.bloom?.bytes.byteLength ?? 0, request.shard == null ? '' : `, ${request.shard.buckets().length} of ${request.shard.count} buckets`)
-    const progress = this.progress(options, stats)
+    const progress = this.progress(options, stats, remotePeer)
     try {
       await runReceiver(framed, receiver, {
         signal,
@@ -659,7 +659,7 @@ export class DefaultCarMirror implements CarMirror {
     })
     log('push of %c (%d root(s)) to %p: %d hint(s)%s', rootList[0], rootList.length, remotePeer, hints.length, resuming ? ', resuming' : '')
     try {
-      await runSender(framed, sender, { signal, first: [{ type: 'push', roots: rootList, hints }], maxCidsPerMessage: this.init.maxCidsPerMessage, log, ...this.progress(options, stats) })
+      await runSender(framed, sender, { signal, first: [{ type: 'push', roots: rootList, hints }], maxCidsPerMessage: this.init.maxCidsPerMessage, log, ...this.progress(options, stats, remotePeer) })
       logSenderEnd(log, sender)
       this.interruptedPushes.delete(resumeKey)
       this.recentRoots.remember(remotePeer.toString(), rootList)
@@ -1075,7 +1075,7 @@ export class DefaultCarMirror implements CarMirror {
     }
   }
 
-  private progress (options: TransferOptions, stats: TransferStats): Pick<RunOptions, 'onSent' | 'onReceived' | 'onReceiverStep'> {
+  private progress (options: TransferOptions, stats: TransferStats, peer: PeerId): Pick<RunOptions, 'onSent' | 'onReceived' | 'onReceiverStep'> {
     const onProgress = options.onProgress
     const countStatus = (message: Message): void => {
       if (message.type === 'status' || message.type === 'pull') {
@@ -1103,7 +1103,7 @@ export class DefaultCarMirror implements CarMirror {
       },
       onReceiverStep: (step: ReceiverStep) => {
         if (step.block != null) {
-          onProgress?.(new CustomProgressEvent('car-mirror:block:received', step.block))
+          onProgress?.(new CustomProgressEvent('car-mirror:block:received', { ...step.block, peer }))
         }
       }
     }

@@ -59,6 +59,8 @@ export interface BlockProgress {
 export interface ReceivedBlockProgress extends BlockProgress {
   /** 'stored' (verified and written), 'duplicate' (held already) or 'unrequested' (dropped: the session did not ask for it) */
   outcome: ReceiveOutcome
+  /** The peer that sent it (in a pull from several providers, the provider whose copy this is) */
+  peer: PeerId
 }
 
 /** Progress of one status frame */
@@ -79,7 +81,7 @@ export interface StatusProgress {
  * await helia.carMirror.pull(peer, root, {
  *   onProgress: (event) => {
  *     if (event.type === 'car-mirror:block:received') {
- *       console.info(event.detail.cid, event.detail.bytes, event.detail.outcome)
+ *       console.info(event.detail.cid, event.detail.bytes, event.detail.outcome, event.detail.peer)
  *     }
  *   }
  * })

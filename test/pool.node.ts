@@ -65,14 +65,25 @@ describe('CAR Pool: a pull from several providers at once', function () {
       store.delay = 5
     }
     const client = await node()
+    // the progress events name the provider whose copy each block was
+    const bytesFrom = new Map<string, number>()
 
-    const stats = await client.carMirror.pull(root, { providers: servers.map(addr) })
+    const stats = await client.carMirror.pull(root, {
+      providers: servers.map(addr),
+      onProgress: (event) => {
+        if (event.type === 'car-mirror:block:received') {
+          const peer = event.detail.peer.toString()
+          bytesFrom.set(peer, (bytesFrom.get(peer) ?? 0) + event.detail.bytes)
+        }
+      }
+    })
 
     expect(await dagCids(client.blockstore, root)).to.deep.equal(await dagCids(servers[0].blockstore, root))
     expect(stats.providers?.map(p => p.peer)).to.deep.equal(servers.map(s => s.libp2p.peerId.toString()))
     for (const provider of stats.providers ?? []) {
       expect(provider.error).to.be.undefined()
       expect(provider.blockBytesReceived).to.be.above(FILE_BYTES / 8)
+      expect(bytesFrom.get(provider.peer), `bytes in the progress events from ${provider.peer}`).to.equal(provider.blockBytesReceived)
     }
     // each leaf once, but for what was in flight when work moved
     expect(stats.blockBytesReceived).to.be.below(FILE_BYTES * 1.1)
