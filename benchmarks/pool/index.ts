@@ -30,7 +30,7 @@
  * --client-store auto|memory|fs (auto: like the main benchmark, the large
  * file on disk and the tree in memory), --ping-abort (let libp2p's
  * connection monitor abort a connection whose ping times out, its default:
- * see ./node.ts), --out FILE
+ * see ./node.ts), --cases 1p,2p,3p,3p-kill (all; a speedup needs 1p), --out FILE
  * (benchmarks/results-pool.json), --keep (keep the work folder), --quick (a
  * 50 MiB file and one run).
  */
@@ -68,7 +68,8 @@ const { values: args } = parseArgs({
     'client-store': { type: 'string', default: 'auto' },
     'ping-abort': { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
-    quick: { type: 'boolean', default: false }
+    quick: { type: 'boolean', default: false },
+    cases: { type: 'string' }
   }
 })
 
@@ -107,6 +108,12 @@ if (!(runs >= 1) || !(rateMbit > 0) || !(delayMs >= 0)) {
 
 type CaseName = '1p' | '2p' | '3p' | '3p-kill'
 const CASES: CaseName[] = ['1p', '2p', '3p', '3p-kill']
+const runCases = args.cases == null ? CASES : args.cases.split(',').map(c => c.trim()) as CaseName[]
+for (const c of runCases) {
+  if (!CASES.includes(c)) {
+    throw new Error(`--cases takes ${CASES.join(', ')}, not ${c}`)
+  }
+}
 const CASE_LABELS: Record<CaseName, string> = {
   '1p': '1 provider (baseline)',
   '2p': '2 providers',
@@ -637,7 +644,7 @@ try {
   for (const [name, dataset] of datasets) {
     // the cases alternate, so a drift of the machine touches each alike
     for (let run = 1; run <= runs; run++) {
-      for (const c of CASES) {
+      for (const c of runCases) {
         await reviveProviders(warm)
         logRun(await runCase(work, dataset, name, c, run))
       }
