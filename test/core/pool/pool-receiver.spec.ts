@@ -324,10 +324,19 @@ describe('core/pool PoolReceiver over stream pairs', () => {
     for (const [salt, claim] of [['huge', () => 2 ** 40], ['tiny', () => 1]] as const) {
       const { root, blocks, leaves } = await sizedLeaves(`pool-claims-${salt}`, 4, 40, () => 3_000, claim)
       const target = new MemoryBlockstore()
-      const providers = await Promise.all(['a', 'b', 'c'].map(async key => ({ key, store: await storeOf(blocks) })))
+      // each read takes a moment, so what each provider was asked can be seen
+      const providers = await Promise.all(['a', 'b', 'c'].map(async key => ({ key, store: slowStore(await storeOf(blocks), 2) })))
+      let mostAhead = 0
+      let sampler: ReturnType<typeof setInterval> | undefined
 
-      const { pool, leaves: sentLeaves, results } = await poolPull(target, root, providers)
+      const { pool, leaves: sentLeaves, results } = await poolPull(target, root, providers, undefined, watched => {
+        sampler = setInterval(() => { mostAhead = Math.max(mostAhead, ...['a', 'b', 'c'].map(key => watched.member(key).outstanding)) }, 1)
+      })
+      clearInterval(sampler)
 
+      // taken as true, 4 MiB claims would have each provider asked for two
+      // leaves at a time; once the first leaves show them wrong, they are not used
+      expect(mostAhead, salt).to.be.above(8)
       expect([...results.values()].map(r => r.status), salt).to.deep.equal(['fulfilled', 'fulfilled', 'fulfilled'])
       expect(pool.complete, salt).to.be.true()
       await expectHoldsAll(target, blocks)
