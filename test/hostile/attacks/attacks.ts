@@ -884,14 +884,23 @@ const recordedHints: Attack = {
   create: () => ({
     run: async (ctx) => {
       const wide = root(ctx.server.roots.wide, 'wide')
-      // one peer pushes the wide root again and again (each completes at once and records it), while the others hint it
+      // one peer pushes the wide root again and again (each completes at once
+      // and records it); once the first has, the others hint it (before, on
+      // a loaded machine, they could start walking the DAG before it was
+      // recorded, two walks at a time, and few were greeted)
+      let onRecorded: () => void = () => {}
+      const recorded = new Promise<void>(resolve => { onRecorded = resolve })
       const recording = slots(ctx, 1, () => 0, async (s) => {
         await s.write({ type: 'push', roots: [wide], hints: [] }, ctx.signal)
         await s.write({ type: 'header', roots: [wide] }, ctx.signal)
         const { end } = await s.read(ctx.signal, message => message.type === 'done')
         ctx.tally.notes.recorded = Number(ctx.tally.notes.recorded ?? 0) + (end === 'done' ? 1 : 0)
+        if (end === 'done') {
+          onRecorded()
+        }
         return end
       })
+      await Promise.race([recorded, new Promise(resolve => { ctx.signal.addEventListener('abort', resolve, { once: true }) })])
       const hinting = slots(ctx, RECORDED_HINT_SESSIONS, i => i % 4, async (s, i, n) => {
         const pushed = await rawBlock(`recorded-hint/${i}/${n}`)
         await s.write({ type: 'push', roots: [pushed.cid], hints: [wide] }, ctx.signal)
