@@ -375,11 +375,24 @@ export class DefaultCarMirror implements CarMirror {
         return
       }
       this.log('pull of %c from %d providers at once', rootList[0], providers.size)
-      await Promise.all([...providers].map(async ([key, target]) => {
+      const stallTimeout = poolOptions.stallTimeout ?? DEFAULT_POOL_STALL_TIMEOUT
+      const leader = pool.providers()[0].provider
+      // the leader's sessions end together: a failure of either drops it
+      const leaderDown = new AbortController()
+      const sessions = [...providers].map(([key, target]) => ({ key, target, member: pool.member(key) }))
+      const walkerTarget = providers.get(leader)
+      if (walkerTarget != null) {
+        sessions.unshift({ key: leader, target: walkerTarget, member: pool.walker() })
+      }
+      await Promise.all(sessions.map(async ({ key, target, member }) => {
+        const ends = key === leader ? AbortSignal.any([signal, leaderDown.signal]) : signal
         try {
-          await this.pullAsMember(target, pool.member(key), poolOptions.stallTimeout ?? DEFAULT_POOL_STALL_TIMEOUT, options, signal, stats)
+          await this.pullAsMember(target, member, stallTimeout, options, ends, stats)
         } catch (err) {
-          pool.fail(key, err as Error)
+          pool.fail(key, leaderDown.signal.aborted && key === leader && !signal.aborted ? leaderDown.signal.reason as Error : err as Error)
+          if (key === leader) {
+            leaderDown.abort(err)
+          }
         }
       }))
       await pool.frontier.settle()
@@ -391,7 +404,11 @@ export class DefaultCarMirror implements CarMirror {
     } finally {
       pool.close()
       stats.providers = pool.providers().map(({ provider, buckets, error }) => {
-        const { blocksReceived, blockBytesReceived, duplicateBlocks } = pool.member(provider).counters
+        // the leader's walking session counts towards it
+        const sessions = provider === pool.walker().provider ? [pool.member(provider), pool.walker()] : [pool.member(provider)]
+        const blocksReceived = sessions.reduce((sum, session) => sum + session.counters.blocksReceived, 0)
+        const blockBytesReceived = sessions.reduce((sum, session) => sum + session.counters.blockBytesReceived, 0)
+        const duplicateBlocks = sessions.reduce((sum, session) => sum + session.counters.duplicateBlocks, 0)
         return {
           peer: provider,
           blocksReceived,
