@@ -375,24 +375,11 @@ export class DefaultCarMirror implements CarMirror {
         return
       }
       this.log('pull of %c from %d providers at once', rootList[0], providers.size)
-      const stallTimeout = poolOptions.stallTimeout ?? DEFAULT_POOL_STALL_TIMEOUT
-      const leader = pool.providers()[0].provider
-      // the leader's sessions end together: a failure of either drops it
-      const leaderDown = new AbortController()
-      const sessions = [...providers].map(([key, target]) => ({ key, target, member: pool.member(key) }))
-      const walkerTarget = providers.get(leader)
-      if (walkerTarget != null) {
-        sessions.unshift({ key: leader, target: walkerTarget, member: pool.walker() })
-      }
-      await Promise.all(sessions.map(async ({ key, target, member }) => {
-        const ends = key === leader ? AbortSignal.any([signal, leaderDown.signal]) : signal
+      await Promise.all([...providers].map(async ([key, target]) => {
         try {
-          await this.pullAsMember(target, member, stallTimeout, options, ends, stats)
+          await this.pullAsMember(target, pool.member(key), poolOptions.stallTimeout ?? DEFAULT_POOL_STALL_TIMEOUT, options, signal, stats)
         } catch (err) {
-          pool.fail(key, leaderDown.signal.aborted && key === leader && !signal.aborted ? leaderDown.signal.reason as Error : err as Error)
-          if (key === leader) {
-            leaderDown.abort(err)
-          }
+          pool.fail(key, err as Error)
         }
       }))
       await pool.frontier.settle()
@@ -404,11 +391,7 @@ export class DefaultCarMirror implements CarMirror {
     } finally {
       pool.close()
       stats.providers = pool.providers().map(({ provider, buckets, error }) => {
-        // the leader's walking session counts towards it
-        const sessions = provider === pool.walker().provider ? [pool.member(provider), pool.walker()] : [pool.member(provider)]
-        const blocksReceived = sessions.reduce((sum, session) => sum + session.counters.blocksReceived, 0)
-        const blockBytesReceived = sessions.reduce((sum, session) => sum + session.counters.blockBytesReceived, 0)
-        const duplicateBlocks = sessions.reduce((sum, session) => sum + session.counters.duplicateBlocks, 0)
+        const { blocksReceived, blockBytesReceived, duplicateBlocks } = pool.member(provider).counters
         return {
           peer: provider,
           blocksReceived,

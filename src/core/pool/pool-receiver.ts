@@ -5,16 +5,17 @@
  * several providers at once, one session per provider over one shared
  * frontier.
  *
- * Each provider is sent a `pull` with its shard (PROTOCOL.md §4.1, §6.8),
- * a shallow pull (`dl: 0`), and is asked for the raw leaves of its buckets
- * as the interior blocks reveal them (at most every 20 ms, while it still
- * sends). The first provider, the leader, also serves a second session,
- * the walker ({@link PoolReceiver.walker}), which walks the DAG with a
- * shard of no bucket: it sends every block that is not a raw leaf, and no
- * leaf. So every link carries leaves from the start and only one provider
- * sends the interior blocks. Blocks are verified and written once,
- * whichever provider's copy comes first; the others' copies are duplicates
- * (the roots' own blocks, and what was in flight when work moved).
+ * Each provider is sent a `pull` with its shard (PROTOCOL.md §4.1, §6.8).
+ * The first provider, the leader, walks the DAG with a shard of no bucket:
+ * it sends every block that is not a raw leaf, and no leaf. The others get
+ * a shallow pull (`dl: 0`) and are asked for the raw leaves of their
+ * buckets as the leader's blocks reveal them (at most every 20 ms, while
+ * they still send), so their links carry leaves from the start and only one
+ * provider sends the interior blocks. The leader is asked for the leaves of
+ * its buckets the same way from its first idle. Blocks are verified and
+ * written once, whichever provider's copy comes first; the others' copies
+ * are duplicates (the roots' own blocks, and what was in flight when work
+ * moved).
  *
  * A provider is asked only a little ahead of what it delivers: about 250 ms
  * of its rate over the last 500 ms (at least 1 MiB), in bytes. A leaf
@@ -149,17 +150,17 @@ export interface PoolProviderState {
 }
 
 /**
- * The receiver of a CAR Pool pull: a shared frontier, a shard plan, a
- * {@link PoolMember} session per provider, and the first provider's walker
+ * The receiver of a CAR Pool pull: a shared frontier, a shard plan, and a
+ * {@link PoolMember} session per provider
  *
  * @example
  *
  * ```ts
  * const pool = await PoolReceiver.create({ blockstore, roots: [root], providers: ['a', 'b'] })
- * const sessions = [['a', pool.walker()], ['a', pool.member('a')], ['b', pool.member('b')]] as const
- * await Promise.allSettled(sessions.map(async ([key, session]) => {
+ * await Promise.allSettled(['a', 'b'].map(async key => {
+ *   const member = pool.member(key)
  *   try {
- *     await runReceiver(streamTo(key), session, { first: [await session.pullRequest()] })
+ *     await runReceiver(streamTo(key), member, { first: [await member.pullRequest()] })
  *   } catch (err) {
  *     pool.fail(key, err)
  *   }
@@ -177,12 +178,10 @@ export class PoolReceiver {
   private readonly failures = new Map<string, Error>()
   /** Frontier updates run one at a time, whichever member's block it is */
   private turn: Promise<unknown> = Promise.resolve()
-  /** The provider whose walker session sends the interior blocks; undefined once it failed */
+  /** The provider that walks the DAG and sends its interior blocks; undefined once it failed */
   private leader?: string
-  /** True once the leader's walk is over (its walking session went idle) */
+  /** True once the leader's walk is over (it went idle): from then on it is asked for its leaves as the others are */
   private leaderWalked = false
-  /** The leader's walking session (see walker()) */
-  private walking?: PoolMember
   /** When the other members were last given the leaves found since */
   private lastFeed = -Infinity
   /** Wants found since the last feed, in the order found */
@@ -235,8 +234,8 @@ export class PoolReceiver {
     let member = this.members.get(provider)
     if (member == null) {
       this.planner.bucketsOf(provider) // throws for a provider outside the pool
-      // members ask for single blocks: the walking session's interior blocks show which
-      member = new PoolMember({ ...this.init, shallow: true }, this.frontier, this, provider)
+      // the others ask for single blocks: the leader's interior blocks show which
+      member = new PoolMember(provider === this.leader ? this.init : { ...this.init, shallow: true }, this.frontier, this, provider)
       this.members.set(provider, member)
     }
     return member
@@ -256,23 +255,9 @@ export class PoolReceiver {
     return Shard.of(this.planner.buckets, this.planner.bucketsOf(provider))
   }
 
-  /**
-   * The leader's second session, which walks the DAG with a shard of no
-   * bucket: it sends the interior blocks only, while the leader's member
-   * session is asked for the leaves of its buckets as the others are. Run
-   * it beside the members (on a stream of its own to the leader); a
-   * failure of it is a failure of the leader
-   */
-  walker (): PoolMember {
-    if (this.walking == null) {
-      this.walking = new PoolMember(this.init, this.frontier, this, this.init.providers[0], true)
-    }
-    return this.walking
-  }
-
-  /** A shard of no bucket: what the walking session is given */
-  noShard (): Shard {
-    return Shard.of(this.planner.buckets, [])
+  /** The shard `provider`'s sender is given now: none while it walks (it sends interior blocks only), else the buckets it owns */
+  wireShardOf (provider: string): Shard {
+    return this.walks(provider) ? Shard.of(this.planner.buckets, []) : this.shardOf(provider)
   }
 
   /**
@@ -290,7 +275,6 @@ export class PoolReceiver {
     if (provider === this.leader) {
       // no one walks the DAG now: each member is asked for every want of its buckets, a level a round
       this.leader = undefined
-      this.walking?.markFailed()
     }
     // between frontier updates: the wants are then the whole story
     void this.exclusive(async () => {
@@ -344,7 +328,6 @@ export class PoolReceiver {
       for (const member of this.members.values()) {
         member.news.notify()
       }
-      this.walking?.news.notify()
       return
     }
     this.scheduleFeed(now)
@@ -437,7 +420,11 @@ export class PoolReceiver {
     return ahead - member.outstandingBytes
   }
 
-  /** Puts raw wants in the queues of their buckets' owners */
+  /**
+   * Puts raw wants in the queues of their buckets' owners. The walking
+   * leader's wait there too: its walk sends no raw leaf (its shard is empty
+   * until its first idle), so they can still move to whoever runs dry first
+   */
   private enqueue (wants: CID[]): void {
     for (const want of wants) {
       if (want.code !== raw.code || !this.frontier.isWanted(want) || this.inFlight.has(cidKey(want))) {
@@ -450,7 +437,7 @@ export class PoolReceiver {
     }
   }
 
-  /** Queues raw wants the walking session's first pull leaves out */
+  /** Queues the raw wants of a member's first pull that it is not asked for in it (the leader's, until its first idle) */
   queueLeaves (wants: CID[]): void {
     this.enqueue(wants)
   }
@@ -517,6 +504,11 @@ export class PoolReceiver {
     return this.ask(member, this.init.maxCidsPerMessage ?? Infinity)
   }
 
+  /** True when `provider` walks the DAG (the leader, until its walk is over) rather than being asked for single leaves */
+  walks (provider: string): boolean {
+    return provider === this.leader && !this.leaderWalked
+  }
+
   /**
    * Gives each member other than the walking leader the wants of its buckets found
    * since (the leaves below the leader's interior blocks), as far as its
@@ -536,7 +528,7 @@ export class PoolReceiver {
     const max = this.init.maxCidsPerMessage ?? Infinity
     const now = this.now()
     for (const member of this.members.values()) {
-      if (member.failed) {
+      if (member.failed || this.walks(member.provider)) {
         continue
       }
       if (member.queued === 0 && member.bytesPerMs(now) > 0 && now - member.lastSteal >= STEAL_INTERVAL_MS && this.roomOf(member) > 0) {
@@ -587,8 +579,12 @@ export class PoolReceiver {
    * until a failure or another member's blocks give it work
    */
   idle (member: PoolMember): Message[] {
-    if (member === this.walking) {
-      return this.walkerIdle(member)
+    if (member.provider === this.leader && !this.leaderWalked) {
+      // its walk is over: the leaves of its buckets (queued as its blocks
+      // showed them, and any the store's walk found) are asked of it a
+      // little at a time, as of the others
+      this.leaderWalked = true
+      this.enqueue(this.frontier.wants())
     }
     this.settle(member)
     let wants = this.wantsOf(member)
@@ -600,34 +596,6 @@ export class PoolReceiver {
     member.waiting = wants.length === 0
     this.dispatch()
     return wants.length > 0 ? [member.round(wants)] : []
-  }
-
-  /**
-   * The walking session's walk (or its last round) is over: it is asked for
-   * the wants that are not raw leaves (interior blocks a Bloom's false
-   * positive hid), and the raw wants its walk found go to their owners'
-   * queues (those the store's walk found among them)
-   */
-  private walkerIdle (walker: PoolMember): Message[] {
-    if (!this.leaderWalked) {
-      this.leaderWalked = true
-      this.enqueue(this.frontier.wants())
-      this.dispatch()
-    }
-    const max = this.init.maxCidsPerMessage ?? Infinity
-    const wants: CID[] = []
-    if (this.leader != null && !walker.failed) {
-      for (const want of this.frontier.wants()) {
-        if (wants.length >= max) {
-          break
-        }
-        if (want.code !== raw.code) {
-          wants.push(want)
-        }
-      }
-    }
-    walker.waiting = wants.length === 0
-    return wants.length > 0 ? [walker.round(wants)] : []
   }
 
   /**
@@ -741,8 +709,9 @@ export class PoolReceiver {
 
   /**
    * The wants to ask of `member` now, at most one status's worth. While
-   * there is a leader, the raw leaves of its buckets from its queue, as far
-   * as its room allows (the walking session sends the rest); with no leader
+   * there is a leader, an asked member gets the raw leaves of its buckets
+   * from its queue, as far as its room allows, and the leader once its walk
+   * is over also every other want; with no leader (or while it walks)
    * every want its buckets hold, less those asked of another member
    */
   private wantsOf (member: PoolMember): CID[] {
@@ -750,15 +719,21 @@ export class PoolReceiver {
       return []
     }
     const max = this.init.maxCidsPerMessage ?? Infinity
-    if (this.leader != null) {
-      return this.ask(member, max)
-    }
     const wants: CID[] = []
+    let leavesToo = true
+    if (this.leader != null && !this.walks(member.provider)) {
+      wants.push(...this.ask(member, max))
+      if (member.provider !== this.leader) {
+        return wants
+      }
+      // the leader also sends every block that is not a raw leaf, whatever its bucket (one a Bloom's false positive hid)
+      leavesToo = false
+    }
     for (const want of this.frontier.wants()) {
       if (wants.length >= max) {
         break
       }
-      if (this.planner.ownerOf(want) !== member.provider) {
+      if (leavesToo ? this.planner.ownerOf(want) !== member.provider : want.code === raw.code) {
         continue
       }
       const asked = this.inFlight.get(cidKey(want))
@@ -812,15 +787,11 @@ export class PoolMember extends ReceiverSession {
   private readonly deliveries: Array<{ at: number, bytes: number }> = []
   private bytesInWindow = 0
 
-  /** True for the leader's walking session ({@link PoolReceiver.walker}) */
-  readonly walker: boolean
-
-  /** Made by {@link PoolReceiver.member} and {@link PoolReceiver.walker} */
-  constructor (init: ReceiverSessionInit, frontier: ReceiverFrontier, pool: PoolReceiver, provider: string, walker = false) {
+  /** Made by {@link PoolReceiver.member} */
+  constructor (init: ReceiverSessionInit, frontier: ReceiverFrontier, pool: PoolReceiver, provider: string) {
     super(init, frontier)
     this.pool = pool
     this.provider = provider
-    this.walker = walker
     this.verifier = init.verifier ?? new BlockVerifier()
   }
 
@@ -854,10 +825,10 @@ export class PoolMember extends ReceiverSession {
    */
   override async pullRequest (options: { signal?: AbortSignal } = {}): Promise<PullMessage> {
     const request = await super.pullRequest(options)
-    const shard = this.walker ? this.pool.noShard() : this.pool.shardOf(this.provider)
+    const shard = this.pool.wireShardOf(this.provider)
     let wants = request.wants.filter(want => shard.sends(want))
-    if (this.walker) {
-      // it walks with no bucket: the raw wants go to their owners' queues
+    if (this.pool.walks(this.provider)) {
+      // the leader walks with no bucket: its raw wants wait in its queue
       this.pool.queueLeaves(request.wants.filter(want => want.code === raw.code))
     } else if (request.depthLimit === 0) {
       // a member that does not walk: the raw leaves of its buckets known so far (as far as its room allows), else the roots' own blocks
@@ -875,11 +846,8 @@ export class PoolMember extends ReceiverSession {
    * what it is asked, S-14), and narrowing would withdraw those wants
    */
   private shardToSend (settled: boolean): Shard {
-    if (this.walker) {
-      return this.pool.noShard()
-    }
     const now = this.pool.shardOf(this.provider)
-    if (settled || this.wireShard == null) {
+    if (this.pool.walks(this.provider) || settled || this.wireShard == null) {
       this.wireShard = now
     } else {
       this.wireShard = this.wireShard.union(now)
@@ -993,7 +961,7 @@ export class PoolMember extends ReceiverSession {
   /** A round asking for `wants`, answering an idle; it carries the provider's shard now (which stealing or a failure may have widened) */
   round (wants: CID[]): Message {
     this.noteAsked(wants)
-    if (!this.walker) {
+    if (!this.pool.walks(this.provider)) {
       // asking for single blocks as the leader's interior blocks show them
       // is how this member works, not a straggler round: each round needs
       // the last one answered, so their count is bounded by the DAG's size

@@ -23,8 +23,6 @@ interface Provider {
   store: BlockSource
   /** Serve the pull as a sender that does not know shards (revision 1.1) */
   unsharded?: boolean
-  /** The store the leader's walking session reads (default: `store`) */
-  walkStore?: BlockSource
 }
 
 interface PoolOutcome {
@@ -37,8 +35,6 @@ interface PoolOutcome {
   results: Map<string, PromiseSettledResult<void>>
   /** The pull each provider was sent, by key */
   requests: Map<string, PullMessage>
-  /** Every block sent, by any session, in the order sent */
-  order: Array<{ label: string, cid: CID }>
 }
 
 /** Reads the first message of a stream, as a server does */
@@ -62,57 +58,38 @@ async function poolPull (target: MemoryBlockstore, root: CID, providers: Provide
   const leaves = new Map<string, CID[]>()
   const results = new Map<string, PromiseSettledResult<void>>()
   const requests = new Map<string, PullMessage>()
-  const order: Array<{ label: string, cid: CID }> = []
-  // the leader's two sessions (its walk, `<key>:walk`, and its member) end together
-  const leaderDown = new AbortController()
-  const sessions = providers.map(provider => ({ provider, label: provider.key, member: pool.member(provider.key) }))
-  sessions.unshift({ provider: providers[0], label: `${providers[0].key}:walk`, member: pool.walker() })
-  await Promise.all(sessions.map(async ({ provider, label, member }) => {
-    const leader = provider === providers[0]
-    const ends = leader ? AbortSignal.any([signal, leaderDown.signal]) : signal
+  await Promise.all(providers.map(async provider => {
+    const member = pool.member(provider.key)
     const [a, b] = await streamPair()
     const senderFramed = new FramedStream(a)
     const receiverFramed = new FramedStream(b)
     const sent: CID[] = []
-    leaves.set(label, sent)
+    leaves.set(provider.key, sent)
     const sending = (async () => {
-      const first = await firstMessage(senderFramed, ends)
+      const first = await firstMessage(senderFramed, signal)
       const request = first as PullMessage
-      requests.set(label, request)
-      const sender = new SenderSession({ blockstore: member.walker ? provider.walkStore ?? provider.store : provider.store, roots: request.roots, request: provider.unsharded === true ? { ...request, shard: undefined } : request })
-      senders.set(label, sender)
+      requests.set(provider.key, request)
+      const sender = new SenderSession({ blockstore: provider.store, roots: request.roots, request: provider.unsharded === true ? { ...request, shard: undefined } : request })
+      senders.set(provider.key, sender)
       await runSender(senderFramed, sender, {
-        signal: ends,
+        signal,
         onSent: m => {
-          if (m.type === 'block') {
-            order.push({ label, cid: m.cid })
-            if (m.cid.code === raw.code) {
-              sent.push(m.cid)
-            }
+          if (m.type === 'block' && m.cid.code === raw.code) {
+            sent.push(m.cid)
           }
         }
       })
     })()
     sending.catch(() => {})
-    const [received] = await Promise.allSettled([runReceiver(receiverFramed, member, { signal: ends, first: [await member.pullRequest()] }), sending])
+    const [received] = await Promise.allSettled([runReceiver(receiverFramed, member, { signal, first: [await member.pullRequest()] }), sending])
     if (received.status === 'rejected') {
       pool.fail(provider.key, received.reason)
-      if (leader) {
-        leaderDown.abort(received.reason)
-      }
     }
-    if (member.walker) {
-      // a walk that failed is the leader's failure
-      if (received.status === 'rejected') {
-        results.set(provider.key, received)
-      }
-    } else if (!results.has(provider.key)) {
-      results.set(provider.key, received)
-    }
+    results.set(provider.key, received)
   }))
   await pool.frontier.settle()
   pool.close()
-  return { pool, senders, leaves, results, requests, order }
+  return { pool, senders, leaves, results, requests }
 }
 
 /**
@@ -203,7 +180,7 @@ function forgingStore (store: MemoryBlockstore, forged: CID, replacement: Uint8A
 }
 
 describe('core/pool PoolReceiver over stream pairs', () => {
-  it('3 providers: the DAG arrives whole, each leaf about once, the interior blocks from the first provider\'s walk only', async () => {
+  it('3 providers: the DAG arrives whole, each leaf about once, the interior blocks from the first provider only', async () => {
     const { root, blocks, leaves } = await tree('pool-3')
     const target = new MemoryBlockstore()
     const providers = await Promise.all(['a', 'b', 'c'].map(async key => ({ key, store: await storeOf(blocks) })))
@@ -218,15 +195,14 @@ describe('core/pool PoolReceiver over stream pairs', () => {
     // streams hold many); without shards every provider would send all of them
     expect(totalLeaves).to.be.within(leaves.length, Math.ceil(leaves.length * 1.5))
     for (const [key, sent] of sentLeaves) {
+      // how the leaves split depends on which stream runs first (a fast one steals); each sends some
+      expect(sent.length, `leaves from ${key}`).to.be.above(0)
       const interior = (senders.get(key)?.counters.blocksSent ?? 0) - sent.length
-      if (key === 'a:walk') {
-        // the leader's walk: its interior blocks show the receiver the leaves, and it sends none
-        expect(interior, 'interior blocks from the leader\'s walk').to.equal(blocks.length - leaves.length)
-        expect(sent, 'leaves from the leader\'s walk').to.deep.equal([])
+      if (key === 'a') {
+        // the leader walks the DAG: its interior blocks show the receiver the leaves
+        expect(interior, 'interior blocks from the leader').to.equal(blocks.length - leaves.length)
       } else {
-        // how the leaves split depends on which stream runs first (a fast one steals); each sends some
-        expect(sent.length, `leaves from ${key}`).to.be.above(0)
-        // the members are asked for leaves, and send the root's own block with their shallow pull
+        // the others are asked for leaves, and send the root's own block with their shallow pull
         expect(interior, `interior blocks from ${key}`).to.be.at.most(1)
       }
     }
@@ -282,7 +258,7 @@ describe('core/pool PoolReceiver over stream pairs', () => {
     expect(sentLeaves.get('b')?.slice(0, 20).every(cid => bucketOf(cid, 8) >= 4)).to.be.true()
   })
 
-  it('the leader walks on a session of its own with a shard of no bucket, while its member session is asked for its leaves', async () => {
+  it('the leader walks with a shard of no bucket: it sends every interior block and no leaf until it is asked', async () => {
     const { root, blocks, leaves } = await tree('pool-leader-shard')
     const target = new MemoryBlockstore()
     const providers = await Promise.all(['a', 'b'].map(async key => ({ key, store: await storeOf(blocks) })))
@@ -291,39 +267,36 @@ describe('core/pool PoolReceiver over stream pairs', () => {
 
     expect(pool.complete).to.be.true()
     await expectHoldsAll(target, blocks)
-    // a's walk (no dl) owns no bucket; a and b are asked (dl: 0) for 0-3 and 4-7
-    expect(requests.get('a:walk')?.depthLimit).to.be.undefined()
-    expect(requests.get('a:walk')?.shard?.buckets()).to.deep.equal([])
-    expect(requests.get('a')?.depthLimit).to.equal(0)
-    expect(requests.get('a')?.shard?.buckets()).to.deep.equal([0, 1, 2, 3])
+    // a walks (no dl) owning no bucket; b is asked (dl: 0) and owns 4-7
+    expect(requests.get('a')?.depthLimit).to.be.undefined()
+    expect(requests.get('a')?.shard?.buckets()).to.deep.equal([])
     expect(requests.get('b')?.depthLimit).to.equal(0)
     expect(requests.get('b')?.shard?.buckets()).to.deep.equal([4, 5, 6, 7])
-    // the walk sent every interior block and no leaf; a's member sent leaves
-    expect(sentLeaves.get('a:walk')).to.deep.equal([])
-    expect(senders.get('a:walk')?.counters.blocksSent).to.equal(blocks.length - leaves.length)
+    // a still sent leaves, each asked of it in a status once its walk was over
+    const a = senders.get('a')
     expect(sentLeaves.get('a')?.length).to.be.above(0)
-    // a's first leaves are those of its own buckets, asked as the walk revealed them
-    expect(sentLeaves.get('a')?.slice(0, 20).every(cid => bucketOf(cid, 8) < 4)).to.be.true()
+    expect(a?.counters.statusesReceived).to.be.above(0)
+    expect((a?.counters.blocksSent ?? 0) - (sentLeaves.get('a')?.length ?? 0)).to.equal(blocks.length - leaves.length)
   })
 
-  it('the leader\'s leaves go out while its walk still sends interior blocks, and none arrives twice', async () => {
-    const { root, blocks, leaves } = await tree('pool-leader-early')
+  it('a provider that runs dry takes leaves of the walking leader\'s buckets before the leader is asked: none arrives twice', async () => {
+    const { root, blocks, leaves } = await tree('pool-leader-steal')
     const target = new MemoryBlockstore()
 
-    // the leader's walk reads each block slowly: it takes long
-    const { pool, leaves: sentLeaves, results, order } = await poolPull(target, root, [
-      { key: 'leader', store: await storeOf(blocks), walkStore: slowStore(await storeOf(blocks), 15) },
+    // the leader reads each block slowly: its walk of the interior blocks takes long
+    const { pool, leaves: sentLeaves, results } = await poolPull(target, root, [
+      { key: 'leader', store: slowStore(await storeOf(blocks), 15) },
       { key: 'fast', store: await storeOf(blocks) }
     ])
 
     expect([...results.values()].map(r => r.status)).to.deep.equal(['fulfilled', 'fulfilled'])
     expect(pool.complete).to.be.true()
     await expectHoldsAll(target, blocks)
-    const firstLeaf = order.findIndex(sent => sent.label === 'leader' && sent.cid.code === raw.code)
-    const lastWalked = order.map(sent => sent.label).lastIndexOf('leader:walk')
-    expect(firstLeaf).to.be.within(0, lastWalked)
     const fast = sentLeaves.get('fast') ?? []
     const leader = new Set((sentLeaves.get('leader') ?? []).map(cid => cid.toString()))
+    // the fast one sent most leaves, the leader's buckets' among them, and nothing the leader sent too
+    expect(fast.length).to.be.above(leaves.length * 0.75)
+    expect(fast.some(cid => bucketOf(cid, DEFAULT_POOL_BUCKETS) < DEFAULT_POOL_BUCKETS / 2)).to.be.true()
     expect(fast.filter(cid => leader.has(cid.toString()))).to.deep.equal([])
     expect(fast.length + leader.size).to.equal(leaves.length)
   })
@@ -339,7 +312,7 @@ describe('core/pool PoolReceiver over stream pairs', () => {
 
     expect(pool.complete).to.be.true()
     await expectHoldsAll(target, blocks)
-    for (const [key, sent] of [...sentLeaves].filter(([key]) => !key.endsWith(':walk'))) {
+    for (const [key, sent] of sentLeaves) {
       // in link order they come last; asked first (the first ask of each
       // provider has room for at least two), each provider's first two
       // leaves are large ones
