@@ -210,6 +210,11 @@ export class ReceiverFrontier {
     return this.wanted.has(cidKey(cid))
   }
 
+  /** `isWanted` for a CID's `cidKey`, for a caller that has the key already */
+  isWantedKey (key: string): boolean {
+    return this.wanted.has(key)
+  }
+
   /** True when `cid` is a held block reachable from the roots (found in the store or received) or in a whole subgraph (see `trustWhole`); identity CIDs: false */
   holds (cid: CID): boolean {
     const key = cidKey(cid)

@@ -448,15 +448,20 @@ export class PoolReceiver {
     let fillers = member.outstandingBytes - member.outstandingLargeBytes
     let large = member.outstandingLargeBytes
     let blocked = false
-    const fresh = (want: CID): boolean => this.frontier.isWanted(want) && !this.inFlight.has(cidKey(want))
+    const freshKey = (key: string): boolean => this.frontier.isWantedKey(key) && !this.inFlight.has(key)
+    const fresh = (want: CID): boolean => freshKey(cidKey(want))
+    const estimate = this.leafEstimate()
     // a want held or asked meanwhile leaves the queue and takes no room;
-    // the queue gives its large leaves first
+    // the queue gives its large leaves first. Every queued want is looked
+    // at on each feed, so its key is made once
     const taken = member.takeQueued(max, want => {
-      if (!fresh(want)) {
+      const key = cidKey(want)
+      if (!freshKey(key)) {
         return true
       }
-      const weight = this.weightOf(want)
-      if (this.isLarge(want)) {
+      const hint = this.leafSizes.get(key)
+      const weight = hint ?? estimate
+      if (hint != null && hint >= LARGE_LEAF_BYTES) {
         if (weight > room && large > 0) {
           // it waits until the one on its way arrives
           blocked = true
