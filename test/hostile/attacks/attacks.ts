@@ -900,7 +900,9 @@ const recordedHints: Attack = {
         }
         return end
       })
-      await Promise.race([recorded, new Promise(resolve => { ctx.signal.addEventListener('abort', resolve, { once: true }) })])
+      if (!ctx.signal.aborted) {
+        await Promise.race([recorded, new Promise(resolve => { ctx.signal.addEventListener('abort', resolve, { once: true }) })])
+      }
       const hinting = slots(ctx, RECORDED_HINT_SESSIONS, i => i % 4, async (s, i, n) => {
         const pushed = await rawBlock(`recorded-hint/${i}/${n}`)
         await s.write({ type: 'push', roots: [pushed.cid], hints: [wide] }, ctx.signal)
