@@ -7,6 +7,7 @@ import { identity } from 'multiformats/hashes/identity'
 import { InvalidBlockError, UnknownCodecError } from '../errors.ts'
 import { Yielder } from './budget.ts'
 import { dagCborLinks } from './cbor-links.ts'
+import { pbLinks } from './pb-links.ts'
 import type { BlockCodec } from 'multiformats/codecs/interface'
 
 /** Anything that can decode a block's bytes into a data model value */
@@ -90,6 +91,10 @@ export class LinkReader {
     const decoder = this.decoders.get(cid.code) ?? await this.findDecoder(cid.code)
     let value: unknown
     try {
+      if (decoder === dagPb) {
+        // the links alone, without the names and data a full decode builds
+        return pbLinks(bytes).cids
+      }
       value = decoder.decode(bytes)
     } catch (err) {
       throw new InvalidBlockError(`Block ${cid} does not decode as codec 0x${cid.code.toString(16)}: ${(err as Error).message}`)

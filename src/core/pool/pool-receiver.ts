@@ -39,6 +39,7 @@ import * as raw from 'multiformats/codecs/raw'
 import { BlocksNotAvailableError } from '../../errors.ts'
 import { cidKey } from '../cid-key.ts'
 import { ReceiverFrontier } from '../frontier.ts'
+import { pbLinks } from '../pb-links.ts'
 import { ReceiverSession } from '../receiver.ts'
 import { BlockVerifier } from '../verify.ts'
 import { ShardPlanner } from './shard-planner.ts'
@@ -46,6 +47,7 @@ import { Shard, bucketOf } from './shard.ts'
 import type { BucketBacklog } from './shard-planner.ts'
 import type { ReceiveOutcome } from '../frontier.ts'
 import type { Message, PullMessage } from '../messages.ts'
+import type { PbLinks } from '../pb-links.ts'
 import type { ReceiverSessionInit } from '../receiver.ts'
 import type { CID } from 'multiformats/cid'
 
@@ -397,15 +399,17 @@ export class PoolReceiver {
     if (cid.code !== dagPb.code || this.hintsOff || this.leafSizes.size >= MAX_SIZE_HINTS) {
       return
     }
-    let node: dagPb.PBNode
+    let links: PbLinks
     try {
-      node = dagPb.decode(bytes)
+      links = pbLinks(bytes)
     } catch {
       return
     }
-    for (const link of node.Links) {
-      if (link.Hash.code === raw.code && link.Tsize != null && link.Tsize > 0 && this.leafSizes.size < MAX_SIZE_HINTS && this.frontier.isWanted(link.Hash)) {
-        this.leafSizes.set(cidKey(link.Hash), Math.min(link.Tsize, MAX_SIZE_HINT))
+    for (let i = 0; i < links.cids.length; i++) {
+      const cid = links.cids[i]
+      const size = links.sizes[i]
+      if (cid.code === raw.code && size != null && size > 0 && this.leafSizes.size < MAX_SIZE_HINTS && this.frontier.isWanted(cid)) {
+        this.leafSizes.set(cidKey(cid), Math.min(size, MAX_SIZE_HINT))
       }
     }
   }
