@@ -1,5 +1,5 @@
-import { CID } from 'multiformats/cid'
-import { Digest } from 'multiformats/hashes/digest'
+import { decodeCid } from './cid-key.ts'
+import type { CID } from 'multiformats/cid'
 
 /** The links of a dag-pb block, and the sizes (`Tsize`) they claim */
 export interface PbLinks {
@@ -8,10 +8,6 @@ export interface PbLinks {
   /** Each link's `Tsize` (same index as `cids`), or undefined where the link has none */
   sizes: Array<number | undefined>
 }
-
-const DAG_PB_CODE = 0x70
-const SHA2_256_CODE = 0x12
-const SHA2_256_SIZE = 32
 
 /**
  * Reads the links of a dag-pb block (a protobuf `PBNode`) without decoding
@@ -155,18 +151,11 @@ function readLink (bytes: Uint8Array, start: number, end: number, cids: CID[], s
 
 /** The CID of a link's `Hash` bytes (a view into them) */
 function linkCid (hash: Uint8Array | undefined): CID {
-  if (hash == null || hash.length === 0) {
+  if (hash == null) {
     throw new Error('Invalid Hash field found in link, expected CID')
   }
-  if (hash.length === 34 && hash[0] === SHA2_256_CODE && hash[1] === SHA2_256_SIZE) {
-    return new CID(0, DAG_PB_CODE, new Digest(SHA2_256_CODE, SHA2_256_SIZE, hash.subarray(2), hash), hash)
-  }
-  if (hash.length === 36 && hash[0] === 1 && hash[1] < 0x80 && hash[2] === SHA2_256_CODE && hash[3] === SHA2_256_SIZE) {
-    const multihash = hash.subarray(2)
-    return new CID(1, hash[1], new Digest(SHA2_256_CODE, SHA2_256_SIZE, multihash.subarray(2), multihash), hash)
-  }
   try {
-    return CID.decode(hash)
+    return decodeCid(hash)
   } catch {
     throw new Error('Invalid Hash field found in link, expected CID')
   }
