@@ -381,7 +381,7 @@ export class ReceiverSession {
 
   private async receiveBlock (cid: CID, bytes: Uint8Array, options: { signal?: AbortSignal }): Promise<ReceiverStep> {
     const maxStoredBytes = this.init.maxStoredBytes ?? Infinity
-    if (this.frontier.isWanted(cid) && this.counters.bytesStored + bytes.byteLength > maxStoredBytes) {
+    if (this.counters.bytesStored + bytes.byteLength > maxStoredBytes && this.frontier.isWanted(cid)) {
       throw new LimitExceededError(`The session may store at most ${maxStoredBytes} bytes`)
     }
     const wantsBefore = this.frontier.wantCount
