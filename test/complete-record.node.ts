@@ -2,6 +2,7 @@ import { expect } from 'aegir/chai'
 import { MemoryBlockstore } from 'blockstore-core/memory'
 import { MemoryDatastore } from 'datastore-core/memory'
 import drain from 'it-drain'
+import { LinkReader } from '../src/core/links.ts'
 import { ReadCountingBlockstore } from './fixtures/dag.ts'
 import { TREE_V1, TREE_V2, addTree, dagBlocks, treeVersions } from './fixtures/dags.ts'
 import { testNodes } from './fixtures/nodes.ts'
@@ -152,6 +153,48 @@ describe('the record of DAGs held whole', function () {
     // straight from the store under Helia's wrappers: the record would not hear of it
     await (partial.blockstore as unknown as { unwrap(): MemoryBlockstore }).unwrap().delete(leaf?.cid as CID)
     expect(await partial.carMirror.recordComplete(root)).to.be.false()
+  })
+
+  it('a block deleted while a warm pull runs is looked up again once the record forgets: the pull fetches it', async () => {
+    const blockstore = new MemoryBlockstore()
+    const { setup, client } = await pulledV1({ blockstore })
+    // an old block that a new block below the root links to: the pull meets the link after its first block
+    const reader = new LinkReader()
+    const linked = new Map<string, Block>()
+    for (const block of setup.fresh.values()) {
+      if (!block.cid.equals(setup.v2)) {
+        for (const link of await reader.links(block.cid, block.bytes)) {
+          const old = setup.v1Blocks.get(link.toString())
+          if (old != null) {
+            linked.set(link.toString(), old)
+          }
+        }
+      }
+    }
+    const rootLinks = new Set((await reader.links(setup.v2, setup.v2Blocks.get(setup.v2.toString())?.bytes ?? new Uint8Array())).map(String))
+    const target = [...linked.values()].find(block => !rootLinks.has(block.cid.toString()))
+    if (target == null) {
+      throw new Error('no old block is linked from a new block below the root')
+    }
+    let deleted = false
+
+    const warm = await client.carMirror.pull(addr(setup.server), setup.v2, {
+      hints: [setup.v1],
+      onProgress: (event) => {
+        if (event.type === 'car-mirror:block:received' && !deleted) {
+          deleted = true
+          // gone at once from the store, and the record told (as a delete through Helia does, before it deletes)
+          void client.carMirror.forgetComplete()
+          void blockstore.delete(target.cid)
+        }
+      }
+    })
+
+    expect(deleted).to.be.true()
+    // the record was trusted when the pull began
+    expect(warm.recordedHintBlocks).to.equal(setup.v1Blocks.size)
+    expect(await blockstore.has(target.cid)).to.be.true()
+    await expectMirrored(client, setup.v2, setup.v2Blocks)
   })
 
   it('forgetComplete drops what a delete outside Helia made wrong', async () => {

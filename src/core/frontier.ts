@@ -112,6 +112,8 @@ export class ReceiverFrontier {
   private readonly whole = new Set<string>()
   /** Sets of keys of whole subgraphs shared with other sessions (see `trustWholeSet`) */
   private readonly wholeSets: Array<ReadonlySet<string>> = []
+  /** The whole sets whose blocks are held while their check passes (see `trustWholeSet`) */
+  private readonly heldSets = new Map<ReadonlySet<string>, () => boolean>()
   /** Held links into whole subgraphs that were not walked below */
   private trusted = 0
   private busy = false
@@ -272,10 +274,31 @@ export class ReceiverFrontier {
   /**
    * Like `trustWhole`, for a set of keys (`cidKey`) that other sessions share
    * and this one must not change: the node's record of DAGs held whole keeps
-   * one per recorded DAG, so trusting it costs a session nothing per block
+   * one per recorded DAG, so trusting it costs a session nothing per block.
+   * With `held`, a link into the set is taken as held without a store
+   * lookup while `held()` returns true (the record passes a check that no
+   * block was deleted since the set was read)
    */
-  trustWholeSet (keys: ReadonlySet<string>): void {
+  trustWholeSet (keys: ReadonlySet<string>, options: { held?: () => boolean } = {}): void {
     this.wholeSets.push(keys)
+    if (options.held != null) {
+      this.heldSets.set(keys, options.held)
+    }
+  }
+
+  /**
+   * True when a block of a whole subgraph needs no store lookup: its set
+   * came with a `held` check (see `trustWholeSet`) that still passes. Other
+   * whole blocks are looked up when a received block links to them, so a
+   * block deleted since they were found whole is wanted again.
+   */
+  private heldWithoutLookup (key: string): boolean {
+    for (const [set, held] of this.heldSets) {
+      if (set.has(key) && held()) {
+        return true
+      }
+    }
+    return false
   }
 
   /** True when the block of `key` lies in a whole subgraph (see `trustWhole`, `trustWholeSet`) */
@@ -385,7 +408,8 @@ export class ReceiverFrontier {
         }
 
         await this.yielder.maybeYield(options.signal)
-        if (!await hasBlock(this.blockstore, cid, options)) {
+        const inWhole = this.isWhole(key)
+        if (!(inWhole && this.heldWithoutLookup(key)) && !await hasBlock(this.blockstore, cid, options)) {
           this.want(key, cid)
           continue
         }
@@ -394,7 +418,6 @@ export class ReceiverFrontier {
         }
 
         // raw blocks have no links: knowing the store holds one is enough (so is any block of a shallow session or a whole subgraph)
-        const inWhole = this.isWhole(key)
         const links = cid.code === raw.code || this.init.shallow === true || inWhole ? [] : await this.linkReader.links(cid, await readBlock(this.blockstore, cid, options))
         if (LinkReader.inlineBytes(cid) == null) {
           if (!this.tryKeep()) {

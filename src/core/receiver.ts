@@ -624,6 +624,8 @@ export class ReceiverSession {
     const unrecorded: CID[] = []
     for (const hint of hints) {
       const record = this.init.completeRecord
+      // a delete since the entry was read (a forget) ends the trust: links into the DAG are looked up again
+      const generation = record?.generation
       const cids = await record?.cidsUnder(hint, options)
       const keys = cids != null && cids.length <= (this.init.maxHintBlocks ?? Infinity) ? await record?.keysUnder(hint, options) : undefined
       if (cids == null || keys == null) {
@@ -633,7 +635,7 @@ export class ReceiverSession {
       // shared with every session that hints the DAG: nothing to keep per block
       this.recordedHints.push(cids)
       this.recordedRoots.push(hint)
-      this.frontier.trustWholeSet(keys)
+      this.frontier.trustWholeSet(keys, { held: () => record?.generation === generation })
       this.counters.recordedHintBlocks += cids.length
     }
     if (unrecorded.length === 0) {

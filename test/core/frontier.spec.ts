@@ -571,6 +571,33 @@ describe('core/frontier', () => {
       expect(await frontier.receive(old[2].cid, old[2].bytes)).to.equal('duplicate')
     })
 
+    it('holds a link into a shared set without a store lookup while the set\'s held check passes', async () => {
+      const { old, root, store } = await versions('trusted set, held')
+      const frontier = await ReceiverFrontier.create([root.cid], { blockstore: store })
+      frontier.trustWholeSet(new Set(old.map(block => cidKey(block.cid))), { held: () => true })
+
+      expect(await frontier.receive(root.cid, root.bytes)).to.equal('stored')
+
+      expect(frontier.complete).to.be.true()
+      expect(frontier.holds(old[0].cid)).to.be.true()
+      expect(store.lookupsOf(old[0].cid)).to.equal(0)
+    })
+
+    it('looks a link into a shared set up once its held check fails, and wants the block deleted meanwhile', async () => {
+      const { old, root, store } = await versions('trusted set, deleted')
+      const frontier = await ReceiverFrontier.create([root.cid], { blockstore: store })
+      let nothingDeleted = true
+      frontier.trustWholeSet(new Set(old.map(block => cidKey(block.cid))), { held: () => nothingDeleted })
+      await store.delete(old[0].cid)
+      nothingDeleted = false
+
+      expect(await frontier.receive(root.cid, root.bytes)).to.equal('stored')
+
+      expect(store.lookupsOf(old[0].cid)).to.equal(1)
+      expect(frontier.complete).to.be.false()
+      expect(keys(frontier.wants())).to.deep.equal(keys([old[0].cid]))
+    })
+
     it('without trust, the same link makes the frontier read every held interior block below it', async () => {
       const { old, root, store } = await versions('untrusted')
       const frontier = await ReceiverFrontier.create([root.cid], { blockstore: store })
