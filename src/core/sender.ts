@@ -479,7 +479,7 @@ export class SenderSession {
 
   private async * pass (wants: CID[], missing: CID[], signal?: AbortSignal): AsyncGenerator<Message, void, undefined> {
     const mustSend = new Set(wants.map(cid => cidKey(cid)))
-    const skip = (cid: CID): boolean => {
+    const skip = (cid: CID, depth?: number, key: string = cidKey(cid)): boolean => {
       if (this.finished || this.closed) {
         return true
       }
@@ -488,18 +488,16 @@ export class SenderSession {
         // buckets, wants included: a status that moved buckets elsewhere withdrew them (S-15)
         return true
       }
-      const key = cidKey(cid)
       // a shallow pull (`dl: 0`) asked for the wants' own blocks only
       return !mustSend.has(key) && (this.shallow || this.sent.has(key) || this.bloom?.has(bloomItem(cid)) === true)
     }
     // raw leaves wait until every interior block of the pass is out: interior
     // blocks are small and show the receiver which subgraphs it holds
     const leaves = new Map<string, CID>()
-    const skipOrDefer = (cid: CID): boolean => {
-      if (skip(cid)) {
+    const skipOrDefer = (cid: CID, depth: number, key: string): boolean => {
+      if (skip(cid, depth, key)) {
         return true
       }
-      const key = cidKey(cid)
       if (cid.code === raw.code && !mustSend.has(key)) {
         leaves.set(key, cid)
         return true
@@ -561,7 +559,7 @@ export class SenderSession {
     return !skip(cid)
   }
 
-  private async * send (roots: CID[], walkSkip: (cid: CID) => boolean, skip: (cid: CID) => boolean, mustSend: Set<string>, missing: CID[], signal?: AbortSignal): AsyncGenerator<Message, void, undefined> {
+  private async * send (roots: CID[], walkSkip: (cid: CID, depth: number, key: string) => boolean, skip: (cid: CID) => boolean, mustSend: Set<string>, missing: CID[], signal?: AbortSignal): AsyncGenerator<Message, void, undefined> {
     const maxBlockSize = this.init.maxBlockSize ?? Infinity
     for await (const block of walkDag(this.init.blockstore, roots, {
       skip: walkSkip,

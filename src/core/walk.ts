@@ -34,9 +34,9 @@ export interface WalkOptions extends BlockReadOptions {
    * Asked just before a block is read. Returning true skips the block and
    * everything below it that is not reachable another way (the sender's
    * Bloom check). Asked again at visit time, so it may change its mind while
-   * the walk runs.
+   * the walk runs. `key` is the CID's `cidKey`, made once by the walk.
    */
-  skip?(cid: CID, depth: number): boolean
+  skip?(cid: CID, depth: number, key: string): boolean
 
   /**
    * Called for a block the store does not hold; the walk then goes on without
@@ -239,7 +239,7 @@ async function * walk (store: BlockSource, roots: CID[], options: WalkOptions, l
         return
       }
       const item = order === 'preorder' ? next[next.length - 1 - i] : next[head + i]
-      if (item.read == null && options.skip?.(cidOf(item), item.depth) !== true) {
+      if (item.read == null && options.skip?.(cidOf(item), item.depth, item.key) !== true) {
         // a failed read ahead is reported when the walk reaches the block
         read(item).catch(() => {})
       }
@@ -284,7 +284,7 @@ async function * walk (store: BlockSource, roots: CID[], options: WalkOptions, l
         index(1)
       }
 
-      if (options.skip?.(cidOf(item), item.depth) === true) {
+      if (options.skip?.(cidOf(item), item.depth, item.key) === true) {
         uncharge(item)
         continue
       }
