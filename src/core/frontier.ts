@@ -279,7 +279,7 @@ export class ReceiverFrontier {
    * lookup while `held()` returns true (the record passes a check that no
    * block was deleted since the set was read)
    */
-  trustWholeSet (keys: ReadonlySet<string>, options: { held?: () => boolean } = {}): void {
+  trustWholeSet (keys: ReadonlySet<string>, options: { held?(): boolean } = {}): void {
     this.wholeSets.push(keys)
     if (options.held != null) {
       this.heldSets.set(keys, options.held)
