@@ -273,11 +273,28 @@ export class Yielder {
    * reason if `signal` was aborted meanwhile
    */
   async maybeYield (signal?: AbortSignal): Promise<void> {
-    if (now() - turnStarted() < this.sliceMs) {
+    if (!this.due) {
       return
     }
     await nextTurn()
     signal?.throwIfAborted()
+  }
+
+  /**
+   * True once the current slice is over, when `maybeYield()` would wait. A
+   * loop of many short steps asks this first and awaits `maybeYield()` only
+   * then, saving a promise per step:
+   *
+   * @example
+   *
+   * ```ts
+   * if (turn.due) {
+   *   await turn.maybeYield(signal)
+   * }
+   * ```
+   */
+  get due (): boolean {
+    return now() - turnStarted() >= this.sliceMs
   }
 }
 

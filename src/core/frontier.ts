@@ -407,7 +407,9 @@ export class ReceiverFrontier {
           continue
         }
 
-        await this.yielder.maybeYield(options.signal)
+        if (this.yielder.due) {
+          await this.yielder.maybeYield(options.signal)
+        }
         const inWhole = this.isWhole(key)
         if (!(inWhole && this.heldWithoutLookup(key)) && !await hasBlock(this.blockstore, cid, options)) {
           this.want(key, cid)

@@ -272,7 +272,9 @@ async function * walk (store: BlockSource, roots: CID[], options: WalkOptions, l
   try {
     while (next.length > head) {
       options.signal?.throwIfAborted()
-      await yielder.maybeYield(options.signal)
+      if (yielder.due) {
+        await yielder.maybeYield(options.signal)
+      }
       const item = take()
       if (order === 'preorder') {
         const key = item.key

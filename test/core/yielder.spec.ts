@@ -27,6 +27,32 @@ describe('core/budget Yielder', () => {
     expect(most / fewest).to.be.below(3)
   })
 
+  it('due is false while the slice lasts and true once it is over; loops that ask it first still let timers run', async () => {
+    const yielder = new Yielder(10)
+    await new Promise(resolve => setTimeout(resolve, 5))
+    expect(yielder.due).to.be.false()
+    work(12)
+    expect(yielder.due).to.be.true()
+
+    const stop = { now: false }
+    const rounds = [0, 0, 0]
+    const loops = rounds.map(async (_, i) => {
+      const turn = new Yielder(10)
+      while (!stop.now) {
+        work(1)
+        rounds[i]++
+        if (turn.due) {
+          await turn.maybeYield()
+        }
+      }
+    })
+    const worstLag = await worstTimerLag(300)
+    stop.now = true
+    await Promise.all(loops)
+    expect(worstLag).to.be.below(60)
+    expect(Math.min(...rounds)).to.be.above(0)
+  })
+
   it('waiting loops resume one per turn of the event loop, in the order they yielded', async () => {
     const stop = { now: false }
     const order: number[] = []
