@@ -816,11 +816,14 @@ const heldHints: Attack = {
       })
     },
     check: (ctx, report) => {
-      // the server must have walked and greeted, and counted what the walks kept
+      // the server must have walked and greeted, and counted what the walks
+      // kept: at least two walks in each of its two local-walk slots (a walk
+      // of the wide DAG takes 1-2.5 s on 2 cores, so how many more fit in the
+      // attack's seconds is the machine's speed, not the server's health)
       const greetings = Number(ctx.tally.notes.greetings ?? 0)
       const kept = heldPeak(report)
       return [
-        ...(greetings >= 8 ? [] : [`slow: only ${greetings} of ${HELD_HINT_SESSIONS} pushes were greeted`]),
+        ...(greetings >= 4 ? [] : [`slow: only ${greetings} of ${HELD_HINT_SESSIONS} pushes were greeted`]),
         ...(kept >= WIDE_BLOCKS ? [] : [`uncounted: the heldCids budget peaked at ${kept}, less than one hint walk of the wide DAG`])
       ]
     }
