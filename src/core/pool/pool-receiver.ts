@@ -360,12 +360,22 @@ export class PoolReceiver {
 
   /** What `want` is taken to weigh: the size its parent gave it, else the mean of the leaves stored so far */
   private weightOf (want: CID): number {
-    return this.leafSizes.get(cidKey(want)) ?? this.leafEstimate()
+    return this.weightOfKey(cidKey(want))
+  }
+
+  /** `weightOf` for a want's `cidKey` */
+  private weightOfKey (key: string): number {
+    return this.leafSizes.get(key) ?? this.leafEstimate()
   }
 
   /** True when `want`'s parent says it is a large leaf (LARGE_LEAF_BYTES), asked before the others */
   isLarge (want: CID): boolean {
-    return (this.leafSizes.get(cidKey(want)) ?? 0) >= LARGE_LEAF_BYTES
+    return this.isLargeKey(cidKey(want))
+  }
+
+  /** `isLarge` for a want's `cidKey` */
+  private isLargeKey (key: string): boolean {
+    return (this.leafSizes.get(key) ?? 0) >= LARGE_LEAF_BYTES
   }
 
   /**
@@ -454,7 +464,6 @@ export class PoolReceiver {
     let blocked = false
     const freshKey = (key: string): boolean => this.frontier.isWantedKey(key) && !this.inFlight.has(key)
     const fresh = (want: CID): boolean => freshKey(cidKey(want))
-    const estimate = this.leafEstimate()
     // a want held or asked meanwhile leaves the queue and takes no room;
     // the queue gives its large leaves first. Every queued want is looked
     // at on each feed, so its key is made once
@@ -463,9 +472,8 @@ export class PoolReceiver {
       if (!freshKey(key)) {
         return true
       }
-      const hint = this.leafSizes.get(key)
-      const weight = hint ?? estimate
-      if (hint != null && hint >= LARGE_LEAF_BYTES) {
+      const weight = this.weightOfKey(key)
+      if (this.isLargeKey(key)) {
         if (weight > room && large > 0) {
           // it waits until the one on its way arrives
           blocked = true
