@@ -49,9 +49,31 @@ export function decodeCid (bytes: Uint8Array): CID {
   if (bytes.length === 34 && bytes[0] === SHA2_256_CODE && bytes[1] === SHA2_256_SIZE) {
     return new CID(0, DAG_PB_CODE, new Digest(SHA2_256_CODE, SHA2_256_SIZE, bytes.subarray(2), bytes), bytes)
   }
-  if (bytes.length === 36 && bytes[0] === 1 && bytes[1] < 0x80 && bytes[2] === SHA2_256_CODE && bytes[3] === SHA2_256_SIZE) {
+  if (bytes.length === COMMON_V1_LENGTH && startsCommonV1(bytes)) {
     const multihash = bytes.subarray(2)
     return new CID(1, bytes[1], new Digest(SHA2_256_CODE, SHA2_256_SIZE, multihash.subarray(2), multihash), bytes)
   }
   return CID.decode(bytes)
+}
+
+/**
+ * How many bytes the CID at the start of `bytes` takes (`CID.inspectBytes`),
+ * read without varint decoding for a CIDv1 of sha2-256 with a one-byte codec
+ *
+ * @example
+ *
+ * ```ts
+ * cidLength(concat([cid.bytes, blockBytes])) // cid.bytes.length
+ * ```
+ */
+export function cidLength (bytes: Uint8Array): number {
+  return startsCommonV1(bytes) ? COMMON_V1_LENGTH : CID.inspectBytes(bytes).size
+}
+
+/** The length of a CIDv1 of sha2-256 with a one-byte codec */
+const COMMON_V1_LENGTH = 36
+
+/** True when `bytes` start like a CIDv1 of sha2-256 with a one-byte codec */
+function startsCommonV1 (bytes: Uint8Array): boolean {
+  return bytes[0] === 1 && bytes[1] < 0x80 && bytes[2] === SHA2_256_CODE && bytes[3] === SHA2_256_SIZE
 }

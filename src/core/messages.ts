@@ -4,7 +4,7 @@ import { DEFAULT_MAX_BLOCK_SIZE, DEFAULT_MAX_BLOOM_BYTES, DEFAULT_MAX_BLOOM_HASH
 import { LimitExceededError, ProtocolError } from '../errors.ts'
 import { BloomFilter } from './bloom/bloom-filter.ts'
 import { Yielder } from './budget.ts'
-import { decodeCid } from './cid-key.ts'
+import { cidLength as cidLengthOf, decodeCid } from './cid-key.ts'
 import { ITEMS_PER_STEP, controlValue, runSteps } from './control-values.ts'
 import { Shard } from './pool/shard.ts'
 
@@ -471,8 +471,7 @@ function decodeBlock (body: Uint8Array, limits: MessageLimits): BlockMessage {
     // the CID's length from its varints, then the CID from a copy of its
     // bytes: whoever keeps the CID (a frontier, a sent set) must not keep
     // the frame alive, and one CID is built per block, not two
-    // a CIDv1 of sha2-256 with a one-byte codec (nearly every block) needs no varint decoding
-    cidLength = body[0] === 1 && body[1] < 0x80 && body[2] === 0x12 && body[3] === 0x20 ? 36 : CID.inspectBytes(body).size
+    cidLength = cidLengthOf(body)
     if (cidLength > body.byteLength) {
       throw new RangeError(`the CID needs ${cidLength} bytes, the frame has ${body.byteLength}`)
     }
