@@ -72,6 +72,12 @@ export interface ReceiverFrontierInit {
   onWant?(cid: CID): void
 }
 
+/** A shared set of keys of whole subgraphs, and the check under which its blocks need no store lookup (see `trustWholeSet`) */
+interface WholeSet {
+  keys: ReadonlySet<string>
+  held?(): boolean
+}
+
 /**
  * The receiver's record of a session: for a set of roots, which reachable
  * blocks it holds and which are missing. The missing ones whose parents are
@@ -111,9 +117,7 @@ export class ReceiverFrontier {
   /** Keys of held blocks whose whole subgraph a walk found held (see `trustWhole`) */
   private readonly whole = new Set<string>()
   /** Sets of keys of whole subgraphs shared with other sessions (see `trustWholeSet`) */
-  private readonly wholeSets: Array<ReadonlySet<string>> = []
-  /** The whole sets whose blocks are held while their check passes (see `trustWholeSet`) */
-  private readonly heldSets = new Map<ReadonlySet<string>, () => boolean>()
+  private readonly wholeSets: WholeSet[] = []
   /** Held links into whole subgraphs that were not walked below */
   private trusted = 0
   private busy = false
@@ -196,8 +200,8 @@ export class ReceiverFrontier {
    */
   get holdCount (): number {
     let size = this.holding.size + this.whole.size
-    for (const set of this.wholeSets) {
-      size += set.size
+    for (const { keys } of this.wholeSets) {
+      size += keys.size
     }
     return size
   }
@@ -280,25 +284,27 @@ export class ReceiverFrontier {
    * block was deleted since the set was read)
    */
   trustWholeSet (keys: ReadonlySet<string>, options: { held?(): boolean } = {}): void {
-    this.wholeSets.push(keys)
-    if (options.held != null) {
-      this.heldSets.set(keys, options.held)
-    }
+    this.wholeSets.push({ keys, held: options.held })
   }
 
   /**
-   * True when a block of a whole subgraph needs no store lookup: its set
-   * came with a `held` check (see `trustWholeSet`) that still passes. Other
-   * whole blocks are looked up when a received block links to them, so a
-   * block deleted since they were found whole is wanted again.
+   * Whether the block of `key` lies in a whole subgraph, and if so whether
+   * it needs no store lookup: 'held' when a set holding it came with a
+   * `held` check (see `trustWholeSet`) that still passes. Other whole blocks
+   * are looked up when a received block links to them, so a block deleted
+   * since they were found whole is wanted again.
    */
-  private heldWithoutLookup (key: string): boolean {
-    for (const [set, held] of this.heldSets) {
-      if (set.has(key) && held()) {
-        return true
+  private wholeness (key: string): 'none' | 'look-up' | 'held' {
+    let found: 'none' | 'look-up' = this.whole.has(key) ? 'look-up' : 'none'
+    for (const { keys, held } of this.wholeSets) {
+      if (keys.has(key)) {
+        if (held?.() === true) {
+          return 'held'
+        }
+        found = 'look-up'
       }
     }
-    return false
+    return found
   }
 
   /** True when the block of `key` lies in a whole subgraph (see `trustWhole`, `trustWholeSet`) */
@@ -306,8 +312,8 @@ export class ReceiverFrontier {
     if (this.whole.has(key)) {
       return true
     }
-    for (const set of this.wholeSets) {
-      if (set.has(key)) {
+    for (const { keys } of this.wholeSets) {
+      if (keys.has(key)) {
         return true
       }
     }
@@ -410,8 +416,9 @@ export class ReceiverFrontier {
         if (this.yielder.due) {
           await this.yielder.maybeYield(options.signal)
         }
-        const inWhole = this.isWhole(key)
-        if (!(inWhole && this.heldWithoutLookup(key)) && !await hasBlock(this.blockstore, cid, options)) {
+        const wholeness = this.wholeness(key)
+        const inWhole = wholeness !== 'none'
+        if (wholeness !== 'held' && !await hasBlock(this.blockstore, cid, options)) {
           this.want(key, cid)
           continue
         }
